@@ -1,0 +1,424 @@
+//! Code that runs inside evcxr's user-code child process (this same binary, launched by
+//! evcxr with `EVCXR_IS_RUNTIME` set), before evcxr's own runtime loop starts.
+//!
+//! It owns two small relays on the child's file descriptors; it must not touch anything
+//! evcxr's runtime depends on beyond passing its lines through unchanged:
+//! - **stdin**: evcxr sends `LOAD_AND_RUN …` when compiled user code starts; the relay
+//!   announces that moment on stdout ([`RUN_START`]) so the kernel can split compile
+//!   time from run time, then forwards the line.
+//! - **stdout**: evcxr holds back `EVCXR_BEGIN_CONTENT` blocks until a cell ends. Blocks
+//!   printed *during* a cell are rewritten into single-line [`DISPLAY`] markers that evcxr
+//!   passes through like ordinary output, so they show live; blocks printed right before
+//!   the end of the cell (the value of the final expression) stay evcxr's. At the end of
+//!   a cell the relay asks the user-code std to flush its stdout ([`END_OF_CELL`]), so a
+//!   `print!` without newline shows in the cell that printed it.
+//!
+//! Cells link their own copy of `libstd.so`, separate from this binary's std, so the
+//! flush function and the panic hook are installed by the kernel's prelude cell (see
+//! `engine::prelude`), which reports the flush function's address on stdout.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Prefix of every line rustmeter's own markers use. A control character, so ordinary
+/// program output never collides with it.
+pub const MARK: &str = "\u{1}RM_";
+/// Compiled user code started running (announced by the stdin relay).
+pub const RUN_START: &str = "\u{1}RM_RUN_START";
+/// `\u{1}RM_DISPLAY {json}`: a display_data (fields `data`, optional `display_id`, `update`).
+pub const DISPLAY: &str = "\u{1}RM_DISPLAY ";
+/// `\u{1}RM_CLEAR {json}`: clear_output (`{"wait":bool}`).
+pub const CLEAR: &str = "\u{1}RM_CLEAR ";
+/// `\u{1}RM_PANIC {json}`: a panic seen by the prelude's panic hook.
+pub const PANIC: &str = "\u{1}RM_PANIC ";
+/// Ends a partial output line (one printed without newline): the text before it has no `\n`.
+pub const NO_EOL: &str = "\u{1}RM_NOEOL";
+/// Printed by the prelude's flush function; the relay consumes it.
+pub const END_OF_CELL: &str = "\u{1}RM_EOC";
+/// `\u{1}RM_EOC_FN <address>`: where the prelude's flush function lives; consumed here.
+pub const END_OF_CELL_FN: &str = "\u{1}RM_EOC_FN ";
+
+const EVCXR_COMPLETE: &str = "EVCXR_EXECUTION_COMPLETE";
+const EVCXR_BEGIN: &str = "EVCXR_BEGIN_CONTENT ";
+const EVCXR_END: &str = "EVCXR_END_CONTENT";
+const EVCXR_PANIC: &str = "EVCXR_PANIC_NOTIFICATION";
+/// A held content block becomes a live display after this long without the cell ending.
+const HOLD_LIMIT: Duration = Duration::from_millis(150);
+/// How long the end of a cell waits for the user-code stdout to be flushed.
+const FLUSH_LIMIT: Duration = Duration::from_millis(500);
+
+/// Installs the relays when this process is evcxr's user-code child; returns at once
+/// otherwise.
+pub fn hook() {
+    if std::env::var_os("EVCXR_IS_RUNTIME").is_none() {
+        return;
+    }
+    apply_env_file();
+    if let Err(error) = install() {
+        // Without the relays cells still run; they only lose live displays.
+        eprintln!("rustmeter: could not set up output relay: {error}");
+    }
+}
+
+/// Variables set with `:env`, applied now while this process has a single thread.
+fn apply_env_file() {
+    let Some(path) = std::env::var_os("RUSTMETER_CHILD_ENV_FILE") else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for line in text.lines() {
+        if let Some((key, value)) = line.split_once('=') {
+            std::env::set_var(key, value);
+        }
+    }
+}
+
+fn install() -> std::io::Result<()> {
+    let real_stdout = Arc::new(Mutex::new(unsafe { File::from_raw_fd(dup(1)?) }));
+    let (out_read, out_write) = pipe()?;
+    let (in_read, in_write) = pipe()?;
+    let real_stdin = dup(0)?;
+    dup2(out_write, 1)?;
+    dup2(in_read, 0)?;
+    unsafe {
+        libc::close(out_write);
+        libc::close(in_read);
+    }
+    let (flush_tx, flush_rx) = mpsc::channel::<usize>();
+    std::thread::spawn(move || flusher(flush_rx));
+    // Markers start once the kernel's prelude cell has run: evcxr's own warm-up cell
+    // runs before anything drains its stdout channel, and would wait on them forever.
+    let markers_on = Arc::new(AtomicBool::new(false));
+    let stdout_for_stdin = Arc::clone(&real_stdout);
+    let markers_for_stdin = Arc::clone(&markers_on);
+    std::thread::spawn(move || {
+        relay_stdin(real_stdin, in_write, stdout_for_stdin, markers_for_stdin)
+    });
+    std::thread::spawn(move || StdoutRelay::new(real_stdout, flush_tx, markers_on).run(out_read));
+    Ok(())
+}
+
+fn pipe() -> std::io::Result<(i32, i32)> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((fds[0], fds[1]))
+}
+
+fn dup(fd: i32) -> std::io::Result<i32> {
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(new)
+}
+
+fn dup2(from: i32, to: i32) -> std::io::Result<()> {
+    if unsafe { libc::dup2(from, to) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Calls the prelude's flush function on its own thread: it takes the user-code stdout
+/// lock, which a user thread may hold while it waits for the stdout relay to read.
+fn flusher(requests: mpsc::Receiver<usize>) {
+    while let Ok(address) = requests.recv() {
+        // SAFETY: the address was printed by the prelude cell as `fn() as usize` for an
+        // `extern "C" fn()`, and evcxr never unloads a cell's library.
+        let function: extern "C" fn() = unsafe { std::mem::transmute(address) };
+        function();
+    }
+}
+
+fn relay_stdin(
+    real_stdin: i32,
+    to_runtime: i32,
+    real_stdout: Arc<Mutex<File>>,
+    markers_on: Arc<AtomicBool>,
+) {
+    let mut input = unsafe { File::from_raw_fd(real_stdin) };
+    let mut output = unsafe { File::from_raw_fd(to_runtime) };
+    let mut lines = LineSplitter::default();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match std::io::Read::read(&mut input, &mut buf) {
+            Ok(0) | Err(_) => return, // kernel closed our stdin: evcxr's loop ends too
+            Ok(n) => n,
+        };
+        for line in lines.push(&buf[..n]) {
+            if line.starts_with("LOAD_AND_RUN ") && markers_on.load(Ordering::SeqCst) {
+                write_line(&real_stdout, RUN_START);
+            }
+            if output.write_all(format!("{line}\n").as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn write_line(out: &Mutex<File>, line: &str) {
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = out.write_all(format!("{line}\n").as_bytes());
+}
+
+/// Splits a byte stream into lines, keeping a trailing partial line for later.
+#[derive(Default)]
+struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        }
+        lines
+    }
+}
+
+struct StdoutRelay {
+    out: Arc<Mutex<File>>,
+    flush_requests: mpsc::Sender<usize>,
+    flush_fn: Option<usize>,
+    markers_on: Arc<AtomicBool>,
+    /// Content blocks printed by the cell, not yet known to be live or final.
+    held: Vec<(String, String)>,
+    held_since: Option<Instant>,
+    /// A block being read: (mime, lines so far).
+    open_block: Option<(String, Vec<String>)>,
+    /// evcxr's completion line, held while the user-code stdout is being flushed.
+    completion: Option<(String, Instant)>,
+}
+
+impl StdoutRelay {
+    fn new(
+        out: Arc<Mutex<File>>,
+        flush_requests: mpsc::Sender<usize>,
+        markers_on: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            out,
+            flush_requests,
+            flush_fn: None,
+            markers_on,
+            held: Vec::new(),
+            held_since: None,
+            open_block: None,
+            completion: None,
+        }
+    }
+
+    fn run(mut self, fd: i32) {
+        let mut input = unsafe { File::from_raw_fd(fd) };
+        let mut lines = LineSplitter::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let timeout = self.next_deadline();
+            if !wait_readable(fd, timeout) {
+                self.on_timeout();
+                continue;
+            }
+            let n = match std::io::Read::read(&mut input, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            for line in lines.push(&buf[..n]) {
+                self.on_line(line);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        let hold = self
+            .held_since
+            .map(|t| HOLD_LIMIT.saturating_sub(t.elapsed()));
+        let flush = self
+            .completion
+            .as_ref()
+            .map(|(_, t)| FLUSH_LIMIT.saturating_sub(t.elapsed()));
+        match (hold, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        if let Some((_, since)) = &self.completion {
+            if since.elapsed() >= FLUSH_LIMIT {
+                self.finish_cell();
+                return;
+            }
+        }
+        if self.completion.is_none() && self.held_since.is_some_and(|t| t.elapsed() >= HOLD_LIMIT) {
+            self.release_held_as_live();
+        }
+    }
+
+    fn on_line(&mut self, line: String) {
+        if let Some((mime, lines)) = &mut self.open_block {
+            if line == EVCXR_END {
+                let content = lines.join("\n");
+                let mime = std::mem::take(mime);
+                self.open_block = None;
+                self.held.push((mime, content));
+                self.held_since.get_or_insert_with(Instant::now);
+            } else if line == EVCXR_PANIC {
+                // evcxr ends the block on a panic; let it see the same.
+                let (mime, lines) = self.open_block.take().unwrap_or_default();
+                self.emit(&format!("{EVCXR_BEGIN}{mime}"));
+                for l in lines {
+                    self.emit(&l);
+                }
+                self.emit(&line);
+            } else {
+                lines.push(line);
+            }
+            return;
+        }
+        // evcxr finds its marker anywhere in a line: a `print!` without newline before a
+        // content block would be swallowed, so split it off as partial output.
+        if let Some(at) = line.find(EVCXR_BEGIN).filter(|at| *at > 0) {
+            self.release_held_as_live();
+            self.emit(&format!("{}{NO_EOL}", &line[..at]));
+            return self.on_line(line[at..].to_string());
+        }
+        if let Some(mime) = line.strip_prefix(EVCXR_BEGIN) {
+            self.open_block = Some((mime.trim().to_string(), Vec::new()));
+            return;
+        }
+        if let Some(address) = line.strip_prefix(END_OF_CELL_FN) {
+            self.flush_fn = address.trim().parse().ok();
+            self.markers_on.store(true, Ordering::SeqCst);
+            return;
+        }
+        if let Some(partial) = line.strip_suffix(END_OF_CELL) {
+            if !partial.is_empty() {
+                self.release_held_as_live();
+                self.emit(&format!("{partial}{NO_EOL}"));
+            }
+            if self.completion.is_some() {
+                self.finish_cell();
+            }
+            return;
+        }
+        if line == EVCXR_COMPLETE {
+            match self.flush_fn {
+                Some(address) if self.flush_requests.send(address).is_ok() => {
+                    self.completion = Some((line, Instant::now()));
+                }
+                _ => {
+                    self.completion = Some((line, Instant::now()));
+                    self.finish_cell();
+                }
+            }
+            return;
+        }
+        self.release_held_as_live();
+        self.emit(&line);
+    }
+
+    /// The cell ended: blocks still held are its final value, evcxr's to report.
+    fn finish_cell(&mut self) {
+        for (mime, content) in std::mem::take(&mut self.held) {
+            self.emit(&format!("{EVCXR_BEGIN}{mime}"));
+            for l in content.split('\n') {
+                self.emit(l);
+            }
+            self.emit(EVCXR_END);
+        }
+        self.held_since = None;
+        if let Some((line, _)) = self.completion.take() {
+            self.emit(&line);
+        }
+    }
+
+    /// Blocks followed by more output were displays made while the cell ran.
+    fn release_held_as_live(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.held_since = None;
+        for group in group_displays(held) {
+            let data: serde_json::Map<String, serde_json::Value> = group
+                .into_iter()
+                .map(|(mime, content)| (mime, mime_value(content)))
+                .collect();
+            let json = serde_json::json!({ "data": data });
+            self.emit(&format!("{DISPLAY}{json}"));
+        }
+    }
+
+    fn emit(&self, line: &str) {
+        write_line(&self.out, line);
+    }
+}
+
+/// Consecutive blocks of distinct MIME types are one display (evcxr prints text/plain and
+/// text/html of one value back to back); a repeated type starts the next display.
+fn group_displays(blocks: Vec<(String, String)>) -> Vec<Vec<(String, String)>> {
+    let mut groups: Vec<Vec<(String, String)>> = Vec::new();
+    for (mime, content) in blocks {
+        match groups.last_mut() {
+            Some(group) if !group.iter().any(|(m, _)| *m == mime) => group.push((mime, content)),
+            _ => groups.push(vec![(mime, content)]),
+        }
+    }
+    groups
+}
+
+fn mime_value(content: String) -> serde_json::Value {
+    serde_json::Value::String(content)
+}
+
+fn wait_readable(fd: i32, timeout: Option<Duration>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    loop {
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r >= 0 {
+            return r > 0;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return true; // let read() report the error
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitter_keeps_partial_lines() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(b"ab\ncd"), vec!["ab".to_string()]);
+        assert_eq!(s.push(b"e\n"), vec!["cde".to_string()]);
+        assert!(s.push(b"").is_empty());
+    }
+
+    #[test]
+    fn groups_split_on_repeated_mime() {
+        let blocks = vec![
+            ("text/plain".into(), "a".into()),
+            ("text/html".into(), "<b>a</b>".into()),
+            ("text/plain".into(), "b".into()),
+        ];
+        let groups = group_displays(blocks);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].len(), 2);
+    }
+}

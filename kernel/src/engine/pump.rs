@@ -1,0 +1,176 @@
+//! The output pump: one thread that turns the user-code child's stdout/stderr lines (as
+//! evcxr passes them on) into [`CellEvent`]s, in order, and finishes each cell only after
+//! every line the cell printed has gone out.
+//!
+//! Ordering argument: evcxr returns from a cell only once its stdout channel is empty,
+//! i.e. once this thread has taken every line; this thread handles the engine's
+//! `Finish` after those lines, because it is one thread reading in turn.
+
+use super::{CellEvent, CellId, CellOutcome, Control, EngineEvent, Phase};
+use crate::child_runtime::{CLEAR, DISPLAY, NO_EOL, PANIC, RUN_START};
+use crossbeam_channel::{select, Receiver};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Messages from the engine thread.
+pub enum PumpCommand {
+    Start(CellId),
+    Finish(CellId, CellOutcome),
+}
+
+/// Largest stream message built from consecutive lines (a flood is batched, not dropped).
+const BATCH_BYTES: usize = 64 * 1024;
+
+pub struct Pump {
+    pub stdout: Receiver<String>,
+    pub stderr: Receiver<String>,
+    pub commands: Receiver<PumpCommand>,
+    pub events: UnboundedSender<EngineEvent>,
+    pub control: Arc<Control>,
+}
+
+struct PanicSeen {
+    message: String,
+    location: String,
+}
+
+impl Pump {
+    pub fn run(self) {
+        // Output between cells belongs to the cell that ran last (background threads).
+        let mut cell: CellId = 0;
+        let mut panic: Option<PanicSeen> = None;
+        loop {
+            select! {
+                recv(self.stdout) -> line => {
+                    let Ok(line) = line else { return };
+                    self.on_stdout(cell, line, &mut panic);
+                }
+                recv(self.stderr) -> line => {
+                    let Ok(line) = line else { return };
+                    let mut text = format!("{line}\n");
+                    batch(&self.stderr, &mut text);
+                    self.send(cell, CellEvent::Stream { stderr: true, text });
+                }
+                recv(self.commands) -> command => {
+                    match command {
+                        Ok(PumpCommand::Start(id)) => {
+                            cell = id;
+                            panic = None;
+                        }
+                        Ok(PumpCommand::Finish(id, outcome)) => {
+                            // Lines still on stderr were printed by the cell; keep them in it.
+                            let mut text = String::new();
+                            batch(&self.stderr, &mut text);
+                            if !text.is_empty() {
+                                self.send(id, CellEvent::Stream { stderr: true, text });
+                            }
+                            let outcome = match (outcome, panic.take()) {
+                                (CellOutcome::Ok { .. }, Some(p)) => {
+                                    CellOutcome::Error(super::report::panic(&p.message, &p.location))
+                                }
+                                (other, _) => other,
+                            };
+                            self.send(id, CellEvent::Finished(outcome));
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_stdout(&self, cell: CellId, line: String, panic: &mut Option<PanicSeen>) {
+        if line == RUN_START {
+            self.control.set_phase(Phase::Running);
+            self.send(cell, CellEvent::RunStarted);
+        } else if let Some(json) = line.strip_prefix(DISPLAY) {
+            if let Some(event) = display_event(json) {
+                self.send(cell, event);
+            }
+        } else if let Some(json) = line.strip_prefix(CLEAR) {
+            let wait = serde_json::from_str::<Value>(json)
+                .ok()
+                .and_then(|v| v.get("wait").and_then(Value::as_bool))
+                .unwrap_or(false);
+            self.send(cell, CellEvent::ClearOutput { wait });
+        } else if let Some(json) = line.strip_prefix(PANIC) {
+            if let Ok(v) = serde_json::from_str::<Value>(json) {
+                let on_main = v.get("main").and_then(Value::as_bool).unwrap_or(false);
+                if on_main && panic.is_none() {
+                    *panic = Some(PanicSeen {
+                        message: v["message"].as_str().unwrap_or("").to_string(),
+                        location: v["location"].as_str().unwrap_or("").to_string(),
+                    });
+                }
+            }
+        } else {
+            let mut text = match line.strip_suffix(NO_EOL) {
+                Some(partial) => partial.to_string(),
+                None => format!("{line}\n"),
+            };
+            // Batch plain lines already waiting; stop at anything that is a marker.
+            while text.len() < BATCH_BYTES {
+                match self.stdout.try_recv() {
+                    Ok(next) if !next.starts_with('\u{1}') => text.push_str(&format!("{next}\n")),
+                    Ok(next) => {
+                        self.send(
+                            cell,
+                            CellEvent::Stream {
+                                stderr: false,
+                                text: std::mem::take(&mut text),
+                            },
+                        );
+                        self.on_stdout(cell, next, panic);
+                        return;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.send(
+                cell,
+                CellEvent::Stream {
+                    stderr: false,
+                    text,
+                },
+            );
+        }
+    }
+
+    fn send(&self, cell: CellId, event: CellEvent) {
+        let _ = self.events.send(EngineEvent { cell, event });
+    }
+}
+
+fn batch(rx: &Receiver<String>, text: &mut String) {
+    while text.len() < BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+fn display_event(json: &str) -> Option<CellEvent> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let data = v.get("data")?.as_object()?.clone();
+    let metadata = v
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let display_id = v
+        .get("display_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let update = v.get("update").and_then(Value::as_bool).unwrap_or(false);
+    Some(CellEvent::Display {
+        data,
+        metadata,
+        display_id,
+        update,
+    })
+}

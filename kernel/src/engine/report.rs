@@ -1,0 +1,206 @@
+//! Turns evcxr errors into the neutral [`CellError`] the server shows: one error per failed
+//! cell, with a readable traceback (source line, carets, label, help). Pure functions.
+
+use super::{CellError, ErrorKind};
+use evcxr::CompilationError;
+
+const RED: &str = "\x1b[31m";
+const BOLD: &str = "\x1b[1m";
+const BLUE: &str = "\x1b[34m";
+const RESET: &str = "\x1b[0m";
+
+/// All compile errors of one cell as one error (the protocol wants one `error` per cell).
+pub fn compile_errors(errors: &[CompilationError]) -> CellError {
+    let mut traceback = Vec::new();
+    for error in errors {
+        traceback.extend(format_one(error));
+    }
+    let first = errors.first();
+    let evalue = first.map_or_else(|| "compilation failed".to_string(), |e| e.message());
+    let count = errors.len();
+    if count > 1 {
+        traceback.push(format!("{BOLD}{count} errors{RESET}"));
+    }
+    CellError {
+        kind: ErrorKind::Compile,
+        ename: "compile error".to_string(),
+        evalue,
+        traceback,
+        lost_variables: Vec::new(),
+    }
+}
+
+fn format_one(error: &CompilationError) -> Vec<String> {
+    let mut lines = Vec::new();
+    let code = error.code().map(|c| format!("[{c}]")).unwrap_or_default();
+    let level = error.level();
+    lines.push(format!(
+        "{RED}{BOLD}{level}{code}{RESET}{BOLD}: {}{RESET}",
+        error.message()
+    ));
+    for spanned in error.spanned_messages() {
+        if let Some(span) = &spanned.span {
+            lines.push(format!(
+                "{BLUE}  --> line {}:{}{RESET}",
+                span.start_line, span.start_column
+            ));
+            for (offset, source) in spanned.lines.iter().enumerate() {
+                let line_no = span.start_line + offset;
+                lines.push(format!("{BLUE}{line_no:>4} |{RESET} {source}"));
+            }
+            if span.start_line == span.end_line && span.end_column >= span.start_column {
+                let pad = " ".repeat(span.start_column.saturating_sub(1));
+                let carets = "^".repeat((span.end_column - span.start_column).max(1));
+                lines.push(format!(
+                    "{BLUE}     |{RESET} {pad}{RED}{carets} {}{RESET}",
+                    spanned.label
+                ));
+            } else if !spanned.label.is_empty() {
+                lines.push(format!("{BLUE}     = {RESET}{}", spanned.label));
+            }
+        } else if !spanned.label.is_empty() {
+            lines.push(format!("  {}", spanned.label));
+        }
+    }
+    for help in error.help() {
+        lines.push(format!("{BOLD}help{RESET}: {help}"));
+    }
+    if let Some(hint) = error.evcxr_extra_hint() {
+        lines.push(format!("{BOLD}hint{RESET}: {hint}"));
+    }
+    lines.push(String::new());
+    lines
+}
+
+/// A plain message error (evcxr `Error::Message`, bad `:` command, refused input).
+pub fn message(ename: &str, evalue: impl Into<String>) -> CellError {
+    let evalue = evalue.into();
+    CellError {
+        kind: ErrorKind::Kernel,
+        ename: ename.to_string(),
+        traceback: vec![format!("{RED}{BOLD}{ename}{RESET}: {evalue}")],
+        evalue,
+        lost_variables: Vec::new(),
+    }
+}
+
+/// A panic on the thread that ran the cell.
+pub fn panic(message: &str, location: &str) -> CellError {
+    let mut traceback = vec![format!("{RED}{BOLD}panic{RESET}: {message}")];
+    // evcxr compiles cells into src/lib.rs: its line numbers mean nothing to the learner.
+    if !location.is_empty() && !location.starts_with("src/lib.rs") {
+        traceback.push(format!("{BLUE}  --> {location}{RESET}"));
+    }
+    CellError {
+        kind: ErrorKind::Panic,
+        ename: "panic".to_string(),
+        evalue: message.to_string(),
+        traceback,
+        lost_variables: Vec::new(),
+    }
+}
+
+/// The cell was stopped by an interrupt; `restarted` when the child process was replaced.
+pub fn interrupted(lost_variables: Vec<String>, restarted: bool) -> CellError {
+    let mut text = "The cell was interrupted.".to_string();
+    if restarted {
+        text.push_str(&lost_text(&lost_variables));
+    }
+    CellError {
+        kind: ErrorKind::Interrupted,
+        ename: "interrupted".to_string(),
+        evalue: text.clone(),
+        traceback: vec![format!("{RED}{BOLD}■ interrupted{RESET}: {text}")],
+        lost_variables,
+    }
+}
+
+/// The user-code process died (segfault, abort, stack overflow, `process::exit`).
+pub fn crashed(evcxr_message: &str, lost_variables: Vec<String>) -> CellError {
+    let cause = crash_cause(evcxr_message);
+    let text = format!(
+        "The process running your code stopped: {cause}.{}",
+        lost_text(&lost_variables)
+    );
+    let mut traceback = vec![format!("{RED}{BOLD}crash{RESET}: {text}")];
+    let detail: Vec<&str> = evcxr_message
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(8)
+        .collect();
+    if !detail.is_empty() {
+        traceback.push(detail.join("\n"));
+    }
+    CellError {
+        kind: ErrorKind::Crashed,
+        ename: "crash".to_string(),
+        evalue: text,
+        traceback,
+        lost_variables,
+    }
+}
+
+fn lost_text(lost: &[String]) -> String {
+    if lost.is_empty() {
+        " It was restarted; no variables were lost.".to_string()
+    } else {
+        format!(
+            " It was restarted, so these variables were lost: {}. Re-run the cells that defined them.",
+            lost.join(", ")
+        )
+    }
+}
+
+/// Names what killed the child, as precisely as evcxr's message allows.
+pub fn crash_cause(message: &str) -> String {
+    if message.contains("Segmentation fault") {
+        "segmentation fault (invalid memory access)".into()
+    } else if message.contains("signal: 11") || message.contains("SIGSEGV") {
+        "SIGSEGV with no message, likely a stack overflow".into()
+    } else if message.contains("stack overflow") {
+        "stack overflow".into()
+    } else if message.contains("signal: 6") || message.contains("SIGABRT") {
+        "abort() (SIGABRT)".into()
+    } else if message.contains("signal: 9") || message.contains("SIGKILL") {
+        "killed (SIGKILL), possibly out of memory".into()
+    } else if let Some(code) = message
+        .split("exit status: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+    {
+        format!("the program exited with status {code} (std::process::exit)")
+    } else {
+        "it terminated unexpectedly".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_causes_are_named() {
+        assert!(
+            crash_cause("Segmentation fault.\nSubprocess terminated with status: signal: 6")
+                .contains("segmentation")
+        );
+        assert!(
+            crash_cause("Subprocess terminated with status: signal: 11 (SIGSEGV)")
+                .contains("stack overflow")
+        );
+        assert!(
+            crash_cause("Subprocess terminated with status: exit status: 3").contains("status 3")
+        );
+        assert!(crash_cause(
+            "Subprocess terminated with status: signal: 6 (SIGABRT) (core dumped)"
+        )
+        .contains("abort"));
+    }
+
+    #[test]
+    fn interrupted_lists_lost_variables() {
+        let e = interrupted(vec!["a".into(), "b".into()], true);
+        assert!(e.evalue.contains("a, b"));
+        assert_eq!(e.kind, ErrorKind::Interrupted);
+    }
+}

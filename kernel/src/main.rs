@@ -1,0 +1,83 @@
+//! The `rustmeter` executable: the kernel, its installer, and — because evcxr re-launches
+//! this same binary — the child process that runs user code.
+//!
+//! Holds no logic: it dispatches to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Must come first: when evcxr launches this binary as its user-code child, the
+    // child's stdout relay goes in place before evcxr's runtime loop takes over.
+    rustmeter_kernel::child_runtime::hook();
+    evcxr::runtime_hook();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rustmeter: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage:
+  rustmeter kernel --connection-file FILE     run the Jupyter kernel
+  rustmeter install-kernelspec --dir DIR [--rust-src PATH] [--env KEY=VALUE]...
+                                              write kernel.json and logos into DIR
+  rustmeter --version";
+
+fn run(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("kernel") => {
+            let file = flag_value(args, "--connection-file")
+                .or_else(|| args.get(1).filter(|a| !a.starts_with("--")).cloned())
+                .ok_or("kernel needs --connection-file FILE")?;
+            rustmeter_kernel::server::run_kernel(PathBuf::from(file)).map_err(|e| format!("{e:#}"))
+        }
+        Some("install-kernelspec") => {
+            let dir = flag_value(args, "--dir").ok_or("install-kernelspec needs --dir DIR")?;
+            let rust_src = flag_value(args, "--rust-src").map(PathBuf::from);
+            let env = flag_values(args, "--env")
+                .into_iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| format!("--env expects KEY=VALUE, got {kv:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let spec = rustmeter_kernel::install::KernelSpecOptions { rust_src, env };
+            rustmeter_kernel::install::write_kernelspec(PathBuf::from(dir).as_path(), &spec)
+                .map_err(|e| format!("{e:#}"))
+        }
+        Some("--version") | Some("-V") => {
+            println!("rustmeter {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("--help") | Some("-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    flag_values(args, flag).into_iter().next()
+}
+
+fn flag_values(args: &[String], flag: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == flag {
+            if let Some(v) = iter.next() {
+                out.push(v.clone());
+            }
+        } else if let Some(v) = arg.strip_prefix(&format!("{flag}=")) {
+            out.push(v.to_string());
+        }
+    }
+    out
+}

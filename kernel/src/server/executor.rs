@@ -1,0 +1,333 @@
+//! The execution queue: runs `execute_request`s one at a time, publishes what the engine
+//! reports for each (streams, displays, input prompts, the result or the one error), and
+//! after an error aborts the requests already waiting, as ipykernel does.
+
+use super::{log, wire, Kernel};
+use crate::engine::{CellEvent, CellId, CellOutcome, EngineEvent};
+use jupyter_protocol::{
+    ClearOutput, DisplayData, ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest,
+    ExecuteResult, ExecutionCount, InputRequest, JupyterMessage, JupyterMessageContent, Media,
+    ReplyError, ReplyStatus, Status, StreamContent, Transient, UpdateDisplayData,
+};
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// An execute request waiting its turn.
+pub struct Queued {
+    pub message: JupyterMessage,
+    pub request: ExecuteRequest,
+    pub received: Instant,
+}
+
+impl Queued {
+    pub fn new(message: JupyterMessage, request: ExecuteRequest) -> Queued {
+        Queued {
+            message,
+            request,
+            received: Instant::now(),
+        }
+    }
+}
+
+/// Parents of recent cells, so output a background thread prints after its cell ended
+/// still lands under that cell.
+struct RecentParents {
+    cells: VecDeque<(CellId, JupyterMessage)>,
+}
+
+impl RecentParents {
+    fn remember(&mut self, cell: CellId, parent: JupyterMessage) {
+        self.cells.push_back((cell, parent));
+        if self.cells.len() > 16 {
+            self.cells.pop_front();
+        }
+    }
+
+    fn get(&self, cell: CellId) -> Option<&JupyterMessage> {
+        self.cells
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == cell)
+            .map(|(_, p)| p)
+    }
+}
+
+pub async fn run(
+    kernel: Arc<Kernel>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+    mut events: mpsc::UnboundedReceiver<EngineEvent>,
+) {
+    let mut count: usize = 0;
+    let mut next_cell: CellId = 1;
+    let mut recent = RecentParents {
+        cells: VecDeque::new(),
+    };
+    loop {
+        let queued = tokio::select! {
+            q = queue.recv() => match q { Some(q) => q, None => return },
+            e = events.recv() => {
+                match e {
+                    Some(event) => publish_background(&kernel, &recent, event),
+                    None => return,
+                }
+                continue;
+            }
+        };
+        let cell = next_cell;
+        next_cell += 1;
+        let silent = queued.request.silent;
+        let failed = execute(&kernel, &queued, cell, &mut count, &mut events, &recent).await;
+        if !silent {
+            recent.remember(cell, queued.message.clone());
+        }
+        if failed && queued.request.stop_on_error && !silent {
+            abort_waiting(&kernel, &mut queue, count).await;
+        }
+    }
+}
+
+/// Runs one cell to the end; true if it failed.
+async fn execute(
+    kernel: &Arc<Kernel>,
+    queued: &Queued,
+    cell: CellId,
+    count: &mut usize,
+    events: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    recent: &RecentParents,
+) -> bool {
+    let parent = &queued.message;
+    let request = &queued.request;
+    let silent = request.silent;
+    kernel.iopub.status(Status::busy(), parent);
+    if !silent && request.store_history {
+        *count += 1;
+    }
+    let execution_count = ExecutionCount::new(*count);
+    if !silent {
+        kernel.iopub.send(wire::child_of(
+            ExecuteInput {
+                code: request.code.clone(),
+                execution_count,
+            },
+            parent,
+        ));
+        if request.store_history {
+            kernel
+                .history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(*count, &request.code);
+        }
+    }
+    kernel
+        .engine
+        .execute(cell, request.code.clone(), request.allow_stdin);
+
+    let outcome = loop {
+        let Some(event) = events.recv().await else {
+            break CellOutcome::Error(crate::engine::report::message(
+                "kernel error",
+                "the engine stopped",
+            ));
+        };
+        if event.cell != cell {
+            publish_background(kernel, recent, event);
+            continue;
+        }
+        match event.event {
+            CellEvent::Finished(outcome) => break outcome,
+            CellEvent::RunStarted => {}
+            CellEvent::InputRequest {
+                prompt,
+                password,
+                reply,
+            } => {
+                let answer = ask_input(kernel, parent, prompt, password).await;
+                let _ = reply.send(answer);
+            }
+            other if silent => drop(other),
+            other => publish_output(kernel, parent, other),
+        }
+    };
+
+    let (reply, failed) = match outcome {
+        CellOutcome::Ok { data } => {
+            if !silent && !data.is_empty() {
+                if request.store_history {
+                    if let Some(Value::String(text)) = data.get("text/plain") {
+                        kernel
+                            .history
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .set_output(*count, text);
+                    }
+                }
+                kernel.iopub.send(wire::child_of(
+                    ExecuteResult {
+                        execution_count,
+                        data: media(data),
+                        metadata: Map::new(),
+                        transient: None,
+                    },
+                    parent,
+                ));
+            }
+            (
+                ExecuteReply {
+                    status: ReplyStatus::Ok,
+                    execution_count,
+                    ..Default::default()
+                },
+                false,
+            )
+        }
+        CellOutcome::Error(error) => {
+            if !silent {
+                kernel.iopub.send(wire::child_of(
+                    ErrorOutput {
+                        ename: error.ename.clone(),
+                        evalue: error.evalue.clone(),
+                        traceback: error.traceback.clone(),
+                    },
+                    parent,
+                ));
+            }
+            let reply = ExecuteReply {
+                status: ReplyStatus::Error,
+                execution_count,
+                error: Some(Box::new(ReplyError {
+                    ename: error.ename,
+                    evalue: error.evalue,
+                    traceback: error.traceback,
+                })),
+                ..Default::default()
+            };
+            (reply, true)
+        }
+    };
+    let mut reply = wire::child_of(reply, parent);
+    reply.metadata = serde_json::json!({ "started": chrono::Utc::now().to_rfc3339(), "status": status_word(failed) });
+    send_shell(kernel, reply).await;
+    kernel.iopub.status(Status::idle(), parent);
+    failed
+}
+
+fn status_word(failed: bool) -> &'static str {
+    if failed {
+        "error"
+    } else {
+        "ok"
+    }
+}
+
+/// Requests already queued when a cell failed are answered `aborted` without running.
+async fn abort_waiting(
+    kernel: &Arc<Kernel>,
+    queue: &mut mpsc::UnboundedReceiver<Queued>,
+    count: usize,
+) {
+    while let Ok(queued) = queue.try_recv() {
+        let parent = &queued.message;
+        kernel.iopub.status(Status::busy(), parent);
+        let reply = ExecuteReply {
+            status: ReplyStatus::Aborted,
+            execution_count: ExecutionCount::new(count),
+            ..Default::default()
+        };
+        send_shell(kernel, wire::child_of(reply, parent)).await;
+        kernel.iopub.status(Status::idle(), parent);
+    }
+}
+
+async fn send_shell(kernel: &Kernel, reply: JupyterMessage) {
+    if let Err(e) = kernel.shell.lock().await.send(reply).await {
+        log(&format!("shell: could not send execute_reply: {e}"));
+    }
+}
+
+fn publish_background(kernel: &Kernel, recent: &RecentParents, event: EngineEvent) {
+    let Some(parent) = recent.get(event.cell) else {
+        return;
+    };
+    match event.event {
+        CellEvent::Stream { .. } | CellEvent::Display { .. } | CellEvent::ClearOutput { .. } => {
+            publish_output(kernel, parent, event.event)
+        }
+        _ => {}
+    }
+}
+
+fn publish_output(kernel: &Kernel, parent: &JupyterMessage, event: CellEvent) {
+    let content: JupyterMessageContent = match event {
+        CellEvent::Stream { stderr, text } => {
+            if stderr {
+                StreamContent::stderr(&text).into()
+            } else {
+                StreamContent::stdout(&text).into()
+            }
+        }
+        CellEvent::Display {
+            data,
+            metadata,
+            display_id,
+            update,
+        } => match (display_id, update) {
+            (Some(id), true) => UpdateDisplayData {
+                data: media(data),
+                metadata,
+                transient: Transient {
+                    display_id: Some(id),
+                },
+            }
+            .into(),
+            (id, _) => DisplayData {
+                data: media(data),
+                metadata,
+                transient: id.map(|id| Transient {
+                    display_id: Some(id),
+                }),
+            }
+            .into(),
+        },
+        CellEvent::ClearOutput { wait } => ClearOutput { wait }.into(),
+        _ => return,
+    };
+    kernel.iopub.send(wire::child_of(content, parent));
+}
+
+fn media(data: Map<String, Value>) -> Media {
+    // Round-trip through the protocol crate's own parser so known types are typed.
+    serde_json::from_value(Value::Object(data)).unwrap_or_default()
+}
+
+/// Sends an `input_request` on stdin to the client that asked for this cell and waits
+/// for its `input_reply`.
+async fn ask_input(
+    kernel: &Kernel,
+    parent: &JupyterMessage,
+    prompt: String,
+    password: bool,
+) -> String {
+    let mut stdin = kernel.stdin.lock().await;
+    let request = wire::child_of(InputRequest { prompt, password }, parent);
+    if let Err(e) = stdin.send(request).await {
+        log(&format!("stdin: could not send input_request: {e}"));
+        return String::new();
+    }
+    loop {
+        match stdin.read().await {
+            Ok(message) => {
+                if let JupyterMessageContent::InputReply(reply) = message.content {
+                    return reply.value;
+                }
+            }
+            Err(e) => {
+                log(&format!("stdin: bad input_reply: {e}"));
+                return String::new();
+            }
+        }
+    }
+}

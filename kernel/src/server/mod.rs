@@ -1,0 +1,396 @@
+//! The Jupyter side: five ZeroMQ sockets, one typed `match` per channel, the execution
+//! queue, busy/idle, abort-after-error, history.
+//!
+//! Knows Jupyter messages, and the engine only through [`crate::engine::Engine`]'s neutral
+//! events; it must not name evcxr types. One small task per socket: shell and control
+//! read and dispatch, iopub owns the publishing socket (and answers subscriptions with
+//! the JEP 65 welcome), heartbeat echoes, and the executor runs cells in order.
+
+mod executor;
+pub mod history;
+pub mod wire;
+
+use crate::engine::{Completeness, Engine};
+use crate::workdir::WorkDir;
+use anyhow::Context;
+use jupyter_protocol::{
+    CodeMirrorMode, CommClose, CommInfoReply, CompleteReply, ConnectionInfo, HelpLink,
+    HistoryReply, InspectReply, InterruptReply, IsCompleteReply, JupyterMessage,
+    JupyterMessageContent, KernelInfoReply, LanguageInfo, Media, MediaType, ReplyStatus,
+    ShutdownReply, Status,
+};
+use jupyter_zmq_client::{
+    create_kernel_control_connection, create_kernel_heartbeat_connection,
+    create_kernel_iopub_xpub_connection, create_kernel_shell_connection,
+    create_kernel_stdin_connection, RouterSendConnection, SubscriptionEvent,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Mutex};
+
+/// Runs the kernel until a shutdown request. Returns an error only if it cannot start.
+pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&connection_file)
+        .with_context(|| format!("cannot read connection file {}", connection_file.display()))?;
+    // The parse error is reported without the file's content: it holds the key.
+    let info: ConnectionInfo = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "connection file {} is not valid: {}",
+            connection_file.display(),
+            e.classify_text()
+        )
+    })?;
+    let workdir = WorkDir::create().context("cannot create the kernel's work folder")?;
+    std::fs::create_dir_all(workdir.evcxr_dir())?;
+    // Still single-threaded here: the only safe moment to set evcxr's folder.
+    std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("kernel-io")
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(info, workdir))
+}
+
+trait ClassifyText {
+    fn classify_text(&self) -> String;
+}
+
+impl ClassifyText for serde_json::Error {
+    fn classify_text(&self) -> String {
+        format!(
+            "{:?} error at line {} column {}",
+            self.classify(),
+            self.line(),
+            self.column()
+        )
+    }
+}
+
+/// Publishes on iopub, in order, from any task.
+#[derive(Clone)]
+pub struct IoPub {
+    tx: mpsc::UnboundedSender<JupyterMessage>,
+}
+
+impl IoPub {
+    pub fn send(&self, message: JupyterMessage) {
+        let _ = self.tx.send(message);
+    }
+
+    pub fn status(&self, state: Status, parent: &JupyterMessage) {
+        self.send(wire::child_of(state, parent));
+    }
+}
+
+/// What the socket tasks share.
+pub struct Kernel {
+    pub iopub: IoPub,
+    pub shell: Mutex<RouterSendConnection>,
+    pub control: Mutex<RouterSendConnection>,
+    pub engine: Engine,
+    pub history: std::sync::Mutex<history::History>,
+    pub executions: mpsc::UnboundedSender<executor::Queued>,
+    pub stdin: Mutex<jupyter_zmq_client::KernelStdinConnection>,
+    rustc_version: String,
+}
+
+async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
+    let session = uuid::Uuid::new_v4().to_string();
+    let shell = create_kernel_shell_connection(&info, &session)
+        .await
+        .context("bind shell")?;
+    let control = create_kernel_control_connection(&info, &session)
+        .await
+        .context("bind control")?;
+    let stdin = create_kernel_stdin_connection(&info, &session)
+        .await
+        .context("bind stdin")?;
+    let iopub = create_kernel_iopub_xpub_connection(&info, &session)
+        .await
+        .context("bind iopub")?;
+    let heartbeat = create_kernel_heartbeat_connection(&info)
+        .await
+        .context("bind heartbeat")?;
+
+    let (iopub_tx, iopub_rx) = mpsc::unbounded_channel();
+    tokio::spawn(iopub_task(iopub, iopub_rx));
+    tokio::spawn(heartbeat_task(heartbeat));
+    let iopub = IoPub { tx: iopub_tx };
+    iopub.send(wire::orphan(Status::starting()));
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let engine = Engine::start(workdir, events_tx);
+    let (exec_tx, exec_rx) = mpsc::unbounded_channel();
+    let key = shell.mac.clone();
+    let (shell_send, shell_recv) = shell.split();
+    let (control_send, control_recv) = control.split();
+    let kernel = Arc::new(Kernel {
+        iopub,
+        shell: Mutex::new(shell_send),
+        control: Mutex::new(control_send),
+        engine,
+        history: Default::default(),
+        executions: exec_tx,
+        stdin: Mutex::new(stdin),
+        rustc_version: rustc_version(),
+    });
+    tokio::spawn(executor::run(Arc::clone(&kernel), exec_rx, events_rx));
+    let replays = Arc::new(std::sync::Mutex::new(wire::ReplayGuard::new(100_000)));
+    tokio::spawn(read_loop(
+        Arc::clone(&kernel),
+        shell_recv,
+        key.clone(),
+        Arc::clone(&replays),
+        Channel::Shell,
+    ));
+    read_loop(kernel, control_recv, key, replays, Channel::Control).await;
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Channel {
+    Shell,
+    Control,
+}
+
+async fn read_loop(
+    kernel: Arc<Kernel>,
+    mut socket: jupyter_zmq_client::RouterRecvConnection,
+    key: Option<ring::hmac::Key>,
+    replays: Arc<std::sync::Mutex<wire::ReplayGuard>>,
+    channel: Channel,
+) {
+    use zeromq::SocketRecv;
+    loop {
+        let frames = match socket.socket.recv().await {
+            Ok(f) => f,
+            Err(e) => {
+                log(&format!("{channel:?}: receive failed: {e}"));
+                continue;
+            }
+        };
+        let parsed = {
+            let mut guard = replays.lock().unwrap_or_else(|p| p.into_inner());
+            wire::parse(frames, &key, &mut guard)
+        };
+        match parsed {
+            Ok(message) => dispatch(&kernel, message, channel).await,
+            Err(e) => log(&format!("{channel:?}: skipped a message: {e}")),
+        }
+    }
+}
+
+/// One typed `match` over what clients ask.
+async fn dispatch(kernel: &Arc<Kernel>, request: JupyterMessage, channel: Channel) {
+    if let JupyterMessageContent::ExecuteRequest(execute) = &request.content {
+        if channel == Channel::Shell {
+            let queued = executor::Queued::new(request.clone(), execute.clone());
+            let _ = kernel.executions.send(queued);
+            return;
+        }
+    }
+    kernel.iopub.status(Status::busy(), &request);
+    let reply: Option<JupyterMessageContent> = match &request.content {
+        JupyterMessageContent::KernelInfoRequest(_) => {
+            Some(kernel_info(&kernel.rustc_version).into())
+        }
+        JupyterMessageContent::IsCompleteRequest(r) => Some(
+            match crate::engine::syntax::is_complete(&r.code) {
+                Completeness::Complete => IsCompleteReply::complete(),
+                Completeness::Incomplete(indent) => IsCompleteReply::incomplete(indent),
+                Completeness::Invalid => IsCompleteReply::invalid(),
+            }
+            .into(),
+        ),
+        JupyterMessageContent::CompleteRequest(r) => {
+            let c = kernel.engine.complete(r.code.clone(), r.cursor_pos).await;
+            Some(
+                CompleteReply {
+                    matches: c.matches,
+                    cursor_start: c.cursor_start,
+                    cursor_end: c.cursor_end,
+                    ..Default::default()
+                }
+                .into(),
+            )
+        }
+        JupyterMessageContent::InspectRequest(r) => {
+            let i = kernel.engine.inspect(r.code.clone(), r.cursor_pos).await;
+            let mut data = Vec::new();
+            if i.found {
+                data.push(MediaType::Plain(i.text));
+                if !i.html.is_empty() {
+                    data.push(MediaType::Html(i.html));
+                }
+            }
+            Some(
+                InspectReply {
+                    found: i.found,
+                    data: Media::new(data),
+                    ..Default::default()
+                }
+                .into(),
+            )
+        }
+        JupyterMessageContent::HistoryRequest(r) => {
+            let history = kernel
+                .history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .answer(r);
+            Some(HistoryReply::new(history).into())
+        }
+        JupyterMessageContent::CommInfoRequest(_) => Some(CommInfoReply::default().into()),
+        JupyterMessageContent::CommOpen(open) => {
+            // No comm targets exist: close it so the frontend does not wait.
+            kernel.iopub.send(wire::child_of(
+                CommClose {
+                    comm_id: open.comm_id.clone(),
+                    data: Default::default(),
+                },
+                &request,
+            ));
+            None
+        }
+        JupyterMessageContent::CommMsg(_) | JupyterMessageContent::CommClose(_) => None,
+        JupyterMessageContent::InterruptRequest(_) => {
+            kernel.engine.interrupt();
+            Some(InterruptReply::new().into())
+        }
+        JupyterMessageContent::ShutdownRequest(r) => {
+            let reply = ShutdownReply {
+                restart: r.restart,
+                status: ReplyStatus::Ok,
+                error: None,
+            };
+            send_reply(kernel, channel, wire::child_of(reply, &request)).await;
+            kernel.iopub.status(Status::idle(), &request);
+            shutdown(kernel).await;
+        }
+        JupyterMessageContent::ExecuteRequest(_) => {
+            log("execute_request on control is not supported; ignored");
+            None
+        }
+        other => {
+            log(&format!(
+                "{channel:?}: ignored message type {:?}",
+                other.message_type()
+            ));
+            None
+        }
+    };
+    if let Some(reply) = reply {
+        send_reply(kernel, channel, wire::child_of(reply, &request)).await;
+    }
+    kernel.iopub.status(Status::idle(), &request);
+}
+
+async fn send_reply(kernel: &Kernel, channel: Channel, reply: JupyterMessage) {
+    let result = match channel {
+        Channel::Shell => kernel.shell.lock().await.send(reply).await,
+        Channel::Control => kernel.control.lock().await.send(reply).await,
+    };
+    if let Err(e) = result {
+        log(&format!("{channel:?}: could not send a reply: {e}"));
+    }
+}
+
+async fn shutdown(kernel: &Kernel) -> ! {
+    kernel.engine.shutdown();
+    // Let iopub flush the last status before the process ends.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    std::process::exit(0)
+}
+
+fn kernel_info(rustc_version: &str) -> KernelInfoReply {
+    KernelInfoReply {
+        status: ReplyStatus::Ok,
+        protocol_version: wire::PROTOCOL_VERSION.to_string(),
+        implementation: "rustmeter".to_string(),
+        implementation_version: env!("CARGO_PKG_VERSION").to_string(),
+        language_info: LanguageInfo {
+            name: "rust".to_string(),
+            version: rustc_version.to_string(),
+            mimetype: Some("text/x-rustsrc".to_string()),
+            file_extension: Some(".rs".to_string()),
+            pygments_lexer: Some("rust".to_string()),
+            codemirror_mode: Some(CodeMirrorMode::Simple("rust".to_string())),
+            nbconvert_exporter: Some("script".to_string()),
+        },
+        banner: format!(
+            "rustmeter {} — Rust {rustc_version} via evcxr, with CPU, memory and thread telemetry",
+            env!("CARGO_PKG_VERSION")
+        ),
+        help_links: vec![
+            HelpLink {
+                text: "Rust standard library".into(),
+                url: "https://doc.rust-lang.org/std/".into(),
+            },
+            HelpLink {
+                text: "rustmeter README".into(),
+                url: "https://github.com/rustmeter/rustmeter#readme".into(),
+            },
+        ],
+        debugger: false,
+        error: None,
+    }
+}
+
+fn rustc_version() -> String {
+    std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+async fn iopub_task(
+    mut socket: jupyter_zmq_client::KernelIoPubXPubConnection,
+    mut outgoing: mpsc::UnboundedReceiver<JupyterMessage>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            message = outgoing.recv() => {
+                let Some(message) = message else { return };
+                if let Err(e) = socket.send(message).await {
+                    log(&format!("iopub: send failed: {e}"));
+                }
+            }
+            event = socket.recv_subscription() => {
+                if let Ok(SubscriptionEvent::Subscribe(topic)) = event {
+                    let welcome = wire::orphan(jupyter_protocol::IoPubWelcome::new(topic));
+                    if let Err(e) = socket.send(welcome).await {
+                        log(&format!("iopub: welcome failed: {e}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn heartbeat_task(mut socket: jupyter_zmq_client::KernelHeartbeatConnection) {
+    use zeromq::{SocketRecv, SocketSend};
+    loop {
+        match socket.socket.recv().await {
+            // Echo what the client sent, as the protocol asks.
+            Ok(message) => {
+                if let Err(e) = socket.socket.send(message).await {
+                    log(&format!("heartbeat: send failed: {e}"));
+                }
+            }
+            Err(e) => {
+                log(&format!("heartbeat: receive failed: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Kernel log lines go to stderr, which Jupyter servers keep as the kernel log.
+pub fn log(message: &str) {
+    eprintln!("[rustmeter] {message}");
+}

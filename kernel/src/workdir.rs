@@ -1,0 +1,112 @@
+//! Per-kernel scratch space: evcxr's build folder and rustmeter's runtime files live in
+//! `<base>/kernel-<pid>`, removed on shutdown; folders of kernels that died without
+//! cleaning up are removed when the next kernel starts. Owns nothing else.
+
+use std::path::{Path, PathBuf};
+
+pub struct WorkDir {
+    pub path: PathBuf,
+}
+
+/// Where kernel folders live: `$RUSTMETER_RUNTIME_DIR`, else `$TMPDIR/rustmeter-<uid>`.
+pub fn base_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RUSTMETER_RUNTIME_DIR") {
+        return PathBuf::from(dir);
+    }
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("rustmeter-{uid}"))
+}
+
+/// Where generated shim crates and other per-user caches live.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RUSTMETER_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("rustmeter");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache").join("rustmeter"),
+        None => base_dir().join("cache"),
+    }
+}
+
+impl WorkDir {
+    /// Creates this kernel's folder (0700) after removing those of dead kernels.
+    pub fn create() -> std::io::Result<WorkDir> {
+        let base = base_dir();
+        std::fs::create_dir_all(&base)?;
+        set_private(&base);
+        remove_stale(&base);
+        let path = base.join(format!("kernel-{}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        set_private(&path);
+        Ok(WorkDir { path })
+    }
+
+    pub fn evcxr_dir(&self) -> PathBuf {
+        self.path.join("evcxr")
+    }
+
+    /// Environment for the user-code child, applied when it (re)starts.
+    pub fn child_env_file(&self) -> PathBuf {
+        self.path.join("child-env")
+    }
+
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+}
+
+/// Removes `kernel-<pid>` folders whose process is gone or is no longer a rustmeter.
+pub fn remove_stale(base: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("kernel-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || is_rustmeter(pid) {
+            continue;
+        }
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn is_rustmeter(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("rustmeter"))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_folders_are_removed_live_ones_kept() {
+        let base = std::env::temp_dir().join(format!("rm-workdir-test-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("kernel-999999999")).unwrap();
+        std::fs::create_dir_all(base.join(format!("kernel-{}", std::process::id()))).unwrap();
+        std::fs::create_dir_all(base.join("unrelated")).unwrap();
+        assert_eq!(remove_stale(&base), 1);
+        assert!(base.join(format!("kernel-{}", std::process::id())).exists());
+        assert!(base.join("unrelated").exists());
+        std::fs::remove_dir_all(base).unwrap();
+    }
+}
