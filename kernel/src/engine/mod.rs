@@ -261,7 +261,20 @@ impl Engine {
         match phase {
             Phase::Running => process::kill_group(child),
             _ => {
-                process::kill_compile_tree(self.control.kernel_pid, child);
+                // evcxr retries failed builds (a second cargo, a `cargo check`): keep
+                // stopping the compiler tree until the engine gives the cell up.
+                let control = Arc::clone(&self.control);
+                std::thread::spawn(move || {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                    while control.phase() == Phase::Compiling
+                        && control.interrupted.load(Ordering::SeqCst)
+                        && std::time::Instant::now() < deadline
+                    {
+                        let child = control.child_pid.load(Ordering::SeqCst);
+                        process::kill_compile_tree(control.kernel_pid, child);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                });
             }
         }
     }

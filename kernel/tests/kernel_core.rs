@@ -1,0 +1,235 @@
+//! The kernel core through real ZeroMQ sockets: blocking and async cells, streaming,
+//! errors, abort-after-error, interrupt, restart. Each test drives the built binary.
+
+mod support;
+
+use jupyter_protocol::ExecuteRequest;
+use std::time::{Duration, Instant};
+use support::{alive, descendants, TestKernel};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blocking_cells_stream_persist_and_fail_cleanly() {
+    let mut k = TestKernel::start().await;
+
+    let r = k.execute("let x = 40 + 2;").await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k.execute("x").await;
+    assert_eq!(
+        r.result_text().as_deref(),
+        Some("42"),
+        "variable persists across cells: {r:?}"
+    );
+
+    // Streaming: the first line arrives while the cell still runs.
+    let r = k
+        .execute("for i in 0..3 { println!(\"tick {i}\"); std::thread::sleep(std::time::Duration::from_millis(400)); }")
+        .await;
+    assert_eq!(r.status(), "ok");
+    let streams = r.of_type("stream");
+    assert!(
+        streams.len() >= 3,
+        "one stream message per tick: {streams:?}"
+    );
+    let last = r.outputs.last().unwrap().at;
+    assert!(
+        streams[0].at + Duration::from_millis(600) < last,
+        "first line came {:?} before the end",
+        last - streams[0].at
+    );
+
+    // print! without newline shows in its own cell.
+    let r = k.execute("print!(\"partial\")").await;
+    assert_eq!(r.stdout(), "partial");
+
+    // A panic is an error, with exactly one error message.
+    let r = k.execute("panic!(\"boom {}\", 7)").await;
+    assert_eq!(r.status(), "error");
+    assert_eq!(r.reply["ename"], "panic");
+    assert_eq!(r.reply["evalue"], "boom 7");
+    assert_eq!(r.of_type("error").len(), 1);
+
+    // Several compile errors: one error message, readable traceback.
+    let r = k.execute("let a: i32 = \"s\";\nlet b: u8 = \"t\";").await;
+    assert_eq!(r.status(), "error");
+    let errors = r.of_type("error");
+    assert_eq!(errors.len(), 1);
+    let tb = errors[0].content["traceback"].to_string();
+    assert!(tb.contains("E0308") && tb.contains("let a: i32"), "{tb}");
+
+    // Variables from before the errors survive.
+    assert_eq!(
+        k.execute("x + 1").await.result_text().as_deref(),
+        Some("43")
+    );
+
+    // Silent requests publish nothing but status.
+    let mut silent = ExecuteRequest::new("println!(\"quiet\"); 5".into());
+    silent.silent = true;
+    let r = k.execute_with(silent, Duration::from_secs(120)).await;
+    assert_eq!(r.status(), "ok");
+    assert!(
+        r.outputs.iter().all(|o| o.msg_type == "status"),
+        "{:?}",
+        r.outputs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_cells_are_aborted_after_an_error() {
+    let mut k = TestKernel::start().await;
+    let first = k
+        .send_execute(ExecuteRequest::new("panic!(\"first fails\")".into()))
+        .await;
+    let second = k
+        .send_execute(ExecuteRequest::new("println!(\"must not run\")".into()))
+        .await;
+    let third = k.send_execute(ExecuteRequest::new("1".into())).await;
+    let outputs_first = k.collect_until_idle(&first, Duration::from_secs(300)).await;
+    assert!(outputs_first.iter().any(|o| o.msg_type == "error"));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = k.read_shell_reply(Duration::from_secs(60)).await;
+        let content = serde_json::to_value(&reply.content).unwrap();
+        statuses.push((
+            reply.parent_header.unwrap().msg_id,
+            content["status"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(statuses[0], (first, "error".to_string()));
+    assert_eq!(statuses[1], (second.clone(), "aborted".to_string()));
+    assert_eq!(statuses[2], (third, "aborted".to_string()));
+    let aborted_outputs = k.collect_until_idle(&second, Duration::from_secs(10)).await;
+    assert!(
+        aborted_outputs.iter().all(|o| o.msg_type == "status"),
+        "no execute_input for aborted: {aborted_outputs:?}"
+    );
+    // stop_on_error: false never aborts what follows.
+    let mut tolerant = ExecuteRequest::new("panic!(\"ignored\")".into());
+    tolerant.stop_on_error = false;
+    let id = k.send_execute(tolerant).await;
+    let next = k.send_execute(ExecuteRequest::new("2".into())).await;
+    k.collect_until_idle(&id, Duration::from_secs(120)).await;
+    let out = k.collect_until_idle(&next, Duration::from_secs(120)).await;
+    assert!(
+        out.iter().any(|o| o.msg_type == "execute_result"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn async_cells_share_one_runtime() {
+    let mut k = TestKernel::start().await;
+    let r = k
+        .execute(
+            "tokio::time::sleep(std::time::Duration::from_millis(50)).await;\nprintln!(\"slept\");",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert_eq!(r.stdout(), "slept\n");
+
+    let r = k.execute("tokio::join!(async { 1 }, async { tokio::time::sleep(std::time::Duration::from_millis(20)).await; 2 })").await;
+    assert_eq!(r.result_text().as_deref(), Some("(1, 2)"));
+
+    let r = k
+        .execute(
+            "tokio::select! {\n  _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => \"slow\",\n  _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => \"timeout first\",\n}",
+        )
+        .await;
+    assert_eq!(
+        r.result_text().as_deref(),
+        Some("\"timeout first\""),
+        "{r:?}"
+    );
+
+    // A task spawned in one cell is awaited in the next.
+    let r = k.execute("let h = tokio::spawn(async { tokio::time::sleep(std::time::Duration::from_millis(10)).await; 1u8 });").await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k.execute("h.await.unwrap()").await;
+    assert_eq!(r.result_text().as_deref(), Some("1"), "{r:?}");
+
+    // The learner's own :dep tokio is merged when the shared tokio covers it ...
+    let r = k
+        .execute(":dep tokio = { version = \"1\", features = [\"full\", \"rt\"] }")
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k.execute("tokio::time::timeout(std::time::Duration::from_millis(5), std::future::pending::<()>()).await.is_err()").await;
+    assert_eq!(r.result_text().as_deref(), Some("true"));
+    // ... and refused with a reason when it cannot change any more.
+    let r = k
+        .execute(":dep tokio = { version = \"1\", features = [\"test-util\"] }")
+        .await;
+    assert_eq!(r.status(), "error");
+    assert!(
+        r.reply["evalue"]
+            .as_str()
+            .unwrap()
+            .contains("Restart the kernel"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupt_stops_a_runaway_cell_and_restart_leaves_nothing_behind() {
+    let mut k = TestKernel::start().await;
+    let r = k.execute("let kept = 1;").await;
+    assert_eq!(r.status(), "ok");
+    // Interrupting an idle kernel does nothing.
+    assert_eq!(k.interrupt().await["status"], "ok");
+    assert_eq!(k.execute("kept").await.result_text().as_deref(), Some("1"));
+
+    let old_children: Vec<u32> = descendants(k.pid()).into_iter().map(|(p, _)| p).collect();
+    let id = k.send_execute(ExecuteRequest::new("loop {}".into())).await;
+    // Wait until the user's code runs (the child burns CPU), then interrupt.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = Instant::now();
+    assert_eq!(k.interrupt().await["status"], "ok");
+    let outputs = k.collect_until_idle(&id, Duration::from_secs(10)).await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "idle {took:?} after the interrupt"
+    );
+    let error = outputs
+        .iter()
+        .find(|o| o.msg_type == "error")
+        .expect("an error output");
+    let evalue = error.content["evalue"].as_str().unwrap();
+    assert!(
+        evalue.contains("interrupted") && evalue.contains("kept"),
+        "names the lost variable: {evalue}"
+    );
+    let reply = k.read_shell_reply(Duration::from_secs(5)).await;
+    assert_eq!(
+        serde_json::to_value(&reply.content).unwrap()["status"],
+        "error"
+    );
+    for pid in &old_children {
+        assert!(!alive(*pid), "old child {pid} still alive");
+    }
+    assert_eq!(k.execute("1 + 1").await.result_text().as_deref(), Some("2"));
+    let leftovers: Vec<_> = descendants(k.pid())
+        .into_iter()
+        .filter(|(_, n)| n == "cargo" || n == "rustc")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Restart: the kernel exits and takes its whole tree with it.
+    let kernel_pid = k.pid();
+    let tree: Vec<u32> = descendants(kernel_pid)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!tree.is_empty());
+    let status = k.shutdown(true).await;
+    assert!(status.success(), "{status:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for pid in tree {
+        assert!(!alive(pid), "process {pid} survived the kernel");
+    }
+    let mut fresh = TestKernel::start().await;
+    assert_ne!(fresh.pid(), kernel_pid);
+    assert_eq!(
+        fresh.execute("2 * 21").await.result_text().as_deref(),
+        Some("42")
+    );
+}
