@@ -344,17 +344,17 @@ impl Worker {
                     cell,
                     code,
                     allow_stdin,
-                } => {
-                    match evcxr.as_mut() {
-                        Some(e) => self.execute(e, cell, &code, allow_stdin),
-                        None => self.send(cell, CellEvent::Finished(CellOutcome::Error(report::message(
-                            "kernel error",
-                            "The Rust engine (evcxr) could not start; see the kernel log. Check that \
-                             cargo and rustc are on PATH (run `rustmeter doctor`).",
-                        )))),
+                } => match evcxr.as_mut() {
+                    Some(e) => self.execute(e, cell, &code, allow_stdin),
+                    None => {
+                        self.pending.fetch_sub(1, Ordering::SeqCst);
+                        self.send(cell, CellEvent::Finished(CellOutcome::Error(report::message(
+                                "kernel error",
+                                "The Rust engine (evcxr) could not start; see the kernel log. Check that \
+                                 cargo and rustc are on PATH.",
+                            ))))
                     }
-                    self.pending.fetch_sub(1, Ordering::SeqCst);
-                }
+                },
                 Request::Complete {
                     code,
                     cursor,
@@ -458,6 +458,9 @@ impl Worker {
             }
         };
         self.control.set_phase(Phase::Idle);
+        // Not busy any more before the reply can reach the client, so a completion
+        // request sent right after the reply is answered for real.
+        self.pending.fetch_sub(1, Ordering::SeqCst);
         let _ = evcxr.pump.send(PumpCommand::Finish(cell, outcome));
         if restarted {
             // A new child has neither our panic hook nor the flush function.
