@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 pub const MARK: &str = "\u{1}RM_";
 /// Compiled user code started running (announced by the stdin relay).
 pub const RUN_START: &str = "\u{1}RM_RUN_START";
+/// The user's code returned (announced before evcxr's completion line).
+pub const RUN_END: &str = "\u{1}RM_RUN_END";
 /// `\u{1}RM_DISPLAY {json}`: a display_data (fields `data`, optional `display_id`, `update`).
 pub const DISPLAY: &str = "\u{1}RM_DISPLAY ";
 /// `\u{1}RM_CLEAR {json}`: clear_output (`{"wait":bool}`).
@@ -314,6 +316,9 @@ impl StdoutRelay {
             return;
         }
         if line == EVCXR_COMPLETE {
+            if self.markers_on.load(Ordering::SeqCst) {
+                self.emit(RUN_END);
+            }
             match self.flush_fn {
                 Some(address) if self.flush_requests.send(address).is_ok() => {
                     self.completion = Some((line, Instant::now()));

@@ -9,4 +9,5 @@ pub mod child_runtime;
 pub mod engine;
 pub mod install;
 pub mod server;
+pub mod telemetry;
 pub mod workdir;

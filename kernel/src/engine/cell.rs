@@ -34,8 +34,18 @@ pub struct Session {
     pub shims: BTreeMap<String, Vec<String>>,
 }
 
-/// rustmeter's own commands, for `:help`.
+/// rustmeter's own commands, for `:help` (the telemetry ones are answered by the server).
 pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        ":telemetry on|off|compact|full|big",
+        "How the footer under each cell looks (big = projector size)",
+    ),
+    (":telemetry json", "The last cell's telemetry as JSON"),
+    (":label NAME", "Name this cell's result, for :compare"),
+    (
+        ":compare [NAMES…|last N]",
+        "Table of labelled results side by side",
+    ),
     (
         ":env KEY=VALUE",
         "Set an environment variable for compiling now and for your program after :restart",

@@ -52,8 +52,14 @@ pub enum CellEvent {
         password: bool,
         reply: std::sync::mpsc::SyncSender<String>,
     },
+    /// The engine took the cell; `child_pid` is the process that will run it.
+    Started {
+        child_pid: u32,
+    },
     /// Compilation is over and the user's code started running.
     RunStarted,
+    /// The user's code returned.
+    RunEnded,
     /// Always the last event of a cell.
     Finished(CellOutcome),
 }
@@ -428,6 +434,12 @@ impl Worker {
         self.control.set_phase(Phase::Compiling);
         let _ = evcxr.pump.send(PumpCommand::Start(cell));
         let pid_before = self.refresh_child_pid(&evcxr.context);
+        self.send(
+            cell,
+            CellEvent::Started {
+                child_pid: pid_before,
+            },
+        );
         let variables_before: Vec<String> = evcxr
             .context
             .variables_and_types()
@@ -575,6 +587,23 @@ impl Worker {
                 // loop) has the value `()`: show nothing, as Python kernels do for None.
                 if content.len() == 1 && content.get("text/plain").is_some_and(|t| t == "()") {
                     content.clear();
+                }
+                // A cell ending in `;` has no value: content blocks it printed last are
+                // displays, not its result.
+                if !content.is_empty() && !syntax::has_final_expression(code) {
+                    let data = std::mem::take(&mut content)
+                        .into_iter()
+                        .map(|(m, c)| (m, Value::String(c)))
+                        .collect();
+                    self.send(
+                        cell,
+                        CellEvent::Display {
+                            data,
+                            metadata: Map::new(),
+                            display_id: None,
+                            update: false,
+                        },
+                    );
                 }
                 CellOutcome::Ok {
                     data: content

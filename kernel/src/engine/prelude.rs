@@ -53,8 +53,11 @@ pub fn source() -> String {
                 p.ends_with(&format!("/task/{{pid}}"))
             }})
             .unwrap_or(false);
-        let shown = if main {{ "main".to_string() }} else {{ name }};
-        eprintln!("thread '{{shown}}' panicked at {{location}}:\n{{message}}");
+        // A panic of the cell itself becomes the cell's one error message; panics of
+        // other threads are only reported on stderr, as Rust does.
+        if !main {{
+            eprintln!("thread '{{name}}' panicked at {{location}}:\n{{message}}");
+        }}
         println!(
             "{panic}{{{{\"message\":{{}},\"location\":{{}},\"main\":{{}}}}}}",
             rustmeter_json_string(&message),

@@ -7,7 +7,7 @@
 //! `Finish` after those lines, because it is one thread reading in turn.
 
 use super::{CellEvent, CellId, CellOutcome, Control, EngineEvent, Phase};
-use crate::child_runtime::{CLEAR, DISPLAY, NO_EOL, PANIC, RUN_START};
+use crate::child_runtime::{CLEAR, DISPLAY, NO_EOL, PANIC, RUN_END, RUN_START};
 use crossbeam_channel::{select, Receiver};
 use serde_json::Value;
 use std::sync::Arc;
@@ -84,6 +84,9 @@ impl Pump {
         if line == RUN_START {
             self.control.set_phase(Phase::Running);
             self.send(cell, CellEvent::RunStarted);
+        } else if line == RUN_END {
+            self.control.set_phase(Phase::Compiling);
+            self.send(cell, CellEvent::RunEnded);
         } else if let Some(json) = line.strip_prefix(DISPLAY) {
             if let Some(event) = display_event(json) {
                 self.send(cell, event);

@@ -182,6 +182,15 @@ fn skip_char_or_lifetime(chars: &[char], i: usize) -> usize {
     i + 1
 }
 
+/// Whether the cell ends in an expression whose value evcxr shows (no trailing `;`).
+pub fn has_final_expression(code: &str) -> bool {
+    let last = code
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or("").trim())
+        .rfind(|l| !l.is_empty() && !l.starts_with(':'));
+    last.is_some_and(|l| !l.ends_with(';'))
+}
+
 /// Converts a cursor position in Unicode code points (what Jupyter clients send) into a
 /// byte offset into `code`, clamped to the end.
 pub fn code_point_to_byte(code: &str, cursor: usize) -> usize {
@@ -247,6 +256,15 @@ mod tests {
         for code in ["let x = );", "}", "fn f() { ]"] {
             assert_eq!(is_complete(code), Completeness::Invalid, "{code}");
         }
+    }
+
+    #[test]
+    fn final_expressions() {
+        assert!(has_final_expression("let x = 1;\nx"));
+        assert!(has_final_expression("if a { 1 } else { 2 }"));
+        assert!(!has_final_expression("println!(\"x\");"));
+        assert!(!has_final_expression("let x = 1; // done"));
+        assert!(!has_final_expression(":dep foo"));
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! reports for each (streams, displays, input prompts, the result or the one error), and
 //! after an error aborts the requests already waiting, as ipykernel does.
 
-use super::{log, wire, Kernel};
-use crate::engine::{CellEvent, CellId, CellOutcome, EngineEvent};
+use super::meter::{CellMeter, Display};
+use super::{commands, log, wire, Kernel};
+use crate::engine::{CellEvent, CellId, CellOutcome, EngineEvent, ErrorKind};
+use crate::telemetry::render::{self, Mode};
+use crate::telemetry::{CellStatus, CellTelemetry};
 use jupyter_protocol::{
     ClearOutput, DisplayData, ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest,
     ExecuteResult, ExecutionCount, InputRequest, JupyterMessage, JupyterMessageContent, Media,
@@ -12,7 +15,15 @@ use jupyter_protocol::{
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The live footer appears once the user's code has run this long …
+const LIVE_AFTER_MS: f64 = 500.0;
+/// … and is refreshed this often (≥ 2 updates a second).
+const LIVE_EVERY: Duration = Duration::from_millis(400);
+
+/// MIME type of the footer's machine-readable copy.
+pub const TELEMETRY_MIME: &str = "application/vnd.rustmeter.telemetry+json";
 use tokio::sync::mpsc;
 
 /// An execute request waiting its turn.
@@ -90,6 +101,67 @@ pub async fn run(
 }
 
 /// Runs one cell to the end; true if it failed.
+/// Publishes what the engine reports for `cell` until it finishes, with the live footer.
+#[allow(clippy::too_many_arguments)]
+async fn run_events(
+    kernel: &Arc<Kernel>,
+    parent: &JupyterMessage,
+    cell: CellId,
+    silent: bool,
+    shown: Display,
+    meter: &mut CellMeter,
+    events: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    recent: &RecentParents,
+) -> CellOutcome {
+    let live_id = format!("rustmeter-live-{cell}");
+    let mut live_shown = false;
+    let mut ticker = tokio::time::interval(LIVE_EVERY);
+    let outcome = loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = ticker.tick(), if shown != Display::Off => {
+                if let Some((run_ms, view)) = meter.live().filter(|(ms, _)| *ms >= LIVE_AFTER_MS) {
+                    let line = render::live_line(run_ms, view.cpu_cores_now, view.threads, view.rss_bytes);
+                    publish_live(kernel, parent, &live_id, line, live_shown);
+                    live_shown = true;
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else {
+            break CellOutcome::Error(crate::engine::report::message(
+                "kernel error",
+                "the engine stopped",
+            ));
+        };
+        if event.cell != cell {
+            publish_background(kernel, recent, event);
+            continue;
+        }
+        match event.event {
+            CellEvent::Finished(outcome) => break outcome,
+            CellEvent::Started { child_pid } => meter.started(child_pid),
+            CellEvent::RunStarted => meter.run_started(),
+            CellEvent::RunEnded => meter.run_ended(),
+            CellEvent::InputRequest {
+                prompt,
+                password,
+                reply,
+            } => {
+                let answer = ask_input(kernel, parent, prompt, password).await;
+                let _ = reply.send(answer);
+            }
+            other if silent => drop(other),
+            other => publish_output(kernel, parent, other),
+        }
+    };
+    if live_shown {
+        // Emptied, so the final footer is the one footer of this cell.
+        publish_live(kernel, parent, &live_id, String::new(), true);
+    }
+    outcome
+}
+
 async fn execute(
     kernel: &Arc<Kernel>,
     queued: &Queued,
@@ -122,36 +194,35 @@ async fn execute(
                 .record(*count, &request.code);
         }
     }
-    kernel
-        .engine
-        .execute(cell, request.code.clone(), request.allow_stdin);
-
-    let outcome = loop {
-        let Some(event) = events.recv().await else {
-            break CellOutcome::Error(crate::engine::report::message(
-                "kernel error",
-                "the engine stopped",
-            ));
-        };
-        if event.cell != cell {
-            publish_background(kernel, recent, event);
-            continue;
+    let mut meter = CellMeter::new(queued.received);
+    let commands = commands::take(&request.code);
+    let shown = if silent {
+        Display::Off
+    } else {
+        kernel.settings().display
+    };
+    let label = commands
+        .label
+        .clone()
+        .or_else(|| kernel.settings().pending_label.take());
+    let outcome = match commands::run_local(kernel, parent, &commands) {
+        Some(outcome) => {
+            meter.started(0);
+            outcome
         }
-        match event.event {
-            CellEvent::Finished(outcome) => break outcome,
-            CellEvent::RunStarted => {}
-            CellEvent::InputRequest {
-                prompt,
-                password,
-                reply,
-            } => {
-                let answer = ask_input(kernel, parent, prompt, password).await;
-                let _ = reply.send(answer);
-            }
-            other if silent => drop(other),
-            other => publish_output(kernel, parent, other),
+        None => {
+            kernel
+                .engine
+                .execute(cell, commands.code.clone(), request.allow_stdin);
+            run_events(
+                kernel, parent, cell, silent, shown, &mut meter, events, recent,
+            )
+            .await
         }
     };
+    let mut telemetry = meter.finish(status_of(&outcome));
+    telemetry.label = label;
+    kernel.settings().record(&request.code, &mut telemetry);
 
     let (reply, failed) = match outcome {
         CellOutcome::Ok { data } => {
@@ -170,21 +241,30 @@ async fn execute(
                         execution_count,
                         data: media(data),
                         metadata: Map::new(),
-                        transient: None,
+                        // `{}`, not null: the message schema wants an object.
+                        transient: Some(Transient::default()),
                     },
                     parent,
                 ));
             }
-            (
-                ExecuteReply {
-                    status: ReplyStatus::Ok,
-                    execution_count,
-                    ..Default::default()
-                },
-                false,
-            )
+            if let Display::On(mode) = shown {
+                kernel
+                    .iopub
+                    .send(wire::child_of(footer(&telemetry, mode), parent));
+            }
+            let reply = ExecuteReply {
+                status: ReplyStatus::Ok,
+                execution_count,
+                user_expressions: Some(Default::default()),
+                ..Default::default()
+            };
+            (reply, false)
         }
-        CellOutcome::Error(error) => {
+        CellOutcome::Error(mut error) => {
+            // A failed cell has exactly one error message: its footer is the last line.
+            if shown != Display::Off {
+                error.traceback.push(render::text_line(&telemetry));
+            }
             if !silent {
                 kernel.iopub.send(wire::child_of(
                     ErrorOutput {
@@ -198,6 +278,7 @@ async fn execute(
             let reply = ExecuteReply {
                 status: ReplyStatus::Error,
                 execution_count,
+                user_expressions: Some(Default::default()),
                 error: Some(Box::new(ReplyError {
                     ename: error.ename,
                     evalue: error.evalue,
@@ -209,7 +290,13 @@ async fn execute(
         }
     };
     let mut reply = wire::child_of(reply, parent);
-    reply.metadata = serde_json::json!({ "started": chrono::Utc::now().to_rfc3339(), "status": status_word(failed) });
+    reply.metadata = serde_json::json!({
+        "started": chrono::Utc::now().to_rfc3339(),
+        "status": status_word(failed),
+    });
+    if !silent {
+        reply.metadata["rustmeter"] = telemetry.to_json();
+    }
     send_shell(kernel, reply).await;
     kernel.iopub.status(Status::idle(), parent);
     failed
@@ -235,6 +322,7 @@ async fn abort_waiting(
         let reply = ExecuteReply {
             status: ReplyStatus::Aborted,
             execution_count: ExecutionCount::new(count),
+            user_expressions: Some(Default::default()),
             ..Default::default()
         };
         send_shell(kernel, wire::child_of(reply, parent)).await;
@@ -330,4 +418,61 @@ async fn ask_input(
             }
         }
     }
+}
+
+fn status_of(outcome: &CellOutcome) -> CellStatus {
+    match outcome {
+        CellOutcome::Ok { .. } => CellStatus::Ok,
+        CellOutcome::Error(e) => match e.kind {
+            ErrorKind::Panic => CellStatus::Panic,
+            ErrorKind::Interrupted => CellStatus::Interrupted,
+            ErrorKind::Crashed => CellStatus::Crashed,
+            ErrorKind::Compile | ErrorKind::Kernel => CellStatus::Error,
+        },
+    }
+}
+
+/// The final footer: the line, the HTML with charts, and the JSON.
+pub fn footer(telemetry: &CellTelemetry, mode: Mode) -> DisplayData {
+    let mut data = Map::new();
+    data.insert(
+        "text/plain".into(),
+        Value::String(render::text_line(telemetry)),
+    );
+    data.insert(
+        "text/html".into(),
+        Value::String(render::html(telemetry, mode)),
+    );
+    data.insert(TELEMETRY_MIME.into(), telemetry.to_json());
+    let mut metadata = Map::new();
+    metadata.insert("rustmeter".into(), serde_json::json!({ "footer": true }));
+    DisplayData {
+        data: media(data),
+        metadata,
+        transient: None,
+    }
+}
+
+fn publish_live(kernel: &Kernel, parent: &JupyterMessage, id: &str, line: String, update: bool) {
+    let mut data = Map::new();
+    data.insert("text/plain".into(), Value::String(line));
+    let transient = Transient {
+        display_id: Some(id.to_string()),
+    };
+    let content: JupyterMessageContent = if update {
+        UpdateDisplayData {
+            data: media(data),
+            metadata: Map::new(),
+            transient,
+        }
+        .into()
+    } else {
+        DisplayData {
+            data: media(data),
+            metadata: Map::new(),
+            transient: Some(transient),
+        }
+        .into()
+    };
+    kernel.iopub.send(wire::child_of(content, parent));
 }

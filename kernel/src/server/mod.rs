@@ -6,8 +6,10 @@
 //! read and dispatch, iopub owns the publishing socket (and answers subscriptions with
 //! the JEP 65 welcome), heartbeat echoes, and the executor runs cells in order.
 
+mod commands;
 mod executor;
 pub mod history;
+mod meter;
 pub mod wire;
 
 use crate::engine::{Completeness, Engine};
@@ -92,7 +94,14 @@ pub struct Kernel {
     pub history: std::sync::Mutex<history::History>,
     pub executions: mpsc::UnboundedSender<executor::Queued>,
     pub stdin: Mutex<jupyter_zmq_client::KernelStdinConnection>,
+    settings: std::sync::Mutex<meter::Settings>,
     rustc_version: String,
+}
+
+impl Kernel {
+    pub fn settings(&self) -> std::sync::MutexGuard<'_, meter::Settings> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
@@ -133,6 +142,7 @@ async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
         history: Default::default(),
         executions: exec_tx,
         stdin: Mutex::new(stdin),
+        settings: std::sync::Mutex::new(meter::Settings::new()),
         rustc_version: rustc_version(),
     });
     tokio::spawn(executor::run(Arc::clone(&kernel), exec_rx, events_rx));

@@ -1,0 +1,186 @@
+//! rustmeter's telemetry commands, answered by the server without the engine:
+//! `:telemetry on|off|compact|full|big|json`, `:label NAME`, `:compare [NAMES…|last N]`.
+//! Their lines are taken out of the cell; the rest goes to the engine as usual.
+
+use super::meter::Display;
+use super::{wire, Kernel};
+use crate::engine::{report, CellOutcome};
+use crate::telemetry::render;
+use jupyter_protocol::{DisplayData, JupyterMessage};
+use serde_json::{Map, Value};
+
+/// A cell with rustmeter's own command lines taken out.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Local {
+    pub code: String,
+    pub label: Option<String>,
+    pub telemetry: Option<String>,
+    pub compare: Option<Vec<String>>,
+}
+
+pub fn take(code: &str) -> Local {
+    let mut local = Local::default();
+    let mut rest = Vec::new();
+    for line in code.lines() {
+        let t = line.trim();
+        if let Some(arg) = t
+            .strip_prefix(":telemetry")
+            .filter(|a| a.is_empty() || a.starts_with(' '))
+        {
+            local.telemetry = Some(arg.trim().to_string());
+        } else if let Some(arg) = t.strip_prefix(":label ") {
+            local.label = Some(arg.trim().to_string()).filter(|l| !l.is_empty());
+        } else if let Some(arg) = t
+            .strip_prefix(":compare")
+            .filter(|a| a.is_empty() || a.starts_with(' '))
+        {
+            local.compare = Some(arg.split_whitespace().map(str::to_string).collect());
+        } else {
+            rest.push(line);
+        }
+    }
+    local.code = rest.join("\n");
+    local
+}
+
+/// Applies the commands; returns the cell's outcome when nothing is left for the engine.
+pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Option<CellOutcome> {
+    let mut error = None;
+    if let Some(arg) = &local.telemetry {
+        match arg.as_str() {
+            "json" => {
+                let last = kernel.settings().last.clone();
+                let json = last.map(|t| t.to_json()).unwrap_or(Value::Null);
+                let mut data = Map::new();
+                data.insert(
+                    "text/plain".into(),
+                    Value::String(serde_json::to_string_pretty(&json).unwrap_or_default()),
+                );
+                data.insert("application/json".into(), json);
+                publish(kernel, parent, data);
+            }
+            "" => {
+                let shown = kernel.settings().display;
+                say(
+                    kernel,
+                    parent,
+                    &format!(
+                        "telemetry: {shown:?}. Choose with :telemetry on|off|compact|full|big|json"
+                    ),
+                );
+            }
+            word => match Display::parse(word) {
+                Some(display) => {
+                    kernel.settings().display = display;
+                    say(kernel, parent, &format!("telemetry: {word}"));
+                }
+                None => {
+                    error = Some(format!(
+                    ":telemetry: unknown mode {word:?}; use on, off, compact, full, big or json"
+                ))
+                }
+            },
+        }
+    }
+    if let Some(names) = &local.compare {
+        let chosen = choose(&kernel.settings().labelled, names);
+        match chosen {
+            Ok(cells) if cells.is_empty() => {
+                error = Some(":compare: no labelled cells yet. Put `:label NAME` at the top of a cell, run it, then :compare.".into())
+            }
+            Ok(cells) => {
+                let (text, html) = render::compare_table(&cells);
+                let mut data = Map::new();
+                data.insert("text/plain".into(), Value::String(text));
+                data.insert("text/html".into(), Value::String(html));
+                publish(kernel, parent, data);
+            }
+            Err(e) => error = Some(e),
+        }
+    }
+    if local.code.trim().is_empty() {
+        if let Some(label) = &local.label {
+            // `:label` alone names the next cell.
+            kernel.settings().pending_label = Some(label.clone());
+        }
+    }
+    if let Some(message) = error {
+        return Some(CellOutcome::Error(report::message(
+            "command error",
+            message,
+        )));
+    }
+    local
+        .code
+        .trim()
+        .is_empty()
+        .then(|| CellOutcome::Ok { data: Map::new() })
+}
+
+fn choose(
+    labelled: &[crate::telemetry::CellTelemetry],
+    names: &[String],
+) -> Result<Vec<crate::telemetry::CellTelemetry>, String> {
+    if names.is_empty() {
+        return Ok(labelled.to_vec());
+    }
+    if names[0] == "last" {
+        let n: usize = names
+            .get(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or(":compare last N needs a number")?;
+        return Ok(labelled[labelled.len().saturating_sub(n)..].to_vec());
+    }
+    names
+        .iter()
+        .map(|name| {
+            labelled
+                .iter()
+                .find(|t| t.label.as_deref() == Some(name))
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        ":compare: no cell labelled {name:?} (labelled: {})",
+                        labels(labelled)
+                    )
+                })
+        })
+        .collect()
+}
+
+fn labels(labelled: &[crate::telemetry::CellTelemetry]) -> String {
+    labelled
+        .iter()
+        .filter_map(|t| t.label.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn publish(kernel: &Kernel, parent: &JupyterMessage, data: Map<String, Value>) {
+    let media = serde_json::from_value(Value::Object(data)).unwrap_or_default();
+    kernel
+        .iopub
+        .send(wire::child_of(DisplayData::new(media), parent));
+}
+
+fn say(kernel: &Kernel, parent: &JupyterMessage, text: &str) {
+    let mut data = Map::new();
+    data.insert("text/plain".into(), Value::String(text.to_string()));
+    publish(kernel, parent, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_taken_out() {
+        let l = take(":label threads\nlet x = 1;\n:telemetry big");
+        assert_eq!(l.label.as_deref(), Some("threads"));
+        assert_eq!(l.telemetry.as_deref(), Some("big"));
+        assert_eq!(l.code, "let x = 1;");
+        let l = take(":compare a b");
+        assert_eq!(l.compare, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(take(":telemetryx").code, ":telemetryx");
+    }
+}

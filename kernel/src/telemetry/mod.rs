@@ -1,0 +1,107 @@
+//! Telemetry of one cell: what the user's code did to the machine.
+//!
+//! `sampler` measures a process (the user-code child) into plain data; `render` turns
+//! that data into a text line, HTML with sparklines, and JSON. This module knows nothing
+//! of Jupyter or evcxr: the server decides when to measure and where to show it.
+
+pub mod render;
+pub mod sampler;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON layout below; bump when a field changes meaning.
+pub const VERSION: u32 = 1;
+
+/// How a cell ended, as the footer tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellStatus {
+    Ok,
+    Error,
+    Panic,
+    Interrupted,
+    Crashed,
+}
+
+/// One point of the time series (after the user's code started).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub t_ms: f64,
+    /// CPU cores busy over the window ending at `t_ms` (≥ 50 ms).
+    pub cpu_cores: f64,
+    pub rss_bytes: u64,
+    pub threads: u64,
+}
+
+/// Everything measured about one cell. Flat keys with units, as the JSON shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellTelemetry {
+    pub version: u32,
+    pub status: CellStatus,
+    /// Waiting behind other cells or for the kernel's start-up.
+    pub queue_ms: f64,
+    pub compile_ms: f64,
+    /// The user's code only: the headline.
+    pub run_ms: f64,
+    pub wall_ms: f64,
+    pub cpu_ms: f64,
+    /// `cpu_ms / run_ms`; null when nothing ran.
+    pub cpu_cores: Option<f64>,
+    pub compile_cpu_ms: f64,
+    pub rss_start_bytes: u64,
+    pub rss_end_bytes: u64,
+    pub rss_peak_bytes: u64,
+    pub threads_start: u64,
+    pub threads_end: u64,
+    pub threads_peak: u64,
+    /// Threads that belonged to the runtime before the cell (evcxr, tokio, relays).
+    pub threads_runtime: u64,
+    pub samples: Vec<Sample>,
+    pub label: Option<String>,
+    pub notes: serde_json::Map<String, serde_json::Value>,
+    /// Run time of the previous run of this same cell, for "was 2.0 s".
+    pub previous_run_ms: Option<f64>,
+    pub pid: u32,
+}
+
+impl CellTelemetry {
+    /// A cell whose code never ran (compile error, refused command): times only.
+    pub fn not_run(
+        status: CellStatus,
+        queue_ms: f64,
+        compile_ms: f64,
+        compile_cpu_ms: f64,
+    ) -> Self {
+        CellTelemetry {
+            version: VERSION,
+            status,
+            queue_ms,
+            compile_ms,
+            run_ms: 0.0,
+            wall_ms: queue_ms + compile_ms,
+            cpu_ms: 0.0,
+            cpu_cores: None,
+            compile_cpu_ms,
+            rss_start_bytes: 0,
+            rss_end_bytes: 0,
+            rss_peak_bytes: 0,
+            threads_start: 0,
+            threads_end: 0,
+            threads_peak: 0,
+            threads_runtime: 0,
+            samples: Vec::new(),
+            label: None,
+            notes: Default::default(),
+            previous_run_ms: None,
+            pid: 0,
+        }
+    }
+
+    pub fn ran(&self) -> bool {
+        self.run_ms > 0.0
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -1,0 +1,342 @@
+//! Measures one process while a cell runs. Plain data in, plain data out.
+//!
+//! Methods, chosen for exactness where sampling is not enough:
+//! - CPU time and RSS: `sysinfo` (user+system time of all threads; resident memory),
+//!   read at the start, every window, and the end; cores = CPU-time delta / wall delta.
+//! - Peak memory: the kernel's own high-water mark — `/proc/PID/clear_refs` ← 5 resets
+//!   `VmHWM` before the run, `VmHWM` is read after — so a 50 ms spike is never missed.
+//! - Threads: `/proc/PID/stat` field 20 every few milliseconds (sysinfo's task list
+//!   leaves out the main thread and costs O(threads) per refresh).
+//! - Compile CPU: `getrusage(RUSAGE_CHILDREN)` of the kernel, whose waited-for children
+//!   are cargo and rustc (short rustc processes escape any sampling).
+
+use super::Sample;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+const THREAD_POLL: Duration = Duration::from_millis(5);
+const WINDOW: Duration = Duration::from_millis(50);
+const MAX_SAMPLES: usize = 200;
+
+/// One reading of the process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading {
+    pub cpu_ms: f64,
+    pub rss_bytes: u64,
+    pub threads: u64,
+}
+
+/// What the live footer shows while the cell runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveView {
+    pub cpu_cores_now: f64,
+    pub rss_bytes: u64,
+    pub threads: u64,
+    pub threads_peak: u64,
+}
+
+/// The measurement of a finished run.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub start: Reading,
+    pub end: Reading,
+    pub rss_peak_bytes: u64,
+    pub threads_peak: u64,
+    pub samples: Vec<Sample>,
+    /// False when the process disappeared during the run (crash, restart).
+    pub process_survived: bool,
+}
+
+struct Shared {
+    live: LiveView,
+    threads_peak: u64,
+    /// (time, reading) at each window end.
+    windows: Vec<(Instant, Reading)>,
+    run_start: Option<Instant>,
+    gone: bool,
+}
+
+pub struct Sampler {
+    pid: u32,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Mutex<Shared>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    start: Reading,
+    system: Arc<Mutex<Option<System>>>,
+}
+
+/// Without sysinfo (it failed to initialise) readings fall back to `/proc` directly.
+fn read_with(system: &mut Option<System>, pid: u32) -> Option<Reading> {
+    let Some(system) = system else {
+        return read_proc(pid);
+    };
+    let spid = Pid::from_u32(pid);
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[spid]),
+        true,
+        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+    );
+    let process = system.process(spid)?;
+    Some(Reading {
+        cpu_ms: process.accumulated_cpu_time() as f64,
+        rss_bytes: process.memory(),
+        threads: thread_count(pid)?,
+    })
+}
+
+fn read_proc(pid: u32) -> Option<Reading> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    Some(Reading {
+        cpu_ms: ticks * 1000.0 / hz,
+        rss_bytes: f.get(21)?.parse::<u64>().ok()? * page,
+        threads: f.get(17)?.parse().ok()?,
+    })
+}
+
+/// Field 20 of `/proc/PID/stat`: the number of threads, exact.
+pub fn thread_count(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    // Fields after the name start at field 3 (state); threads is field 20.
+    after.split_whitespace().nth(17)?.parse().ok()
+}
+
+/// Resets the kernel's peak-RSS counter for `pid` (`VmHWM`).
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// `VmHWM` of `pid`, in bytes.
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// User+system CPU time of this process's waited-for children, in ms.
+pub fn children_cpu_ms() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+impl Sampler {
+    /// Takes the starting reading of `pid` and starts sampling it in the background.
+    pub fn start(pid: u32) -> Sampler {
+        let mut system = System::new().ok();
+        let start = read_with(&mut system, pid).unwrap_or_default();
+        reset_peak(pid);
+        let system = Arc::new(Mutex::new(system));
+        let shared = Arc::new(Mutex::new(Shared {
+            live: LiveView {
+                rss_bytes: start.rss_bytes,
+                threads: start.threads,
+                threads_peak: start.threads,
+                cpu_cores_now: 0.0,
+            },
+            threads_peak: start.threads,
+            windows: vec![(Instant::now(), start)],
+            run_start: None,
+            gone: false,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stop, shared, system) =
+                (Arc::clone(&stop), Arc::clone(&shared), Arc::clone(&system));
+            std::thread::Builder::new()
+                .name("telemetry".into())
+                .spawn(move || sample_loop(pid, stop, shared, system))
+                .ok()
+        };
+        Sampler {
+            pid,
+            stop,
+            shared,
+            thread,
+            start,
+            system,
+        }
+    }
+
+    /// The user's code started now (compilation is over).
+    pub fn mark_run_start(&self, at: Instant) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.run_start = Some(at);
+        // Drop windows from compilation: the series starts with the run.
+        let last = shared.windows.last().copied();
+        shared.windows = last.map(|(_, r)| vec![(at, r)]).unwrap_or_default();
+    }
+
+    pub fn live(&self) -> LiveView {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).live
+    }
+
+    /// Stops sampling and returns the measurement; `run_end` closes the series.
+    pub fn finish(mut self, run_end: Instant) -> Measured {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let end = {
+            let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
+            read_with(&mut system, self.pid)
+        };
+        let peak = peak_rss(self.pid);
+        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let survived = end.is_some() && !shared.gone;
+        let end = end.unwrap_or(shared.windows.last().map(|w| w.1).unwrap_or(self.start));
+        let mut windows = shared.windows.clone();
+        windows.push((run_end, end));
+        let origin = shared.run_start.unwrap_or(windows[0].0);
+        Measured {
+            start: self.start,
+            end,
+            rss_peak_bytes: peak
+                .unwrap_or(0)
+                .max(end.rss_bytes)
+                .max(self.start.rss_bytes),
+            threads_peak: shared.threads_peak.max(end.threads),
+            samples: to_samples(&windows, origin),
+            process_survived: survived,
+        }
+    }
+}
+
+fn sample_loop(
+    pid: u32,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Mutex<Shared>>,
+    system: Arc<Mutex<Option<System>>>,
+) {
+    let mut next_window = Instant::now() + WINDOW;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(THREAD_POLL);
+        let Some(threads) = thread_count(pid) else {
+            shared.lock().unwrap_or_else(|p| p.into_inner()).gone = true;
+            return;
+        };
+        let now = Instant::now();
+        let window = if now >= next_window {
+            next_window = now + WINDOW;
+            let mut system = system.lock().unwrap_or_else(|p| p.into_inner());
+            read_with(&mut system, pid)
+        } else {
+            None
+        };
+        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.threads_peak = s.threads_peak.max(threads);
+        s.live.threads = threads;
+        s.live.threads_peak = s.threads_peak;
+        if let Some(reading) = window {
+            if let Some((t0, r0)) = s.windows.last().copied() {
+                let dt = now.duration_since(t0).as_secs_f64() * 1000.0;
+                if dt > 0.0 {
+                    s.live.cpu_cores_now = ((reading.cpu_ms - r0.cpu_ms) / dt).max(0.0);
+                }
+            }
+            s.live.rss_bytes = reading.rss_bytes;
+            let mut reading = reading;
+            // The window's thread figure is the most seen in it, not the last.
+            reading.threads = reading.threads.max(threads);
+            s.windows.push((now, reading));
+        }
+    }
+}
+
+/// Windows (time, cumulative reading) → samples of cores per window, ≤ 200 points.
+pub fn to_samples(windows: &[(Instant, Reading)], origin: Instant) -> Vec<Sample> {
+    let mut samples: Vec<Sample> = windows
+        .windows(2)
+        .filter_map(|pair| {
+            let ((t0, r0), (t1, r1)) = (pair[0], pair[1]);
+            let dt = t1.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+            if dt <= 0.0 || t1 < origin {
+                return None;
+            }
+            Some(Sample {
+                t_ms: t1.saturating_duration_since(origin).as_secs_f64() * 1000.0,
+                cpu_cores: ((r1.cpu_ms - r0.cpu_ms) / dt).max(0.0),
+                rss_bytes: r1.rss_bytes,
+                threads: r1.threads,
+            })
+        })
+        .collect();
+    while samples.len() > MAX_SAMPLES {
+        samples = samples
+            .chunks(2)
+            .map(|c| Sample {
+                t_ms: c[c.len() - 1].t_ms,
+                cpu_cores: c.iter().map(|s| s.cpu_cores).sum::<f64>() / c.len() as f64,
+                rss_bytes: c.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
+                threads: c.iter().map(|s| s.threads).max().unwrap_or(0),
+            })
+            .collect();
+    }
+    samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let pid = std::process::id();
+        assert!(thread_count(pid).unwrap() >= 1);
+        assert!(peak_rss(pid).unwrap() > 0);
+        let mut system = System::new().ok();
+        let r = read_with(&mut system, pid).unwrap();
+        assert!(r.rss_bytes > 0);
+        let p = read_proc(pid).unwrap();
+        assert!(p.rss_bytes > 0 && p.threads >= 1);
+    }
+
+    #[test]
+    fn samples_are_bounded_and_keep_maxima() {
+        let t0 = Instant::now();
+        let windows: Vec<(Instant, Reading)> = (0..1000u64)
+            .map(|i| {
+                (
+                    t0 + Duration::from_millis(50 * i),
+                    Reading {
+                        cpu_ms: 25.0 * i as f64,
+                        rss_bytes: 1000 + i,
+                        threads: if i == 500 { 1004 } else { 4 },
+                    },
+                )
+            })
+            .collect();
+        let samples = to_samples(&windows, t0);
+        assert!(samples.len() <= MAX_SAMPLES);
+        assert_eq!(samples.iter().map(|s| s.threads).max(), Some(1004));
+        assert!((samples[0].cpu_cores - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn measures_a_child_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("2")
+            .spawn()
+            .unwrap();
+        let sampler = Sampler::start(child.id());
+        sampler.mark_run_start(Instant::now());
+        std::thread::sleep(Duration::from_millis(300));
+        let m = sampler.finish(Instant::now());
+        assert!(m.process_survived);
+        assert_eq!(m.threads_peak, 1);
+        assert!(m.rss_peak_bytes >= m.start.rss_bytes);
+        assert!(m.samples.len() >= 3, "{:?}", m.samples);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
