@@ -368,7 +368,8 @@ mod tests {
                 value: "debug".into()
             }]
         );
-        assert!(plan(":env nothing", &Session::default(), &root()).is_ok());
+        assert!(plan(":env KEY value", &Session::default(), &root()).is_ok());
+        assert!(plan(":env nothing", &Session::default(), &root()).is_err());
         assert!(plan(":env", &Session::default(), &root()).is_err());
     }
 }
