@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Install rustmeter, the Jupyter kernel for Rust: build the release binary, make sure the
+# Rust standard library sources are there (for completion), set up a Python environment
+# with JupyterLab, and register the kernelspec "rustmeter". Safe to run again: a second
+# run rebuilds nothing that is fresh and rewrites no kernelspec that is already current.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=scripts/common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/scripts/common.sh"
+
+usage() {
+    cat <<EOF
+usage: ./install.sh [options]
+
+Builds target/release/rustmeter, prepares .venv with JupyterLab, and registers the
+Jupyter kernelspec "$KERNEL_NAME".
+
+options:
+  --user             register the kernelspec for the current user
+                     (default when Jupyter comes from outside the project venv)
+  --sys-prefix       register it inside the Python environment that runs Jupyter
+                     (default when the project venv .venv is used)
+  --prefix PATH      register it under PATH/share/jupyter/kernels
+  --no-build         don't run cargo; use the binary that is already built
+  --rust-src PATH    Rust standard library sources to point completion at
+                     (default: found through rustc/rustup or Debian's rust-src package)
+  --env KEY=VALUE    extra environment variable for the kernel (repeatable)
+  --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
+  -h, --help         show this help
+
+environment:
+  CARGO_TARGET_DIR   where cargo builds (default: ./target)
+  PYTHON             the python3 to create .venv with (default: python3 on PATH)
+EOF
+}
+
+scope=()
+scope_given=0
+build=1
+uninstall=0
+rust_src=""
+extra_env=()
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --user|--sys-prefix)
+            scope=("$1"); scope_given=1 ;;
+        --prefix)
+            [[ $# -ge 2 ]] || die "--prefix needs a PATH"
+            scope=(--prefix "$2"); scope_given=1; shift ;;
+        --prefix=*)
+            scope=(--prefix "${1#--prefix=}"); scope_given=1 ;;
+        --no-build) build=0 ;;
+        --rust-src)
+            [[ $# -ge 2 ]] || die "--rust-src needs a PATH"
+            rust_src="$2"; shift ;;
+        --rust-src=*) rust_src="${1#--rust-src=}" ;;
+        --env)
+            [[ $# -ge 2 && "$2" == *=* ]] || die "--env needs KEY=VALUE"
+            extra_env+=("$2"); shift ;;
+        --env=*)
+            [[ "${1#--env=}" == *=* ]] || die "--env needs KEY=VALUE"
+            extra_env+=("${1#--env=}") ;;
+        --uninstall) uninstall=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option: $1 (see ./install.sh --help)" ;;
+    esac
+    shift
+done
+
+cd "$ROOT"
+
+# ---------------------------------------------------------------------------- python
+PYTHON_BIN="${PYTHON:-python3}"
+
+# Picks the Python whose Jupyter registers and runs the kernel: the project venv when it
+# already has everything, else a python3 on PATH that has everything, else a new venv.
+choose_python() {
+    if py_is_usable "$VENV/bin/python"; then
+        step "reusing Python environment $VENV"
+        PY="$VENV/bin/python"
+        return
+    fi
+    command -v "$PYTHON_BIN" >/dev/null 2>&1 \
+        || die "$PYTHON_BIN not found: install Python 3 (e.g. apt-get install python3 python3-venv)"
+    if [[ ! -d "$VENV" ]] && py_is_usable "$(command -v "$PYTHON_BIN")"; then
+        step "using the Jupyter that $(command -v "$PYTHON_BIN") already has (no venv needed)"
+        PY="$(command -v "$PYTHON_BIN")"
+        return
+    fi
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        step "creating Python virtualenv $VENV"
+        "$PYTHON_BIN" -c 'import venv, ensurepip' >/dev/null 2>&1 \
+            || die "$PYTHON_BIN cannot create virtualenvs: install its venv module (e.g. apt-get install python3-venv)"
+        rm -rf "$VENV"
+        "$PYTHON_BIN" -m venv "$VENV" || die "could not create $VENV with $PYTHON_BIN -m venv"
+    else
+        step "reusing virtualenv $VENV (some packages missing)"
+    fi
+    step "installing Python packages into $VENV: ${PY_PACKAGES[*]}"
+    "$VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]}" \
+        || die "pip install failed: is PyPI reachable? (packages: ${PY_PACKAGES[*]})"
+    py_is_usable "$VENV/bin/python" \
+        || die "$VENV still cannot import: $PY_MODULES"
+    PY="$VENV/bin/python"
+}
+
+jupyter() { "$PY" -m jupyter "$@"; }
+
+# ---------------------------------------------------------------------------- uninstall
+if [[ $uninstall -eq 1 ]]; then
+    PY="$(project_python)"
+    if [[ -z "$PY" ]]; then
+        command -v jupyter >/dev/null 2>&1 || die "no Jupyter found (neither $VENV nor jupyter on PATH): nothing to uninstall"
+        jupyter() { command jupyter "$@"; }
+    else
+        use_project_env "$PY"
+    fi
+    step "removing kernelspec $KERNEL_NAME"
+    removed=0
+    # The name may be registered in several places (user, venv, system): remove them all.
+    for _ in 1 2 3 4 5; do
+        if jupyter kernelspec remove -y "$KERNEL_NAME" >/dev/null 2>&1; then
+            removed=$((removed + 1))
+        else
+            break
+        fi
+    done
+    if [[ $removed -eq 0 ]]; then
+        echo "kernelspec $KERNEL_NAME was not installed"
+    else
+        echo "removed $removed kernelspec(s) named $KERNEL_NAME"
+    fi
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------- build
+if [[ $build -eq 1 ]]; then
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust from rustup.rs"
+    step "building release binary (cargo build --locked --release -p rustmeter)"
+    cargo build --locked --release -p rustmeter || die "cargo build failed"
+else
+    step "skipping build (--no-build)"
+fi
+[[ -x "$BIN" ]] || die "kernel binary $BIN not found: run ./install.sh without --no-build"
+
+# ---------------------------------------------------------------------------- rust-src
+if [[ -n "$rust_src" ]]; then
+    [[ -d "$rust_src" ]] || die "--rust-src $rust_src is not a directory"
+    rust_src="$(cd "$rust_src" && pwd)"
+    step "using Rust standard library sources at $rust_src"
+else
+    step "checking for Rust standard library sources (rust-src)"
+    command -v rustc >/dev/null 2>&1 || die "rustc not found: install Rust from rustup.rs"
+    sysroot="$(rustc --print sysroot 2>/dev/null || true)"
+    sysroot_src="$sysroot/lib/rustlib/src/rust/library"
+    if [[ -n "$sysroot" && -d "$sysroot_src" ]]; then
+        echo "found $sysroot_src"
+    else
+        if command -v rustup >/dev/null 2>&1; then
+            step "installing rust-src (rustup component add rust-src)"
+            timeout 60 rustup component add rust-src || warn "rustup component add rust-src failed"
+        fi
+        if [[ -n "$sysroot" && -d "$sysroot_src" ]]; then
+            echo "found $sysroot_src"
+        else
+            # Debian's rust-src / rust-web-src packages put the sources here.
+            for candidate in /usr/src/rustc-*/library; do
+                if [[ -d "$candidate" ]]; then
+                    rust_src="$candidate"
+                fi
+            done
+            if [[ -n "$rust_src" ]]; then
+                echo "found $rust_src"
+            else
+                warn "Rust standard library sources not found: code completion will be limited" \
+                     "(install them with 'rustup component add rust-src' or apt-get install rust-src)"
+            fi
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------------------- python env
+choose_python
+use_project_env "$PY"
+
+if [[ $scope_given -eq 0 ]]; then
+    if [[ "$PY" == "$VENV/bin/python" ]]; then
+        scope=(--sys-prefix)
+    else
+        scope=(--user)
+    fi
+fi
+
+# ---------------------------------------------------------------------------- kernelspec
+step "writing kernelspec"
+spec_dir="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-kernelspec.XXXXXX")"
+trap 'rm -rf "$spec_dir" "$spec_dir.log"' EXIT
+
+spec_args=(install-kernelspec --dir "$spec_dir")
+[[ -n "$rust_src" ]] && spec_args+=(--rust-src "$rust_src")
+for kv in ${extra_env[@]+"${extra_env[@]}"}; do
+    spec_args+=(--env "$kv")
+done
+if "$BIN" "${spec_args[@]}" >"$spec_dir.log" 2>&1 && [[ -f "$spec_dir/kernel.json" ]]; then
+    echo "written by $BIN install-kernelspec"
+else
+    # Older binaries have no install-kernelspec: write the same kernel.json without logos.
+    echo "($BIN install-kernelspec failed: $(tail -n 1 "$spec_dir.log" 2>/dev/null); writing kernel.json directly)"
+    "$PY" - "$spec_dir/kernel.json" "$(realpath "$BIN")" "$rust_src" \
+        ${extra_env[@]+"${extra_env[@]}"} <<'PY'
+import json, sys
+out, binary, rust_src, *extra = sys.argv[1:]
+env = {}
+if rust_src:
+    env["RUST_SRC_PATH"] = rust_src
+for kv in extra:
+    key, _, value = kv.partition("=")
+    env[key] = value
+spec = {
+    "argv": [binary, "kernel", "--connection-file", "{connection_file}"],
+    "display_name": "Rust (rustmeter)",
+    "language": "rust",
+    "interrupt_mode": "message",
+    "env": env,
+    "metadata": {"debugger": False},
+}
+with open(out, "w") as f:
+    json.dump(spec, f, indent=2)
+    f.write("\n")
+PY
+fi
+rm -f "$spec_dir.log"
+
+# Where `jupyter kernelspec install` will put it, for the given scope.
+dest="$("$PY" - "$KERNEL_NAME" "${scope[@]}" <<'PY'
+import os, sys
+from jupyter_core.paths import jupyter_data_dir, ENV_JUPYTER_PATH
+name, flag, *rest = sys.argv[1:]
+if flag == "--user":
+    base = jupyter_data_dir()
+elif flag == "--sys-prefix":
+    base = ENV_JUPYTER_PATH[0]
+else:
+    base = os.path.join(os.path.abspath(rest[0]), "share", "jupyter")
+print(os.path.join(base, "kernels", name))
+PY
+)"
+
+if [[ -d "$dest" ]] && diff -rq "$spec_dir" "$dest" >/dev/null 2>&1; then
+    step "kernelspec $KERNEL_NAME is already up to date at $dest"
+else
+    step "registering kernelspec $KERNEL_NAME (jupyter kernelspec install ${scope[*]})"
+    jupyter kernelspec install "$spec_dir" --name "$KERNEL_NAME" --replace "${scope[@]}" \
+        || die "jupyter kernelspec install failed"
+fi
+
+# Which one Jupyter will actually pick: another same-named kernelspec may shadow ours.
+seen="$(kernelspec_binary "$PY")"
+if [[ -z "$seen" ]]; then
+    warn "Jupyter ($PY) does not find kernelspec $KERNEL_NAME after installing it with ${scope[*]}"
+elif [[ "$(realpath -m "$seen")" != "$(realpath -m "$BIN")" ]]; then
+    warn "Jupyter ($PY) resolves kernelspec $KERNEL_NAME to '$seen', not $BIN;" \
+         "another kernelspec named $KERNEL_NAME shadows the one just installed (see: jupyter kernelspec list)"
+fi
+
+step "done"
+if [[ "$PY" == "$VENV/bin/python" ]]; then
+    echo "start JupyterLab with: scripts/lab.sh   (or: $VENV/bin/jupyter lab)"
+else
+    echo "start JupyterLab with: jupyter lab"
+fi
+echo "run the tests with:    scripts/test.sh"

@@ -1,0 +1,77 @@
+# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts that source this
+# Shared settings for install.sh, scripts/lab.sh and scripts/test.sh. Source it; don't run it.
+#
+# Defines:
+#   ROOT         repository root (absolute)
+#   TARGET_DIR   cargo's target dir ($CARGO_TARGET_DIR, relative to ROOT, or ROOT/target)
+#   BIN          the release kernel binary
+#   VENV         the project virtualenv (ROOT/.venv)
+#   KERNEL_NAME  the kernelspec name (rustmeter)
+#   PY_PACKAGES  what install.sh pip-installs into the venv
+#   PY_MODULES   the import names that make a Python "usable" for this project
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in
+    /*) ;;
+    *) TARGET_DIR="$ROOT/$TARGET_DIR" ;;
+esac
+BIN="$TARGET_DIR/release/rustmeter"
+VENV="$ROOT/.venv"
+KERNEL_NAME="rustmeter"
+PY_PACKAGES=(jupyterlab jupyter_client nbclient nbformat nbconvert jupyter_kernel_test pytest ipykernel)
+PY_MODULES="jupyterlab, jupyter_client, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel"
+
+step() { printf '==> %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# py_is_usable PYTHON: true when PYTHON runs and imports everything in PY_MODULES.
+py_is_usable() {
+    [[ -n "${1:-}" ]] && "$1" -c "import $PY_MODULES" >/dev/null 2>&1
+}
+
+# project_python: prints the Python the project's Jupyter tooling runs on — the venv's when
+# it is usable, else a python3 on PATH that already has everything — or nothing.
+project_python() {
+    if py_is_usable "$VENV/bin/python"; then
+        printf '%s\n' "$VENV/bin/python"
+    elif command -v python3 >/dev/null 2>&1 && py_is_usable "$(command -v python3)"; then
+        command -v python3
+    fi
+}
+
+# kernelspec_binary PYTHON: prints argv[0] of the kernelspec KERNEL_NAME as PYTHON's Jupyter
+# sees it, or nothing when there is no such kernelspec.
+kernelspec_binary() {
+    "$1" - "$KERNEL_NAME" 2>/dev/null <<'PY' || true
+import sys
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+try:
+    spec = KernelSpecManager().get_kernel_spec(sys.argv[1])
+except NoSuchKernel:
+    sys.exit(0)
+print(spec.argv[0])
+PY
+}
+
+# kernelspec_is_current PYTHON: true when KERNEL_NAME resolves, for PYTHON's Jupyter, to
+# this checkout's binary (and that binary exists).
+kernelspec_is_current() {
+    local got
+    [[ -x "$BIN" ]] || return 1
+    got="$(kernelspec_binary "$1")"
+    [[ -n "$got" ]] || return 1
+    [[ "$(realpath -m "$got")" == "$(realpath -m "$BIN")" ]]
+}
+
+# use_project_env PYTHON: exports what makes Jupyter, run from PYTHON's environment, prefer
+# that environment's kernelspecs over user-level ones (which may point at another checkout).
+use_project_env() {
+    local py="$1"
+    if [[ "$py" == "$VENV/bin/python" ]]; then
+        export VIRTUAL_ENV="$VENV"
+        export PATH="$VENV/bin:$PATH"
+        export JUPYTER_PREFER_ENV_PATH=1
+    fi
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Run all of rustmeter's tests: the Rust tests (cargo test) and the Python/Jupyter tests
+# (pytest tests/), installing first when the binary, the Python environment or the
+# kernelspec is missing. Exits non-zero when either suite fails.
+#
+#   scripts/test.sh [--no-build] [--no-cargo-test] [--no-pytest] [-- pytest args...]
+#
+#   --no-build       don't run cargo build (use the binary as it is)
+#   --no-cargo-test  skip `cargo test`
+#   --no-pytest      skip pytest
+#   after --, arguments go to pytest (e.g. -- -k smoke -x)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
+
+build=1
+cargo_tests=1
+py_tests=1
+pytest_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --no-build) build=0 ;;
+        --no-cargo-test) cargo_tests=0 ;;
+        --no-pytest) py_tests=0 ;;
+        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --) shift; pytest_args=("$@"); break ;;
+        *) die "unknown option: $1 (see scripts/test.sh --help)" ;;
+    esac
+    shift
+done
+
+cd "$ROOT"
+started=$SECONDS
+
+# ---------------------------------------------------------------------------- install
+PY="$(project_python)"
+if [[ ! -x "$BIN" || -z "$PY" ]] || ! kernelspec_is_current "$PY"; then
+    step "rustmeter is not fully installed (binary, Python environment or kernelspec missing): running ./install.sh"
+    install_args=()
+    [[ $build -eq 1 ]] || install_args+=(--no-build)
+    "$ROOT/install.sh" ${install_args[@]+"${install_args[@]}"}
+    PY="$(project_python)"
+    [[ -n "$PY" ]] || die "install.sh finished but no usable Python environment was found"
+    kernelspec_is_current "$PY" || die "install.sh finished but kernelspec $KERNEL_NAME does not point at $BIN"
+elif [[ $build -eq 1 ]]; then
+    # Already installed: just make sure the binary is fresh (a no-op when it is).
+    step "building release binary (cargo build --locked --release -p rustmeter)"
+    cargo build --locked --release -p rustmeter
+fi
+use_project_env "$PY"
+export RUSTMETER_BIN="$BIN"
+
+logs="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-test.XXXXXX")"
+trap 'rm -rf "$logs"' EXIT
+
+# sum_of WORDS-REGEX: adds up the N of every "N <word>" on stdin ("3 passed", "1 failed").
+sum_of() {
+    awk -v re="^($1)[;,.]?$" '{ for (i = 2; i <= NF; i++) if ($i ~ re && $(i-1) ~ /^[0-9]+$/) s += $(i-1) }
+                              END { print s + 0 }'
+}
+passed=0 failed=0 skipped=0
+
+# ---------------------------------------------------------------------------- cargo test
+cargo_status="skipped"
+if [[ $cargo_tests -eq 1 ]]; then
+    step "running Rust tests (cargo test --release --locked)"
+    set +e
+    cargo test --release --locked 2>&1 | tee "$logs/cargo.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    # cargo prints "test result: ok. 3 passed; 0 failed; 1 ignored; ..." per test binary.
+    results="$(grep -E '^test result:' "$logs/cargo.log" || true)"
+    c_passed=$(sum_of passed <<<"$results")
+    c_failed=$(sum_of failed <<<"$results")
+    c_ignored=$(sum_of ignored <<<"$results")
+    passed=$((passed + c_passed)); failed=$((failed + c_failed)); skipped=$((skipped + c_ignored))
+    if [[ $rc -eq 0 ]]; then
+        cargo_status="PASS ($c_passed passed, $c_failed failed, $c_ignored ignored)"
+    else
+        cargo_status="FAIL (exit $rc; $c_passed passed, $c_failed failed, $c_ignored ignored)"
+        [[ $c_failed -gt 0 ]] || failed=$((failed + 1)) # a build failure counts as one failure
+    fi
+fi
+
+# ---------------------------------------------------------------------------- pytest
+pytest_status="skipped"
+if [[ $py_tests -eq 1 ]]; then
+    # tests/ unless the arguments after -- name test files or folders themselves.
+    targets=(tests/)
+    for arg in ${pytest_args[@]+"${pytest_args[@]}"}; do
+        if [[ "$arg" != -* && -e "${arg%%::*}" ]]; then
+            targets=()
+            break
+        fi
+    done
+    step "running Jupyter tests ($PY -m pytest -v ${targets[*]-}${pytest_args[*]+ ${pytest_args[*]}})"
+    set +e
+    "$PY" -m pytest -v -rs ${targets[@]+"${targets[@]}"} ${pytest_args[@]+"${pytest_args[@]}"} 2>&1 | tee "$logs/pytest.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    # pytest's closing line: "==== 5 passed, 1 failed, 2 skipped in 12.3s ====".
+    last="$(grep -E '^=+ .* in [0-9.]+s' "$logs/pytest.log" | tail -n 1 || true)"
+    p_passed=$(sum_of passed <<<"$last")
+    p_failed=$(sum_of 'failed|errors?' <<<"$last")
+    p_skipped=$(sum_of skipped <<<"$last")
+    passed=$((passed + p_passed)); failed=$((failed + p_failed)); skipped=$((skipped + p_skipped))
+    if [[ $rc -eq 0 ]]; then
+        pytest_status="PASS ($p_passed passed, $p_failed failed, $p_skipped skipped)"
+    else
+        pytest_status="FAIL (exit $rc; $p_passed passed, $p_failed failed, $p_skipped skipped)"
+        [[ $p_failed -gt 0 ]] || failed=$((failed + 1)) # no tests collected / internal error
+    fi
+fi
+
+# ---------------------------------------------------------------------------- summary
+echo
+echo "==> summary ($((SECONDS - started))s)"
+echo "    cargo test: $cargo_status"
+echo "    pytest:     $pytest_status"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[[ "$cargo_status" != FAIL* && "$pytest_status" != FAIL* ]]

@@ -1,0 +1,136 @@
+"""Helpers shared by the rustmeter tests (imported by conftest.py and the test modules).
+
+Nothing here starts a kernel by itself: conftest.py's fixtures do.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+KERNEL_NAME = "rustmeter"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+# The first cell a kernel runs compiles evcxr's runtime, and cells that pull crates
+# (`:dep`, async/tokio) build them: minutes on a 2-core machine, not seconds.
+CELL_TIMEOUT = 120
+STARTUP_TIMEOUT = 120
+
+
+def kernel_unavailable_reason(kernel_name: str = KERNEL_NAME) -> str | None:
+    """Why the kernel can't be started here, or None when it can.
+
+    Checks that Jupyter finds the kernelspec and that its argv[0] is an executable file.
+    """
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    except ImportError as e:  # pragma: no cover - the venv always has it
+        return f"jupyter_client is not installed ({e}); run ./install.sh"
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        return f"no Jupyter kernelspec named {kernel_name!r}; run ./install.sh"
+    binary = spec.argv[0] if spec.argv else ""
+    resolved = binary if os.path.isabs(binary) else shutil.which(binary) or binary
+    if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
+        return (
+            f"kernelspec {kernel_name!r} points at {binary!r}, which is not an executable "
+            f"file; build it with ./install.sh (or cargo build --release)"
+        )
+    return None
+
+
+def run_cell(kc: Any, code: str, timeout: float = CELL_TIMEOUT, **execute_kwargs: Any):
+    """Execute `code` and collect everything the kernel says about that request.
+
+    Returns (reply, iopub_msgs): the shell `execute_reply`, and every iopub message whose
+    parent is this request, in order, from the `busy` status up to and including the
+    `idle` status. Raises TimeoutError when either doesn't arrive within `timeout` seconds.
+    """
+    msg_id = kc.execute(code, **execute_kwargs)
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete answer within {timeout}s to cell:\n{code}")
+        return left
+
+    iopub_msgs: list[dict[str, Any]] = []
+    while True:
+        try:
+            msg = kc.get_iopub_msg(timeout=min(remaining(), 1.0))
+        except Empty:
+            continue
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        iopub_msgs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+
+    while True:
+        try:
+            reply = kc.get_shell_msg(timeout=min(remaining(), 1.0))
+        except Empty:
+            continue
+        if reply.get("parent_header", {}).get("msg_id") == msg_id:
+            return reply, iopub_msgs
+
+
+def shell_reply(kc: Any, msg_id: str, timeout: float = CELL_TIMEOUT) -> dict[str, Any]:
+    """The shell reply to request `msg_id` (other replies are dropped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no reply to request {msg_id} within {timeout}s")
+        try:
+            reply = kc.get_shell_msg(timeout=min(left, 1.0))
+        except Empty:
+            continue
+        if reply.get("parent_header", {}).get("msg_id") == msg_id:
+            return reply
+
+
+def outputs(iopub_msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The output messages among `iopub_msgs` (no status, no execute_input)."""
+    return [m for m in iopub_msgs if m["msg_type"] not in ("status", "execute_input")]
+
+
+def stream_text(iopub_msgs: list[dict[str, Any]], name: str = "stdout") -> str:
+    """All text the cell wrote to stream `name` ("stdout" or "stderr")."""
+    return "".join(
+        m["content"]["text"]
+        for m in iopub_msgs
+        if m["msg_type"] == "stream" and m["content"]["name"] == name
+    )
+
+
+def result_data(iopub_msgs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The mime bundle of the cell's execute_result, or None."""
+    for m in iopub_msgs:
+        if m["msg_type"] == "execute_result":
+            return m["content"]["data"]
+    return None
+
+
+def describe(iopub_msgs: list[dict[str, Any]]) -> str:
+    """A short text rendering of iopub messages, for assertion messages."""
+    lines = []
+    for m in iopub_msgs:
+        c = m["content"]
+        if m["msg_type"] == "stream":
+            lines.append(f"stream[{c['name']}]: {c['text']!r}")
+        elif m["msg_type"] in ("execute_result", "display_data"):
+            lines.append(f"{m['msg_type']}: {c['data']!r}")
+        elif m["msg_type"] == "error":
+            lines.append(f"error: {c.get('ename')}: {c.get('evalue')}")
+        elif m["msg_type"] == "status":
+            lines.append(f"status: {c['execution_state']}")
+        else:
+            lines.append(m["msg_type"])
+    return "\n".join(lines) or "(no iopub messages)"
