@@ -12,7 +12,6 @@ Environment:
 
 Skipped on purpose (the kernel has no way to produce these):
   test_pager         -- code_page_something is unset: no pager payloads
-  test_clear_output  -- code_clear_output is unset: user code can't send clear_output
 """
 from __future__ import annotations
 
@@ -82,7 +81,8 @@ class RustmeterKernelTests(jupyter_kernel_test.KernelTests):
     code_inspect_sample = "std::vec::Vec"
 
     # test_clear_output: not supported (see module docstring)
-    code_clear_output = ""
+    # test_clear_output: the shipped `rustmeter` crate sends clear_output from a cell
+    code_clear_output = "rustmeter::clear_output(false);"
 
     @classmethod
     def setUpClass(cls) -> None:

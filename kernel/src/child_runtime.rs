@@ -34,6 +34,8 @@ pub const RUN_START: &str = "\u{1}RM_RUN_START";
 pub const RUN_END: &str = "\u{1}RM_RUN_END";
 /// `\u{1}RM_DISPLAY {json}`: a display_data (fields `data`, optional `display_id`, `update`).
 pub const DISPLAY: &str = "\u{1}RM_DISPLAY ";
+/// `\u{1}RM_NOTE {"key":..,"value":..}`: a parameter the cell attached to its telemetry.
+pub const NOTE: &str = "\u{1}RM_NOTE ";
 /// `\u{1}RM_CLEAR {json}`: clear_output (`{"wait":bool}`).
 pub const CLEAR: &str = "\u{1}RM_CLEAR ";
 /// `\u{1}RM_PANIC {json}`: a panic seen by the prelude's panic hook.

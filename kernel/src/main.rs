@@ -51,6 +51,19 @@ fn run(args: &[String]) -> Result<(), String> {
             rustmeter_kernel::install::write_kernelspec(PathBuf::from(dir).as_path(), &spec)
                 .map_err(|e| format!("{e:#}"))
         }
+        // For bench/telemetry_overhead: sample a process as a cell's telemetry would and
+        // report what the sampling cost this process.
+        Some("sample") => {
+            let pid: u32 = flag_value(args, "--pid")
+                .and_then(|p| p.parse().ok())
+                .ok_or("sample needs --pid PID")?;
+            let seconds: f64 = flag_value(args, "--seconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(10.0);
+            let report = rustmeter_kernel::telemetry::sampler::measure_cost(pid, seconds);
+            println!("{report}");
+            Ok(())
+        }
         Some("--version") | Some("-V") => {
             println!("rustmeter {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -31,6 +31,11 @@ pub fn cache_dir() -> PathBuf {
     }
 }
 
+/// Labelled cells' telemetry, kept per user across kernels (for `:compare`, `rustmeter::cell`).
+pub fn labels_dir() -> PathBuf {
+    cache_dir().join("labels")
+}
+
 impl WorkDir {
     /// Creates this kernel's folder (0700) after removing those of dead kernels.
     pub fn create() -> std::io::Result<WorkDir> {
@@ -51,6 +56,11 @@ impl WorkDir {
     /// Environment for the user-code child, applied when it (re)starts.
     pub fn child_env_file(&self) -> PathBuf {
         self.path.join("child-env")
+    }
+
+    /// Telemetry of finished cells, for the `rustmeter` crate in cells.
+    pub fn telemetry_dir(&self) -> PathBuf {
+        self.path.join("telemetry")
     }
 
     pub fn remove(&self) {

@@ -34,6 +34,9 @@ pub struct Session {
     pub shims: BTreeMap<String, Vec<String>>,
 }
 
+/// The crate cells use to read telemetry (`rustmeter::last()`).
+const API: &str = "rustmeter";
+
 /// rustmeter's own commands, for `:help` (the telemetry ones are answered by the server).
 pub const COMMANDS: &[(&str, &str)] = &[
     (
@@ -117,6 +120,14 @@ pub fn plan(
         }
     }
     let code = rest.join("\n");
+    if strip_comments(&code).contains("rustmeter::") && !declared.contains_key(API) {
+        let line = shims::api_dep_line(shim_root).map_err(|e| e.to_string())?;
+        steps.push(Step::DeclareShim {
+            name: API.into(),
+            line,
+            features: Vec::new(),
+        });
+    }
     if needs_tokio(&code) && !declared.contains_key(shims::TOKIO.name) {
         let line = shims::dep_line(shim_root, shims::TOKIO, &[]).map_err(|e| e.to_string())?;
         let first_evcxr = steps

@@ -60,6 +60,11 @@ pub enum CellEvent {
     RunStarted,
     /// The user's code returned.
     RunEnded,
+    /// `rustmeter::note(key, value)` from the cell.
+    Note {
+        key: String,
+        value: String,
+    },
     /// Always the last event of a cell.
     Finished(CellOutcome),
 }
@@ -295,6 +300,11 @@ impl Engine {
         self.workdir.remove();
     }
 
+    /// Where finished cells' telemetry is written for the `rustmeter` crate in cells.
+    pub fn telemetry_dir(&self) -> std::path::PathBuf {
+        self.workdir.telemetry_dir()
+    }
+
     /// The user-code process, when one is running.
     pub fn child_pid(&self) -> Option<u32> {
         Some(self.control.child_pid.load(Ordering::SeqCst)).filter(|p| *p != 0)
@@ -391,6 +401,9 @@ impl Worker {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut command = std::process::Command::new(exe);
         command.env("RUSTMETER_CHILD_ENV_FILE", self.workdir.child_env_file());
+        // Where the `rustmeter` crate in cells reads earlier cells' telemetry.
+        command.env("RUSTMETER_TELEMETRY_DIR", self.workdir.telemetry_dir());
+        command.env("RUSTMETER_LABELS_DIR", crate::workdir::labels_dir());
         process::isolate(&mut command);
         let (context, outputs) = std::panic::catch_unwind(AssertUnwindSafe(|| {
             evcxr::EvalContext::with_subprocess_command(command)

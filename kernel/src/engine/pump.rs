@@ -7,7 +7,7 @@
 //! `Finish` after those lines, because it is one thread reading in turn.
 
 use super::{CellEvent, CellId, CellOutcome, Control, EngineEvent, Phase};
-use crate::child_runtime::{CLEAR, DISPLAY, NO_EOL, PANIC, RUN_END, RUN_START};
+use crate::child_runtime::{CLEAR, DISPLAY, NOTE, NO_EOL, PANIC, RUN_END, RUN_START};
 use crossbeam_channel::{select, Receiver};
 use serde_json::Value;
 use std::sync::Arc;
@@ -90,6 +90,15 @@ impl Pump {
         } else if let Some(json) = line.strip_prefix(DISPLAY) {
             if let Some(event) = display_event(json) {
                 self.send(cell, event);
+            }
+        } else if let Some(json) = line.strip_prefix(NOTE) {
+            if let Ok(v) = serde_json::from_str::<Value>(json) {
+                let key = v["key"].as_str().unwrap_or("").to_string();
+                let value = v["value"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v["value"].to_string());
+                self.send(cell, CellEvent::Note { key, value });
             }
         } else if let Some(json) = line.strip_prefix(CLEAR) {
             let wait = serde_json::from_str::<Value>(json)

@@ -14,6 +14,24 @@
 
 use std::path::{Path, PathBuf};
 
+/// The `rustmeter` crate cells use (`rustmeter::last()`), shipped inside this binary so
+/// it needs no network; written out on first use.
+pub fn api_dep_line(root: &Path) -> std::io::Result<String> {
+    let dir = root.join(format!("rustmeter-api-{}", env!("CARGO_PKG_VERSION")));
+    write_if_changed(
+        &dir.join("Cargo.toml"),
+        include_str!("../../../api/Cargo.toml"),
+    )?;
+    write_if_changed(
+        &dir.join("src").join("lib.rs"),
+        include_str!("../../../api/src/lib.rs"),
+    )?;
+    Ok(format!(
+        ":dep rustmeter = {{ package = \"rustmeter-api\", path = \"{}\" }}",
+        dir.display()
+    ))
+}
+
 /// A crate served through a dylib shim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShimSpec {

@@ -140,9 +140,10 @@ async fn run_events(
         }
         match event.event {
             CellEvent::Finished(outcome) => break outcome,
-            CellEvent::Started { child_pid } => meter.started(child_pid),
+            CellEvent::Started { child_pid } => meter.started(child_pid, shown != Display::Off),
             CellEvent::RunStarted => meter.run_started(),
             CellEvent::RunEnded => meter.run_ended(),
+            CellEvent::Note { key, value } => meter.note(key, value),
             CellEvent::InputRequest {
                 prompt,
                 password,
@@ -207,7 +208,7 @@ async fn execute(
         .or_else(|| kernel.settings().pending_label.take());
     let outcome = match commands::run_local(kernel, parent, &commands) {
         Some(outcome) => {
-            meter.started(0);
+            meter.started(0, false);
             outcome
         }
         None => {

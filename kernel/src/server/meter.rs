@@ -6,6 +6,7 @@ use crate::telemetry::render::Mode;
 use crate::telemetry::sampler::{children_cpu_ms, LiveView, Sampler};
 use crate::telemetry::{CellStatus, CellTelemetry, VERSION};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What the learner asked the footer to be.
@@ -37,6 +38,10 @@ impl Display {
 
 /// Kernel-wide telemetry state.
 pub struct Settings {
+    /// `last.txt` for the `rustmeter` crate in cells.
+    telemetry_dir: PathBuf,
+    /// `NAME.txt` / `NAME.json` of labelled cells, kept per user across kernels.
+    labels_dir: PathBuf,
     pub display: Display,
     pub last: Option<CellTelemetry>,
     /// Run time of the last run of each cell's code.
@@ -47,13 +52,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new() -> Settings {
+    pub fn new(telemetry_dir: PathBuf, labels_dir: PathBuf) -> Settings {
+        let labelled = load_labels(&labels_dir);
         Settings {
+            telemetry_dir,
+            labels_dir,
             display: Display::from_env(),
             last: None,
             previous: HashMap::new(),
             pending_label: None,
-            labelled: Vec::new(),
+            labelled,
         }
     }
 
@@ -67,15 +75,50 @@ impl Settings {
         if let Some(label) = &telemetry.label {
             self.labelled.retain(|t| t.label.as_deref() != Some(label));
             self.labelled.push(telemetry.clone());
+            if safe_name(label) {
+                let _ = write_atomic(
+                    &self.labels_dir.join(format!("{label}.txt")),
+                    &telemetry.to_lines(),
+                );
+                let json = serde_json::to_string(telemetry).unwrap_or_default();
+                let _ = write_atomic(&self.labels_dir.join(format!("{label}.json")), &json);
+            }
         }
+        let _ = write_atomic(&self.telemetry_dir.join("last.txt"), &telemetry.to_lines());
         self.last = Some(telemetry.clone());
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self::new()
+fn safe_name(label: &str) -> bool {
+    !label.is_empty() && !label.starts_with('.') && !label.contains(['/', '\\', '\0'])
+}
+
+/// Readers (cells, other kernels) never see half a file.
+fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Labelled results of earlier kernels, oldest first.
+fn load_labels(dir: &Path) -> Vec<CellTelemetry> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, CellTelemetry)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| {
+            let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+            let t = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+            Some((modified, t))
+        })
+        .collect();
+    found.sort_by_key(|(m, _)| *m);
+    found.into_iter().map(|(_, t)| t).collect()
 }
 
 fn code_key(code: &str) -> u64 {
@@ -95,6 +138,7 @@ pub struct CellMeter {
     first_run: Option<Instant>,
     run_total: Duration,
     pid: u32,
+    notes: serde_json::Map<String, serde_json::Value>,
 }
 
 impl CellMeter {
@@ -108,15 +152,17 @@ impl CellMeter {
             first_run: None,
             run_total: Duration::ZERO,
             pid: 0,
+            notes: Default::default(),
         }
     }
 
-    /// The engine took the cell; `pid` will run it.
-    pub fn started(&mut self, pid: u32) {
+    /// The engine took the cell; `pid` will run it. Without `sample` (telemetry off,
+    /// silent requests) only times are kept.
+    pub fn started(&mut self, pid: u32, sample: bool) {
         self.started = Some(Instant::now());
         self.children_cpu_start = children_cpu_ms();
         self.pid = pid;
-        if pid != 0 {
+        if pid != 0 && sample {
             self.sampler = Some(Sampler::start(pid));
         }
     }
@@ -130,6 +176,17 @@ impl CellMeter {
                 s.mark_run_start(now);
             }
         }
+    }
+
+    /// `rustmeter::note(key, value)`: numbers stay numbers in the JSON.
+    pub fn note(&mut self, key: String, value: String) {
+        let value = value
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::String(value));
+        self.notes.insert(key, value);
     }
 
     pub fn run_ended(&mut self) {
@@ -155,7 +212,9 @@ impl CellMeter {
         let compile_ms = (wall_ms - queue_ms - run_ms).max(0.0);
         let compile_cpu_ms = (children_cpu_ms() - self.children_cpu_start).max(0.0);
         let Some(sampler) = self.sampler.take() else {
-            return CellTelemetry::not_run(status, queue_ms, compile_ms, compile_cpu_ms);
+            let mut t = CellTelemetry::not_run(status, queue_ms, compile_ms, compile_cpu_ms);
+            t.notes = std::mem::take(&mut self.notes);
+            return t;
         };
         let m = sampler.finish(now);
         let cpu_ms = (m.end.cpu_ms - m.start.cpu_ms).max(0.0);
@@ -179,7 +238,7 @@ impl CellMeter {
             threads_runtime: m.start.threads,
             samples: if ran { m.samples } else { Vec::new() },
             label: None,
-            notes: Default::default(),
+            notes: std::mem::take(&mut self.notes),
             previous_run_ms: None,
             pid: self.pid,
         }

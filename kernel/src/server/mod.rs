@@ -130,6 +130,7 @@ async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let engine = Engine::start(workdir, events_tx);
+    let settings = meter::Settings::new(engine.telemetry_dir(), crate::workdir::labels_dir());
     let (exec_tx, exec_rx) = mpsc::unbounded_channel();
     let key = shell.mac.clone();
     let (shell_send, shell_recv) = shell.split();
@@ -142,7 +143,7 @@ async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
         history: Default::default(),
         executions: exec_tx,
         stdin: Mutex::new(stdin),
-        settings: std::sync::Mutex::new(meter::Settings::new()),
+        settings: std::sync::Mutex::new(settings),
         rustc_version: rustc_version(),
     });
     tokio::spawn(executor::run(Arc::clone(&kernel), exec_rx, events_rx));

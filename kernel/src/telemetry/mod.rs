@@ -101,6 +101,45 @@ impl CellTelemetry {
         self.run_ms > 0.0
     }
 
+    /// `key value` lines: what the dependency-free `rustmeter` crate in cells reads.
+    pub fn to_lines(&self) -> String {
+        let status = serde_json::to_value(self.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string));
+        let mut out = format!("status {}\n", status.unwrap_or_default());
+        if let Some(label) = &self.label {
+            out.push_str(&format!("label {label}\n"));
+        }
+        let numbers = [
+            ("run_ms", self.run_ms),
+            ("compile_ms", self.compile_ms),
+            ("queue_ms", self.queue_ms),
+            ("wall_ms", self.wall_ms),
+            ("cpu_ms", self.cpu_ms),
+            ("rss_start_bytes", self.rss_start_bytes as f64),
+            ("rss_end_bytes", self.rss_end_bytes as f64),
+            ("rss_peak_bytes", self.rss_peak_bytes as f64),
+            ("threads_start", self.threads_start as f64),
+            ("threads_end", self.threads_end as f64),
+            ("threads_peak", self.threads_peak as f64),
+        ];
+        for (key, value) in numbers {
+            out.push_str(&format!("{key} {value}\n"));
+        }
+        match self.cpu_cores {
+            Some(c) => out.push_str(&format!("cpu_cores {c}\n")),
+            None => out.push_str("cpu_cores null\n"),
+        }
+        for (key, value) in &self.notes {
+            let value = value
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            out.push_str(&format!("note.{key} {}\n", value.replace('\n', " ")));
+        }
+        out
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }

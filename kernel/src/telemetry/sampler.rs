@@ -5,7 +5,7 @@
 //!   read at the start, every window, and the end; cores = CPU-time delta / wall delta.
 //! - Peak memory: the kernel's own high-water mark — `/proc/PID/clear_refs` ← 5 resets
 //!   `VmHWM` before the run, `VmHWM` is read after — so a 50 ms spike is never missed.
-//! - Threads: `/proc/PID/stat` field 20 every few milliseconds (sysinfo's task list
+//! - Threads: the `Threads:` count of `/proc/PID/status`, every 10–50 ms (sysinfo's task list
 //!   leaves out the main thread and costs O(threads) per refresh).
 //! - Compile CPU: `getrusage(RUSAGE_CHILDREN)` of the kernel, whose waited-for children
 //!   are cargo and rustc (short rustc processes escape any sampling).
@@ -16,8 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-const THREAD_POLL: Duration = Duration::from_millis(5);
+/// Threads are polled every 10 ms while their number changes, backing off to 50 ms while
+/// it holds still: peaks happen while threads come and go, and a steady 1,000-thread
+/// process then costs well under 1 % of a core.
+const THREAD_POLL_FAST: Duration = Duration::from_millis(10);
+const THREAD_POLL_SLOW: Duration = Duration::from_millis(50);
+/// CPU/RSS windows: 50 ms for short runs, wider for long ones (the series keeps ≤ 200).
 const WINDOW: Duration = Duration::from_millis(50);
+const WINDOW_MAX: Duration = Duration::from_millis(500);
 const MAX_SAMPLES: usize = 200;
 
 /// One reading of the process.
@@ -61,6 +67,8 @@ struct Shared {
 pub struct Sampler {
     pid: u32,
     stop: Arc<AtomicBool>,
+    /// Dropping it wakes the sampling thread at once (no poll interval to wait out).
+    wake: Option<std::sync::mpsc::Sender<()>>,
     shared: Arc<Mutex<Shared>>,
     thread: Option<std::thread::JoinHandle<()>>,
     start: Reading,
@@ -76,7 +84,11 @@ fn read_with(system: &mut Option<System>, pid: u32) -> Option<Reading> {
     system.refresh_processes_specifics(
         ProcessesToUpdate::Some(&[spid]),
         true,
-        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            // nothing() still lists every thread (O(threads) per refresh) unless told not to.
+            .without_tasks(),
     );
     let process = system.process(spid)?;
     Some(Reading {
@@ -99,12 +111,13 @@ fn read_proc(pid: u32) -> Option<Reading> {
     })
 }
 
-/// Field 20 of `/proc/PID/stat`: the number of threads, exact.
+/// The exact number of threads, from the `Threads:` line of `/proc/PID/status` (the same
+/// count as `/proc/PID/stat` field 20, without summing every thread's CPU time, which
+/// makes `stat` O(threads)).
 pub fn thread_count(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    // Fields after the name start at field 3 (state); threads is field 20.
-    after.split_whitespace().nth(17)?.parse().ok()
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Resets the kernel's peak-RSS counter for `pid` (`VmHWM`).
@@ -150,17 +163,19 @@ impl Sampler {
             gone: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let (wake, sleeper) = std::sync::mpsc::channel();
         let thread = {
             let (stop, shared, system) =
                 (Arc::clone(&stop), Arc::clone(&shared), Arc::clone(&system));
             std::thread::Builder::new()
                 .name("telemetry".into())
-                .spawn(move || sample_loop(pid, stop, shared, system))
+                .spawn(move || sample_loop(pid, stop, sleeper, shared, system))
                 .ok()
         };
         Sampler {
             pid,
             stop,
+            wake: Some(wake),
             shared,
             thread,
             start,
@@ -184,6 +199,7 @@ impl Sampler {
     /// Stops sampling and returns the measurement; `run_end` closes the series.
     pub fn finish(mut self, run_end: Instant) -> Measured {
         self.stop.store(true, Ordering::SeqCst);
+        self.wake.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -215,19 +231,31 @@ impl Sampler {
 fn sample_loop(
     pid: u32,
     stop: Arc<AtomicBool>,
+    sleeper: std::sync::mpsc::Receiver<()>,
     shared: Arc<Mutex<Shared>>,
     system: Arc<Mutex<Option<System>>>,
 ) {
-    let mut next_window = Instant::now() + WINDOW;
+    let began = Instant::now();
+    let mut next_window = began + WINDOW;
+    let mut poll = THREAD_POLL_FAST;
+    let mut last_threads = 0;
     while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(THREAD_POLL);
+        if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) = sleeper.recv_timeout(poll) {
+            return;
+        }
         let Some(threads) = thread_count(pid) else {
             shared.lock().unwrap_or_else(|p| p.into_inner()).gone = true;
             return;
         };
+        poll = if threads == last_threads {
+            (poll * 3 / 2).min(THREAD_POLL_SLOW)
+        } else {
+            THREAD_POLL_FAST
+        };
+        last_threads = threads;
         let now = Instant::now();
         let window = if now >= next_window {
-            next_window = now + WINDOW;
+            next_window = now + (now.duration_since(began) / 100).clamp(WINDOW, WINDOW_MAX);
             let mut system = system.lock().unwrap_or_else(|p| p.into_inner());
             read_with(&mut system, pid)
         } else {
@@ -251,6 +279,33 @@ fn sample_loop(
             s.windows.push((now, reading));
         }
     }
+}
+
+/// Samples `pid` for `seconds` as a cell would be, and returns (as JSON) the CPU time
+/// this process spent doing it: what telemetry costs, for the overhead benchmark.
+pub fn measure_cost(pid: u32, seconds: f64) -> serde_json::Value {
+    let own_cpu = || {
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+        ms(usage.ru_utime) + ms(usage.ru_stime)
+    };
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    let sampler = Sampler::start(pid);
+    sampler.mark_run_start(Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let measured = sampler.finish(Instant::now());
+    let wall_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let cpu_ms = own_cpu() - cpu0;
+    serde_json::json!({
+        "pid": pid,
+        "wall_ms": wall_ms,
+        "sampler_cpu_ms": cpu_ms,
+        "share_of_one_core": cpu_ms / wall_ms,
+        "threads_peak": measured.threads_peak,
+        "samples": measured.samples.len(),
+    })
 }
 
 /// Windows (time, cumulative reading) → samples of cores per window, ≤ 200 points.

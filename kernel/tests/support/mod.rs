@@ -36,6 +36,8 @@ pub struct Output {
 #[derive(Debug)]
 pub struct Executed {
     pub reply: Value,
+    /// The reply's metadata: telemetry is under `rustmeter`.
+    pub metadata: Value,
     pub outputs: Vec<Output>,
     pub elapsed: Duration,
 }
@@ -56,6 +58,15 @@ impl Executed {
             .iter()
             .find(|o| o.msg_type == "execute_result")
             .and_then(|o| o.content["data"]["text/plain"].as_str().map(str::to_string))
+    }
+    /// The cell's telemetry, from the reply metadata.
+    pub fn telemetry(&self) -> &Value {
+        &self.metadata["rustmeter"]
+    }
+    pub fn num(&self, key: &str) -> f64 {
+        self.telemetry()[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("telemetry has no number {key}: {}", self.telemetry()))
     }
     pub fn of_type(&self, t: &str) -> Vec<&Output> {
         self.outputs.iter().filter(|o| o.msg_type == t).collect()

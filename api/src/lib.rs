@@ -1,0 +1,200 @@
+//! `rustmeter` for notebook cells: the telemetry of earlier cells, notes attached to the
+//! current one, and rich output, without any dependency (it works offline).
+//!
+//! ```ignore
+//! let t = rustmeter::last().unwrap();          // the previous cell
+//! assert!(t.threads_peak <= t.threads_start + 4, "use tasks, not threads");
+//! rustmeter::note("N", 1000);                  // shown with this cell's telemetry
+//! rustmeter::html("<b>done</b>");              // display_data, at once
+//! ```
+//!
+//! The kernel writes each finished cell's figures to `$RUSTMETER_TELEMETRY_DIR/last.txt`
+//! and labelled ones to `$RUSTMETER_LABELS_DIR/NAME.txt` (one `key value` per line); this
+//! crate reads them. Output goes through marker lines on stdout that the kernel turns
+//! into Jupyter messages.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+const MARK_DISPLAY: &str = "\u{1}RM_DISPLAY ";
+const MARK_CLEAR: &str = "\u{1}RM_CLEAR ";
+const MARK_NOTE: &str = "\u{1}RM_NOTE ";
+
+/// The figures of one finished cell (see the footer for what each means).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Telemetry {
+    pub status: String,
+    pub label: Option<String>,
+    pub run_ms: f64,
+    pub compile_ms: f64,
+    pub queue_ms: f64,
+    pub wall_ms: f64,
+    pub cpu_ms: f64,
+    /// `None` when nothing ran.
+    pub cpu_cores: Option<f64>,
+    pub rss_start_bytes: u64,
+    pub rss_end_bytes: u64,
+    pub rss_peak_bytes: u64,
+    pub threads_start: u64,
+    pub threads_end: u64,
+    pub threads_peak: u64,
+    /// Notes the cell attached with [`note`].
+    pub notes: BTreeMap<String, String>,
+}
+
+impl Telemetry {
+    /// Threads the cell started beyond those running before it (at most at once).
+    pub fn threads_added(&self) -> u64 {
+        self.threads_peak.saturating_sub(self.threads_start)
+    }
+
+    /// Memory the cell took at its peak, above where it started.
+    pub fn peak_growth_bytes(&self) -> u64 {
+        self.rss_peak_bytes.saturating_sub(self.rss_start_bytes)
+    }
+
+    /// Parses the kernel's `key value` lines.
+    pub fn parse(text: &str) -> Telemetry {
+        let mut t = Telemetry::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let num = || value.trim().parse::<f64>().unwrap_or(0.0);
+            match key {
+                "status" => t.status = value.to_string(),
+                "label" => t.label = Some(value.to_string()),
+                "run_ms" => t.run_ms = num(),
+                "compile_ms" => t.compile_ms = num(),
+                "queue_ms" => t.queue_ms = num(),
+                "wall_ms" => t.wall_ms = num(),
+                "cpu_ms" => t.cpu_ms = num(),
+                "cpu_cores" => t.cpu_cores = value.trim().parse().ok(),
+                "rss_start_bytes" => t.rss_start_bytes = num() as u64,
+                "rss_end_bytes" => t.rss_end_bytes = num() as u64,
+                "rss_peak_bytes" => t.rss_peak_bytes = num() as u64,
+                "threads_start" => t.threads_start = num() as u64,
+                "threads_end" => t.threads_end = num() as u64,
+                "threads_peak" => t.threads_peak = num() as u64,
+                k if k.starts_with("note.") => {
+                    t.notes
+                        .insert(k["note.".len()..].to_string(), value.to_string());
+                }
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+fn read(dir_var: &str, file: &str) -> Option<Telemetry> {
+    let dir = std::env::var_os(dir_var)?;
+    let text = std::fs::read_to_string(std::path::Path::new(&dir).join(file)).ok()?;
+    Some(Telemetry::parse(&text))
+}
+
+/// The telemetry of the cell that ran before this one.
+pub fn last() -> Option<Telemetry> {
+    read("RUSTMETER_TELEMETRY_DIR", "last.txt")
+}
+
+/// The telemetry of the last cell labelled `name` (`:label NAME`), in this or an
+/// earlier notebook.
+pub fn cell(name: &str) -> Option<Telemetry> {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+        return None;
+    }
+    read("RUSTMETER_LABELS_DIR", &format!("{name}.txt"))
+}
+
+/// Attaches a parameter to the current cell's telemetry (shown by `:compare`).
+pub fn note(key: &str, value: impl std::fmt::Display) {
+    let line = format!(
+        "{MARK_NOTE}{{\"key\":{},\"value\":{}}}",
+        json_string(key),
+        json_string(&value.to_string())
+    );
+    emit(&line);
+}
+
+/// Shows `content` of MIME type `mime` now, while the cell runs.
+pub fn display(mime: &str, content: &str) {
+    emit(&format!(
+        "{MARK_DISPLAY}{{\"data\":{{{}:{}}}}}",
+        json_string(mime),
+        json_string(content)
+    ));
+}
+
+/// Shows HTML now.
+pub fn html(content: &str) {
+    display("text/html", content)
+}
+
+/// Shows `content` under `id`; a later call with the same id and `update = true`
+/// replaces it in place.
+pub fn display_with_id(id: &str, mime: &str, content: &str, update: bool) {
+    emit(&format!(
+        "{MARK_DISPLAY}{{\"data\":{{{}:{}}},\"display_id\":{},\"update\":{update}}}",
+        json_string(mime),
+        json_string(content),
+        json_string(id)
+    ));
+}
+
+/// Clears this cell's output; with `wait`, only when the next output arrives.
+pub fn clear_output(wait: bool) {
+    emit(&format!("{MARK_CLEAR}{{\"wait\":{wait}}}"));
+}
+
+fn emit(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_lines() {
+        let t = Telemetry::parse("status ok\nrun_ms 210.5\ncpu_cores 1.9\nthreads_start 4\nthreads_peak 104\nnote.N 100\nlabel tasks\n");
+        assert_eq!(t.status, "ok");
+        assert_eq!(t.run_ms, 210.5);
+        assert_eq!(t.cpu_cores, Some(1.9));
+        assert_eq!(t.threads_added(), 100);
+        assert_eq!(t.notes["N"], "100");
+        assert_eq!(t.label.as_deref(), Some("tasks"));
+        assert_eq!(Telemetry::parse("cpu_cores null").cpu_cores, None);
+    }
+
+    #[test]
+    fn json_strings_escape() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn unsafe_label_names_are_refused() {
+        assert!(cell("../etc/passwd").is_none());
+        assert!(cell("").is_none());
+    }
+}
