@@ -177,6 +177,7 @@ impl TestKernel {
             .unwrap();
         Executed {
             reply: to_value(&reply),
+            metadata: reply.metadata.clone(),
             outputs,
             elapsed: start.elapsed(),
         }
