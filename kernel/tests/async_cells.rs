@@ -64,7 +64,7 @@ async fn spawned_tasks_timers_sockets_and_signals_work_across_cells() {
         .execute(
             "let listener = tokio::net::TcpListener::bind(\"127.0.0.1:0\").await.unwrap();\n\
              let addr = listener.local_addr().unwrap();\n\
-             let server = tokio::spawn(async move { loop { let (mut s, _) = listener.accept().await.unwrap(); tokio::spawn(async move { let (mut r, mut w) = s.split(); let _ = tokio::io::copy(&mut r, &mut w).await; }); } });",
+             tokio::spawn(async move { loop { let (mut s, _) = listener.accept().await.unwrap(); tokio::spawn(async move { let (mut r, mut w) = s.split(); let _ = tokio::io::copy(&mut r, &mut w).await; }); } });",
         )
         .await;
     assert_eq!(r.status(), "ok", "{r:?}");
