@@ -128,7 +128,7 @@ pub fn plan(
             features: Vec::new(),
         });
     }
-    if needs_tokio(&code) && !declared.contains_key(shims::TOKIO.name) {
+    if shims::enabled() && needs_tokio(&code) && !declared.contains_key(shims::TOKIO.name) {
         let line = shims::dep_line(shim_root, shims::TOKIO, &[]).map_err(|e| e.to_string())?;
         let first_evcxr = steps
             .iter()
@@ -234,7 +234,7 @@ fn plan_dep(
     let (name, spec_text) = args
         .split_once('=')
         .map_or((args.trim(), ""), |(n, s)| (n.trim(), s.trim()));
-    let Some(spec) = shims::find(name) else {
+    let Some(spec) = shims::find(name).filter(|_| shims::enabled()) else {
         return Ok(None);
     };
     let request = shims::parse_dep_spec(spec_text).map_err(|e| format!(":dep {name}: {e}"))?;

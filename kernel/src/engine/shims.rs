@@ -57,6 +57,12 @@ pub const RAYON: ShimSpec = ShimSpec {
 
 pub const ALL: [ShimSpec; 2] = [TOKIO, RAYON];
 
+/// `RUSTMETER_SHARED_DEPS=0` turns shims off: evcxr's own static linking (one copy per
+/// cell, so tasks do not survive their cell). For comparison and as an escape hatch.
+pub fn enabled() -> bool {
+    std::env::var("RUSTMETER_SHARED_DEPS").map_or(true, |v| v != "0")
+}
+
 pub fn find(name: &str) -> Option<ShimSpec> {
     ALL.into_iter().find(|s| s.name == name)
 }
