@@ -423,7 +423,42 @@ pub fn compare_table(cells: &[CellTelemetry]) -> (String, String) {
         html.push_str("</tr>");
     }
     html.push_str("</table>");
+    if let Some(warning) = notes_differ(cells) {
+        text.push_str(&format!("⚠ {warning}\n"));
+        html.push_str(&format!(
+            "<div style=\"margin-top: 0.3em\">⚠ {}</div>",
+            escape(&warning)
+        ));
+    }
     (text, html)
+}
+
+/// Cells compared with different parameters (`rustmeter::note`) are not like for like.
+fn notes_differ(cells: &[CellTelemetry]) -> Option<String> {
+    let mut keys: Vec<&String> = cells.iter().flat_map(|t| t.notes.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter(|k| {
+            let values: Vec<Option<&serde_json::Value>> =
+                cells.iter().map(|t| t.notes.get(*k)).collect();
+            values.windows(2).any(|w| w[0] != w[1])
+        })
+        .map(|k| {
+            let values: Vec<String> = cells
+                .iter()
+                .map(|t| t.notes.get(k).map_or("—".to_string(), |v| v.to_string()))
+                .collect();
+            format!("{k} = {}", values.join(" / "))
+        })
+        .collect();
+    (!differing.is_empty()).then(|| {
+        format!(
+            "these cells ran with different parameters: {}",
+            differing.join("; ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -543,6 +578,16 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         assert!(text.contains("(0.1×)"), "{text}");
         assert!(html.contains("sequential") && html.contains("tasks") && !html.contains("<script"));
+        assert!(!text.contains('⚠'));
+        let mut c = ran(100.0);
+        c.notes.insert("N".into(), 10.into());
+        let mut d = ran(100.0);
+        d.notes.insert("N".into(), 1000.into());
+        let (text, _) = compare_table(&[c, d]);
+        assert!(
+            text.contains("⚠ these cells ran with different parameters: N = 10 / 1000"),
+            "{text}"
+        );
     }
 
     #[test]
