@@ -206,9 +206,12 @@ async fn execute(
         .label
         .clone()
         .or_else(|| kernel.settings().pending_label.take());
+    // Cells that were only rustmeter commands ran nothing worth a footer.
+    let mut shown = shown;
     let outcome = match commands::run_local(kernel, parent, &commands) {
         Some(outcome) => {
             meter.started(0, false);
+            shown = Display::Off;
             outcome
         }
         None => {

@@ -90,6 +90,7 @@ pub fn is_trivial(t: &CellTelemetry) -> bool {
 pub fn text_line(t: &CellTelemetry) -> String {
     let mut parts: Vec<String> = Vec::new();
     let head = match t.status {
+        CellStatus::Ok if !t.ran() => "✓ done, no code ran".to_string(),
         CellStatus::Ok => format!("✓ ran {}", seconds(t.run_ms)),
         CellStatus::Panic => format!("✗ panicked after {}", seconds(t.run_ms)),
         CellStatus::Interrupted => format!(
@@ -112,7 +113,11 @@ pub fn text_line(t: &CellTelemetry) -> String {
     };
     parts.push(head);
     if !t.ran() {
-        if t.status != CellStatus::Interrupted {
+        if t.status == CellStatus::Ok {
+            if t.compile_ms >= 100.0 {
+                parts.push(format!("compile {}", seconds(t.compile_ms)));
+            }
+        } else if t.status != CellStatus::Interrupted {
             parts.push("your code did not run".to_string());
         }
     } else if is_trivial(t) {
@@ -269,7 +274,8 @@ pub fn charts(t: &CellTelemetry) -> Vec<Chart> {
         .unwrap_or(0)
         .min(t.rss_start_bytes) as f64;
     let rss_max = (t.rss_peak_bytes as f64).max(rss_min + 10e6);
-    let y = |v: f64, lo: f64, hi: f64| 38.0 - 34.0 * ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
+    // The top 13 units hold the label; the plot uses the rest, so lines never cross it.
+    let y = |v: f64, lo: f64, hi: f64| 38.0 - 24.0 * ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
     let x = |ms: f64| 2.0 + 196.0 * (ms / end).clamp(0.0, 1.0);
     let cpu_points: Vec<(f64, f64)> = t
         .samples
@@ -496,6 +502,12 @@ mod tests {
             line,
             "✓ ran 0.30 s │ CPU 0.50 cores (0.15 s) │ threads 4 ▸ 1,004 max ▸ 4 │ memory 31 MB, peak +9.1 MB │ compile 0.50 s"
         );
+    }
+
+    #[test]
+    fn command_only_cells_do_not_claim_a_run() {
+        let t = CellTelemetry::not_run(CellStatus::Ok, 0.0, 2500.0, 3000.0);
+        assert_eq!(text_line(&t), "✓ done, no code ran │ compile 2.50 s");
     }
 
     #[test]
