@@ -224,7 +224,8 @@ async fn execute(
             .await
         }
     };
-    let mut telemetry = meter.finish(status_of(&outcome));
+    let (mut telemetry, meter_cost) = meter.finish(status_of(&outcome));
+    let render_started = Instant::now();
     telemetry.label = label;
     kernel.settings().record(&request.code, &mut telemetry);
 
@@ -293,6 +294,8 @@ async fn execute(
             (reply, true)
         }
     };
+    // What telemetry cost this cell on its critical path (for bench/telemetry_overhead).
+    let overhead_ms = (meter_cost + render_started.elapsed()).as_secs_f64() * 1000.0;
     let mut reply = wire::child_of(reply, parent);
     reply.metadata = serde_json::json!({
         "started": chrono::Utc::now().to_rfc3339(),
@@ -300,6 +303,7 @@ async fn execute(
     });
     if !silent {
         reply.metadata["rustmeter"] = telemetry.to_json();
+        reply.metadata["rustmeter_overhead_ms"] = overhead_ms.into();
     }
     send_shell(kernel, reply).await;
     kernel.iopub.status(Status::idle(), parent);

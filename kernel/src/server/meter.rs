@@ -139,6 +139,8 @@ pub struct CellMeter {
     run_total: Duration,
     pid: u32,
     notes: serde_json::Map<String, serde_json::Value>,
+    /// Time this meter itself spent on the cell's critical path (start and finish).
+    pub overhead: Duration,
 }
 
 impl CellMeter {
@@ -153,18 +155,21 @@ impl CellMeter {
             run_total: Duration::ZERO,
             pid: 0,
             notes: Default::default(),
+            overhead: Duration::ZERO,
         }
     }
 
     /// The engine took the cell; `pid` will run it. Without `sample` (telemetry off,
     /// silent requests) only times are kept.
     pub fn started(&mut self, pid: u32, sample: bool) {
-        self.started = Some(Instant::now());
+        let now = Instant::now();
+        self.started = Some(now);
         self.children_cpu_start = children_cpu_ms();
         self.pid = pid;
         if pid != 0 && sample {
             self.sampler = Some(Sampler::start(pid));
         }
+        self.overhead += now.elapsed();
     }
 
     pub fn run_started(&mut self) {
@@ -202,9 +207,15 @@ impl CellMeter {
         Some((running, self.sampler.as_ref()?.live()))
     }
 
-    pub fn finish(mut self, status: CellStatus) -> CellTelemetry {
+    /// The cell's telemetry, and the time the meter spent on the cell's critical path.
+    pub fn finish(mut self, status: CellStatus) -> (CellTelemetry, Duration) {
         self.run_ended();
         let now = Instant::now();
+        let telemetry = self.measure(status, now);
+        (telemetry, self.overhead + now.elapsed())
+    }
+
+    fn measure(&mut self, status: CellStatus, now: Instant) -> CellTelemetry {
         let started = self.started.unwrap_or(now);
         let queue_ms = ms(started.duration_since(self.received));
         let wall_ms = ms(now.duration_since(self.received));

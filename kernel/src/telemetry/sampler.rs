@@ -5,7 +5,7 @@
 //!   read at the start, every window, and the end; cores = CPU-time delta / wall delta.
 //! - Peak memory: the kernel's own high-water mark — `/proc/PID/clear_refs` ← 5 resets
 //!   `VmHWM` before the run, `VmHWM` is read after — so a 50 ms spike is never missed.
-//! - Threads: the `Threads:` count of `/proc/PID/status`, every 10–50 ms (sysinfo's task list
+//! - Threads: the `Threads:` count of `/proc/PID/status`, every 10–80 ms (sysinfo's task list
 //!   leaves out the main thread and costs O(threads) per refresh).
 //! - Compile CPU: `getrusage(RUSAGE_CHILDREN)` of the kernel, whose waited-for children
 //!   are cargo and rustc (short rustc processes escape any sampling).
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// Threads are polled every 10 ms while their number changes, backing off to 50 ms while
-/// it holds still: peaks happen while threads come and go, and a steady 1,000-thread
+/// it holds still (up to 80 ms): peaks happen while threads come and go, and a steady 1,000-thread
 /// process then costs well under 1 % of a core.
 const THREAD_POLL_FAST: Duration = Duration::from_millis(10);
-const THREAD_POLL_SLOW: Duration = Duration::from_millis(50);
+const THREAD_POLL_SLOW: Duration = Duration::from_millis(80);
 /// CPU/RSS windows: 50 ms for short runs, wider for long ones (the series keeps ≤ 200).
 const WINDOW: Duration = Duration::from_millis(50);
 const WINDOW_MAX: Duration = Duration::from_millis(500);
@@ -77,6 +77,12 @@ pub struct Sampler {
 
 /// Without sysinfo (it failed to initialise) readings fall back to `/proc` directly.
 fn read_with(system: &mut Option<System>, pid: u32) -> Option<Reading> {
+    let threads = thread_count(pid)?;
+    read_cpu_memory(system, pid, threads)
+}
+
+/// CPU and memory from sysinfo; `threads` comes from the caller's own poll.
+fn read_cpu_memory(system: &mut Option<System>, pid: u32, threads: u64) -> Option<Reading> {
     let Some(system) = system else {
         return read_proc(pid);
     };
@@ -94,7 +100,7 @@ fn read_with(system: &mut Option<System>, pid: u32) -> Option<Reading> {
     Some(Reading {
         cpu_ms: process.accumulated_cpu_time() as f64,
         rss_bytes: process.memory(),
-        threads: thread_count(pid)?,
+        threads,
     })
 }
 
@@ -257,7 +263,7 @@ fn sample_loop(
         let window = if now >= next_window {
             next_window = now + (now.duration_since(began) / 100).clamp(WINDOW, WINDOW_MAX);
             let mut system = system.lock().unwrap_or_else(|p| p.into_inner());
-            read_with(&mut system, pid)
+            read_cpu_memory(&mut system, pid, threads)
         } else {
             None
         };
