@@ -250,6 +250,7 @@ impl CellMeter {
             samples: if ran { m.samples } else { Vec::new() },
             label: None,
             notes: std::mem::take(&mut self.notes),
+            other_cores: m.other_cores,
             previous_run_ms: None,
             pid: self.pid,
         }

@@ -59,6 +59,9 @@ pub struct CellTelemetry {
     pub samples: Vec<Sample>,
     pub label: Option<String>,
     pub notes: serde_json::Map<String, serde_json::Value>,
+    /// Cores that other programs kept busy while the cell ran; null for short runs.
+    /// A busy machine makes run times and core counts not comparable.
+    pub other_cores: Option<f64>,
     /// Run time of the previous run of this same cell, for "was 2.0 s".
     pub previous_run_ms: Option<f64>,
     pub pid: u32,
@@ -92,6 +95,7 @@ impl CellTelemetry {
             samples: Vec::new(),
             label: None,
             notes: Default::default(),
+            other_cores: None,
             previous_run_ms: None,
             pid: 0,
         }

@@ -24,6 +24,8 @@ const CPU_COLOR: &str = "#d9822b";
 const THREADS_COLOR: &str = "#3b82c4";
 const MEMORY_COLOR: &str = "#2f9e74";
 const GUIDE_COLOR: &str = "#8a8a8a";
+/// Other programs using this many cores during a run make it not comparable.
+const BUSY_CORES: f64 = 0.5;
 /// Below this the footer is one muted line.
 const TRIVIAL_RUN_MS: f64 = 50.0;
 /// Charts need a run this long and this many samples.
@@ -429,7 +431,20 @@ pub fn compare_table(cells: &[CellTelemetry]) -> (String, String) {
         html.push_str("</tr>");
     }
     html.push_str("</table>");
-    if let Some(warning) = notes_differ(cells) {
+    let busy: Vec<String> = cells
+        .iter()
+        .filter(|t| t.other_cores.is_some_and(|c| c >= BUSY_CORES))
+        .map(|t| {
+            format!(
+                "{} ({:.1} cores used by other programs)",
+                name(t),
+                t.other_cores.unwrap_or(0.0)
+            )
+        })
+        .collect();
+    let busy =
+        (!busy.is_empty()).then(|| format!("ran while the machine was busy: {}", busy.join(", ")));
+    for warning in [notes_differ(cells), busy].into_iter().flatten() {
         text.push_str(&format!("⚠ {warning}\n"));
         html.push_str(&format!(
             "<div style=\"margin-top: 0.3em\">⚠ {}</div>",
@@ -595,11 +610,13 @@ mod tests {
         c.notes.insert("N".into(), 10.into());
         let mut d = ran(100.0);
         d.notes.insert("N".into(), 1000.into());
+        d.other_cores = Some(1.2);
         let (text, _) = compare_table(&[c, d]);
         assert!(
             text.contains("⚠ these cells ran with different parameters: N = 10 / 1000"),
             "{text}"
         );
+        assert!(text.contains("ran while the machine was busy"), "{text}");
     }
 
     #[test]

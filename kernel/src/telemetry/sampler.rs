@@ -53,6 +53,8 @@ pub struct Measured {
     pub samples: Vec<Sample>,
     /// False when the process disappeared during the run (crash, restart).
     pub process_survived: bool,
+    /// Cores other programs kept busy during the run (machine CPU minus the cell's).
+    pub other_cores: Option<f64>,
 }
 
 struct Shared {
@@ -61,6 +63,8 @@ struct Shared {
     /// (time, reading) at each window end.
     windows: Vec<(Instant, Reading)>,
     run_start: Option<Instant>,
+    /// (cell process CPU ms, machine busy ms) when the run started.
+    run_start_cpu: Option<(f64, f64)>,
     gone: bool,
 }
 
@@ -139,6 +143,28 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time (ms) all programs on the machine have used since boot, from `/proc/stat`.
+pub fn machine_busy_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let busy: f64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(busy * 1000.0 / hz)
+}
+
 /// User+system CPU time of this process's waited-for children, in ms.
 pub fn children_cpu_ms() -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -166,6 +192,7 @@ impl Sampler {
             threads_peak: start.threads,
             windows: vec![(Instant::now(), start)],
             run_start: None,
+            run_start_cpu: None,
             gone: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -193,6 +220,11 @@ impl Sampler {
     pub fn mark_run_start(&self, at: Instant) {
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         shared.run_start = Some(at);
+        let process_cpu = shared
+            .windows
+            .last()
+            .map_or(self.start.cpu_ms, |w| w.1.cpu_ms);
+        shared.run_start_cpu = machine_busy_ms().map(|m| (process_cpu, m));
         // Drop windows from compilation: the series starts with the run.
         let last = shared.windows.last().copied();
         shared.windows = last.map(|(_, r)| vec![(at, r)]).unwrap_or_default();
@@ -220,6 +252,14 @@ impl Sampler {
         let mut windows = shared.windows.clone();
         windows.push((run_end, end));
         let origin = shared.run_start.unwrap_or(windows[0].0);
+        let run_wall_ms = run_end.saturating_duration_since(origin).as_secs_f64() * 1000.0;
+        let other_cores = match (shared.run_start_cpu, machine_busy_ms()) {
+            (Some((process0, machine0)), Some(machine1)) if run_wall_ms >= 100.0 => {
+                let others = (machine1 - machine0) - (end.cpu_ms - process0);
+                Some((others / run_wall_ms).max(0.0))
+            }
+            _ => None,
+        };
         Measured {
             start: self.start,
             end,
@@ -230,6 +270,7 @@ impl Sampler {
             threads_peak: shared.threads_peak.max(end.threads),
             samples: to_samples(&windows, origin),
             process_survived: survived,
+            other_cores,
         }
     }
 }
