@@ -1,7 +1,7 @@
 //! `rustmeter` for notebook cells: the telemetry of earlier cells, notes attached to the
 //! current one, and rich output, without any dependency (it works offline).
 //!
-//! ```ignore
+//! ```no_run
 //! let t = rustmeter::last().unwrap();          // the previous cell
 //! assert!(t.threads_peak <= t.threads_start + 4, "use tasks, not threads");
 //! rustmeter::note("N", 1000);                  // shown with this cell's telemetry

@@ -126,3 +126,46 @@ async fn malformed_and_forged_messages_are_skipped() {
     assert!(!marker.exists(), "forged or malformed code was executed");
     assert!(k.process.try_wait().unwrap().is_none(), "kernel died");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_output_flood_is_delivered_in_batches_then_truncated_to_a_file() {
+    let mut k = TestKernel::start().await;
+    let r = k
+        .execute("for i in 0..300_000 { println!(\"line {i}\"); }")
+        .await;
+    assert_eq!(r.status(), "ok");
+    let shown = r.stdout();
+    let streams = r.of_type("stream").len();
+    assert!(
+        streams < 10_000,
+        "lines are batched, not one message each: {streams}"
+    );
+    assert!(
+        shown.len() as u64 <= 2_000_000,
+        "{} bytes shown",
+        shown.len()
+    );
+    assert!(shown.starts_with("line 0\n") && shown.ends_with('\n'));
+    let notes: String = r
+        .outputs
+        .iter()
+        .filter(|o| o.msg_type == "stream" && o.content["name"] == "stderr")
+        .map(|o| o.content["text"].as_str().unwrap().to_string())
+        .collect();
+    let path = notes
+        .split("the rest in ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .unwrap_or_else(|| panic!("a note names the file: {notes}"));
+    let rest = std::fs::read_to_string(path).unwrap();
+    let shown_lines = shown.lines().count();
+    assert_eq!(
+        shown_lines + rest.lines().count(),
+        300_000,
+        "nothing is lost"
+    );
+    assert!(rest.ends_with("line 299999\n"));
+    let _ = std::fs::remove_file(path);
+    // The kernel is responsive right after.
+    assert_eq!(k.execute("1 + 1").await.result_text().as_deref(), Some("2"));
+}

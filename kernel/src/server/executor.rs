@@ -3,6 +3,7 @@
 //! after an error aborts the requests already waiting, as ipykernel does.
 
 use super::meter::{CellMeter, Display};
+use super::overflow::{self, OutputBudget, Route};
 use super::{commands, log, wire, Kernel};
 use crate::engine::{CellEvent, CellId, CellOutcome, EngineEvent, ErrorKind};
 use crate::telemetry::render::{self, Mode};
@@ -115,6 +116,10 @@ async fn run_events(
 ) -> CellOutcome {
     let live_id = format!("rustmeter-live-{cell}");
     let mut live_shown = false;
+    let saved_to = crate::workdir::cache_dir()
+        .join("outputs")
+        .join(format!("kernel-{}-cell-{cell}.txt", std::process::id()));
+    let mut budget = OutputBudget::new(overflow::limit_from_env(), saved_to);
     let mut ticker = tokio::time::interval(LIVE_EVERY);
     let outcome = loop {
         let event = tokio::select! {
@@ -153,9 +158,36 @@ async fn run_events(
                 let _ = reply.send(answer);
             }
             other if silent => drop(other),
+            CellEvent::Stream { stderr, text } => match budget.route(text) {
+                Route::Publish(text) => {
+                    publish_output(kernel, parent, CellEvent::Stream { stderr, text })
+                }
+                Route::PublishThenNote(text, note) => {
+                    publish_output(kernel, parent, CellEvent::Stream { stderr, text });
+                    publish_output(
+                        kernel,
+                        parent,
+                        CellEvent::Stream {
+                            stderr: true,
+                            text: note,
+                        },
+                    );
+                }
+                Route::Saved => {}
+            },
             other => publish_output(kernel, parent, other),
         }
     };
+    if let Some(summary) = budget.summary() {
+        publish_output(
+            kernel,
+            parent,
+            CellEvent::Stream {
+                stderr: true,
+                text: summary,
+            },
+        );
+    }
     if live_shown {
         // Emptied, so the final footer is the one footer of this cell.
         publish_live(kernel, parent, &live_id, String::new(), true);

@@ -10,6 +10,7 @@ mod commands;
 mod executor;
 pub mod history;
 mod meter;
+mod overflow;
 pub mod wire;
 
 use crate::engine::{Completeness, Engine};
