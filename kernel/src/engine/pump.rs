@@ -6,7 +6,7 @@
 //! i.e. once this thread has taken every line; this thread handles the engine's
 //! `Finish` after those lines, because it is one thread reading in turn.
 
-use super::{CellEvent, CellId, CellOutcome, Control, EngineEvent, Phase};
+use super::{CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase};
 use crate::child_runtime::{CLEAR, DISPLAY, NOTE, NO_EOL, PANIC, RUN_END, RUN_START};
 use crossbeam_channel::{select, Receiver};
 use serde_json::Value;
@@ -40,6 +40,8 @@ impl Pump {
         // Output between cells belongs to the cell that ran last (background threads).
         let mut cell: CellId = 0;
         let mut panic: Option<PanicSeen> = None;
+        // The last words of a dying child (evcxr's signal handler, Rust's overflow check).
+        let mut crash_hint: Option<String> = None;
         loop {
             select! {
                 recv(self.stdout) -> line => {
@@ -48,6 +50,9 @@ impl Pump {
                 }
                 recv(self.stderr) -> line => {
                     let Ok(line) = line else { return };
+                    if let Some(hint) = crash_hint_of(&line) {
+                        crash_hint = Some(hint);
+                    }
                     let mut text = format!("{line}\n");
                     batch(&self.stderr, &mut text);
                     self.send(cell, CellEvent::Stream { stderr: true, text });
@@ -57,17 +62,25 @@ impl Pump {
                         Ok(PumpCommand::Start(id)) => {
                             cell = id;
                             panic = None;
+                            crash_hint = None;
                         }
                         Ok(PumpCommand::Finish(id, outcome)) => {
                             // Lines still on stderr were printed by the cell; keep them in it.
                             let mut text = String::new();
                             batch(&self.stderr, &mut text);
+                            if let Some(hint) = text.lines().find_map(crash_hint_of) {
+                                crash_hint = Some(hint);
+                            }
                             if !text.is_empty() {
                                 self.send(id, CellEvent::Stream { stderr: true, text });
                             }
                             let outcome = match (outcome, panic.take()) {
                                 (CellOutcome::Ok { .. }, Some(p)) => {
                                     CellOutcome::Error(super::report::panic(&p.message, &p.location))
+                                }
+                                (CellOutcome::Error(e), _) if e.kind == ErrorKind::Crashed => {
+                                    let evidence = format!("{}\n{}", crash_hint.take().unwrap_or_default(), e.evalue);
+                                    CellOutcome::Error(super::report::crashed(&evidence, e.lost_variables))
                                 }
                                 (other, _) => other,
                             };
@@ -151,6 +164,17 @@ impl Pump {
 
     fn send(&self, cell: CellId, event: CellEvent) {
         let _ = self.events.send(EngineEvent { cell, event });
+    }
+}
+
+/// Lines a dying user-code process prints that name the cause.
+fn crash_hint_of(line: &str) -> Option<String> {
+    let line = line.trim();
+    let known = ["Segmentation fault.", "Illegal instruction.", "Bus error."];
+    if known.contains(&line) || line.contains("has overflowed its stack") {
+        Some(line.to_string())
+    } else {
+        None
     }
 }
 

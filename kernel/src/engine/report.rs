@@ -153,8 +153,14 @@ fn lost_text(lost: &[String]) -> String {
 
 /// Names what killed the child, as precisely as evcxr's message allows.
 pub fn crash_cause(message: &str) -> String {
-    if message.contains("Segmentation fault") {
+    if message.contains("has overflowed its stack") {
+        "stack overflow (too deep recursion or a too large local variable)".into()
+    } else if message.contains("Segmentation fault") {
         "segmentation fault (invalid memory access)".into()
+    } else if message.contains("Illegal instruction") {
+        "illegal instruction (SIGILL)".into()
+    } else if message.contains("Bus error") {
+        "bus error (SIGBUS)".into()
     } else if message.contains("signal: 11") || message.contains("SIGSEGV") {
         "SIGSEGV with no message, likely a stack overflow".into()
     } else if message.contains("stack overflow") {
@@ -180,6 +186,10 @@ mod tests {
 
     #[test]
     fn crash_causes_are_named() {
+        assert!(
+            crash_cause("thread 'main' has overflowed its stack\nsignal: 6 (SIGABRT)")
+                .contains("stack overflow")
+        );
         assert!(
             crash_cause("Segmentation fault.\nSubprocess terminated with status: signal: 6")
                 .contains("segmentation")

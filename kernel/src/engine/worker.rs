@@ -179,8 +179,9 @@ impl Worker {
             CellOutcome::Error(report::interrupted(lost, restarted))
         } else {
             match outcome {
+                // Worded by the pump, which also saw what the child wrote on stderr.
                 CellOutcome::Error(mut e) if e.kind == ErrorKind::Crashed => {
-                    e = report::crashed(&e.evalue, lost);
+                    e.lost_variables = lost;
                     CellOutcome::Error(e)
                 }
                 other => other,
