@@ -22,6 +22,10 @@ if [[ ! -x "$BIN" || -z "$PY" ]] || ! kernelspec_is_current "$PY"; then
     "$ROOT/install.sh" ${install_args[@]+"${install_args[@]}"}
     PY="$(project_python)"
     [[ -n "$PY" ]] || die "install.sh finished but no usable Jupyter environment was found"
+else
+    # Installed: rebuild if the sources changed since (a no-op when the binary is fresh).
+    step "building release binary (cargo build --locked --release -p rustmeter)"
+    cargo build --locked --release -p rustmeter
 fi
 use_project_env "$PY"
 
