@@ -3,7 +3,7 @@
 
 mod support;
 
-use jupyter_protocol::ExecuteRequest;
+use jupyter_protocol::{CompleteRequest, ExecuteRequest};
 use std::time::{Duration, Instant};
 use support::{alive, descendants, TestKernel};
 
@@ -40,6 +40,13 @@ async fn blocking_cells_stream_persist_and_fail_cleanly() {
     // print! without newline shows in its own cell.
     let r = k.execute("print!(\"partial\")").await;
     assert_eq!(r.stdout(), "partial");
+
+    // A panic after a partial line: the partial is output, the panic still the error.
+    let r = k
+        .execute("print!(\"half\"); panic!(\"after partial\")")
+        .await;
+    assert_eq!(r.reply["ename"], "panic", "{r:?}");
+    assert_eq!(r.stdout(), "half");
 
     // A panic is an error, with exactly one error message.
     let r = k.execute("panic!(\"boom {}\", 7)").await;
@@ -202,6 +209,23 @@ async fn interrupt_stops_a_runaway_cell_and_restart_leaves_nothing_behind() {
     assert_eq!(
         serde_json::to_value(&reply.content).unwrap()["status"],
         "error"
+    );
+    // Once the new child is ready, completion works again before any further cell.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let code = "std::collections::Hash".to_string();
+    let completion = k
+        .request(
+            CompleteRequest {
+                cursor_pos: code.len(),
+                code,
+            }
+            .into(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(
+        completion["matches"].to_string().contains("HashMap"),
+        "{completion}"
     );
     for pid in &old_children {
         assert!(!alive(*pid), "old child {pid} still alive");

@@ -238,6 +238,17 @@ fn plan_dep(
         return Ok(None);
     };
     let request = shims::parse_dep_spec(spec_text).map_err(|e| format!(":dep {name}: {e}"))?;
+    // Feature names become part of a folder name and of a Cargo.toml: names only.
+    if let Some(bad) = request.features.iter().find(|f| {
+        f.is_empty()
+            || !f
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    }) {
+        return Err(format!(
+            ":dep {name}: {bad:?} is not a feature name (letters, digits, - and _ only)"
+        ));
+    }
     if !shims::version_fits(spec, request.version.as_deref()) {
         return Err(format!(
             ":dep {name}: rustmeter shares one {name} {major}.x between all cells (so tasks and \
@@ -342,6 +353,17 @@ mod tests {
         assert!(
             matches!(&steps[0], Step::DeclareShim { features, .. } if features.contains(&"test-util".to_string()))
         );
+    }
+
+    #[test]
+    fn feature_names_cannot_escape_the_shim_folder() {
+        let err = plan(
+            ":dep tokio = { version = \"1\", features = [\"z/../../x\"] }",
+            &Session::default(),
+            &root(),
+        )
+        .unwrap_err();
+        assert!(err.contains("not a feature name"), "{err}");
     }
 
     #[test]

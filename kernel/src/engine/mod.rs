@@ -54,10 +54,14 @@ pub enum CellEvent {
     Started {
         child_pid: u32,
     },
-    /// Compilation is over and the user's code started running.
-    RunStarted,
+    /// Compilation is over and the user's code started running (when the pump saw it).
+    RunStarted {
+        at: std::time::Instant,
+    },
     /// The user's code returned.
-    RunEnded,
+    RunEnded {
+        at: std::time::Instant,
+    },
     /// `rustmeter::note(key, value)` from the cell.
     Note {
         key: String,

@@ -39,6 +39,9 @@ impl Pump {
     pub fn run(self) {
         // Output between cells belongs to the cell that ran last (background threads).
         let mut cell: CellId = 0;
+        // Only between Start and Finish do run markers change the phase: the prelude that
+        // follows a child restart runs outside any cell.
+        let mut in_cell = false;
         let mut panic: Option<PanicSeen> = None;
         // The last words of a dying child (evcxr's signal handler, Rust's overflow check).
         let mut crash_hint: Option<String> = None;
@@ -46,7 +49,7 @@ impl Pump {
             select! {
                 recv(self.stdout) -> line => {
                     let Ok(line) = line else { return };
-                    self.on_stdout(cell, line, &mut panic);
+                    self.on_stdout(cell, in_cell, line, &mut panic);
                 }
                 recv(self.stderr) -> line => {
                     let Ok(line) = line else { return };
@@ -61,10 +64,12 @@ impl Pump {
                     match command {
                         Ok(PumpCommand::Start(id)) => {
                             cell = id;
+                            in_cell = true;
                             panic = None;
                             crash_hint = None;
                         }
                         Ok(PumpCommand::Finish(id, outcome)) => {
+                            in_cell = false;
                             // Lines still on stderr were printed by the cell; keep them in it.
                             let mut text = String::new();
                             batch(&self.stderr, &mut text);
@@ -93,13 +98,38 @@ impl Pump {
         }
     }
 
-    fn on_stdout(&self, cell: CellId, line: String, panic: &mut Option<PanicSeen>) {
+    fn on_stdout(&self, cell: CellId, in_cell: bool, line: String, panic: &mut Option<PanicSeen>) {
+        // A marker after a `print!` without newline: the text before it is partial output.
+        if let Some(at) = line.find(crate::child_runtime::MARK).filter(|at| *at > 0) {
+            self.send(
+                cell,
+                CellEvent::Stream {
+                    stderr: false,
+                    text: line[..at].to_string(),
+                },
+            );
+            return self.on_stdout(cell, in_cell, line[at..].to_string(), panic);
+        }
         if line == RUN_START {
-            self.control.set_phase(Phase::Running);
-            self.send(cell, CellEvent::RunStarted);
+            if in_cell {
+                self.control.set_phase(Phase::Running);
+            }
+            self.send(
+                cell,
+                CellEvent::RunStarted {
+                    at: std::time::Instant::now(),
+                },
+            );
         } else if line == RUN_END {
-            self.control.set_phase(Phase::Compiling);
-            self.send(cell, CellEvent::RunEnded);
+            if in_cell {
+                self.control.set_phase(Phase::Compiling);
+            }
+            self.send(
+                cell,
+                CellEvent::RunEnded {
+                    at: std::time::Instant::now(),
+                },
+            );
         } else if let Some(json) = line.strip_prefix(DISPLAY) {
             if let Some(event) = display_event(json) {
                 self.send(cell, event);
@@ -146,7 +176,7 @@ impl Pump {
                                 text: std::mem::take(&mut text),
                             },
                         );
-                        self.on_stdout(cell, next, panic);
+                        self.on_stdout(cell, in_cell, next, panic);
                         return;
                     }
                     Err(_) => break,

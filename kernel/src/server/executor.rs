@@ -146,8 +146,8 @@ async fn run_events(
         match event.event {
             CellEvent::Finished(outcome) => break outcome,
             CellEvent::Started { child_pid } => meter.started(child_pid, shown != Display::Off),
-            CellEvent::RunStarted => meter.run_started(),
-            CellEvent::RunEnded => meter.run_ended(),
+            CellEvent::RunStarted { at } => meter.run_started(at),
+            CellEvent::RunEnded { at } => meter.run_ended(at),
             CellEvent::Note { key, value } => meter.note(key, value),
             CellEvent::InputRequest {
                 prompt,
@@ -234,16 +234,22 @@ async fn execute(
     } else {
         kernel.settings().display
     };
-    let label = commands
-        .label
-        .clone()
-        .or_else(|| kernel.settings().pending_label.take());
-    // Cells that were only rustmeter commands ran nothing worth a footer.
+    let label = if silent {
+        None
+    } else {
+        commands
+            .label
+            .clone()
+            .or_else(|| kernel.settings().pending_label.take())
+    };
+    // Cells that were only rustmeter commands ran nothing worth a footer or a record.
     let mut shown = shown;
+    let mut only_commands = false;
     let outcome = match commands::run_local(kernel, parent, &commands) {
         Some(outcome) => {
             meter.started(0, false);
             shown = Display::Off;
+            only_commands = true;
             outcome
         }
         None => {
@@ -259,7 +265,9 @@ async fn execute(
     let (mut telemetry, meter_cost) = meter.finish(status_of(&outcome));
     let render_started = Instant::now();
     telemetry.label = label;
-    kernel.settings().record(&request.code, &mut telemetry);
+    if !silent && !only_commands {
+        kernel.settings().record(&request.code, &mut telemetry);
+    }
 
     let (reply, failed) = match outcome {
         CellOutcome::Ok { data } => {

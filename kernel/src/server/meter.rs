@@ -172,8 +172,7 @@ impl CellMeter {
         self.overhead += now.elapsed();
     }
 
-    pub fn run_started(&mut self) {
-        let now = Instant::now();
+    pub fn run_started(&mut self, now: Instant) {
         self.run_since = Some(now);
         if self.first_run.is_none() {
             self.first_run = Some(now);
@@ -194,9 +193,9 @@ impl CellMeter {
         self.notes.insert(key, value);
     }
 
-    pub fn run_ended(&mut self) {
+    pub fn run_ended(&mut self, at: Instant) {
         if let Some(since) = self.run_since.take() {
-            self.run_total += since.elapsed();
+            self.run_total += at.saturating_duration_since(since);
         }
     }
 
@@ -209,8 +208,8 @@ impl CellMeter {
 
     /// The cell's telemetry, and the time the meter spent on the cell's critical path.
     pub fn finish(mut self, status: CellStatus) -> (CellTelemetry, Duration) {
-        self.run_ended();
         let now = Instant::now();
+        self.run_ended(now);
         let telemetry = self.measure(status, now);
         (telemetry, self.overhead + now.elapsed())
     }
@@ -223,12 +222,17 @@ impl CellMeter {
         let compile_ms = (wall_ms - queue_ms - run_ms).max(0.0);
         let compile_cpu_ms = (children_cpu_ms() - self.children_cpu_start).max(0.0);
         let Some(sampler) = self.sampler.take() else {
+            // Not sampled (footer off): the times are still real.
             let mut t = CellTelemetry::not_run(status, queue_ms, compile_ms, compile_cpu_ms);
+            t.run_ms = run_ms;
+            t.wall_ms = wall_ms;
+            t.pid = self.pid;
             t.notes = std::mem::take(&mut self.notes);
             return t;
         };
         let m = sampler.finish(now);
-        let cpu_ms = (m.end.cpu_ms - m.start.cpu_ms).max(0.0);
+        let baseline = m.run_start.unwrap_or(m.start);
+        let cpu_ms = (m.end.cpu_ms - baseline.cpu_ms).max(0.0);
         let ran = self.first_run.is_some();
         CellTelemetry {
             version: VERSION,

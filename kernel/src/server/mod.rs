@@ -147,7 +147,17 @@ async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
         settings: std::sync::Mutex::new(settings),
         rustc_version: rustc_version(),
     });
-    tokio::spawn(executor::run(Arc::clone(&kernel), exec_rx, events_rx));
+    let executor = tokio::spawn(executor::run(Arc::clone(&kernel), exec_rx, events_rx));
+    // If the executor ever died, cells would wait forever while the heartbeat still
+    // answers: exit instead, so the client sees the kernel die and can restart it.
+    tokio::spawn(async move {
+        if let Err(e) = executor.await {
+            log(&format!(
+                "the execution queue stopped ({e}); exiting so the client restarts the kernel"
+            ));
+            std::process::exit(70);
+        }
+    });
     let replays = Arc::new(std::sync::Mutex::new(wire::ReplayGuard::new(100_000)));
     tokio::spawn(read_loop(
         Arc::clone(&kernel),

@@ -63,12 +63,11 @@ impl OutputBudget {
             return Route::Publish(text);
         }
         // Cut at a line end (or a char boundary) below the limit; save the rest.
-        let mut cut = text[..room.min(text.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
+        let mut end = room.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
+        let cut = text[..end].rfind('\n').map_or(0, |i| i + 1);
         self.published += cut as u64;
         let (shown, rest) = text.split_at(cut);
         self.save(rest);
@@ -129,6 +128,17 @@ mod tests {
         drop(b);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "hijk\nmore\n");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn cuts_never_split_a_character() {
+        let path =
+            std::env::temp_dir().join(format!("rm-overflow-utf8-{}.txt", std::process::id()));
+        for limit in 1..12 {
+            let mut b = OutputBudget::new(Some(limit), path.clone());
+            let _ = b.route("→é→é\n→é→é\n".into());
+        }
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Measured {
     pub process_survived: bool,
     /// Cores other programs kept busy during the run (machine CPU minus the cell's).
     pub other_cores: Option<f64>,
+    /// The reading when the user's code started (the CPU baseline of the run).
+    pub run_start: Option<Reading>,
 }
 
 struct Shared {
@@ -65,6 +67,7 @@ struct Shared {
     run_start: Option<Instant>,
     /// (cell process CPU ms, machine busy ms) when the run started.
     run_start_cpu: Option<(f64, f64)>,
+    run_start_reading: Option<Reading>,
     gone: bool,
 }
 
@@ -193,6 +196,7 @@ impl Sampler {
             windows: vec![(Instant::now(), start)],
             run_start: None,
             run_start_cpu: None,
+            run_start_reading: None,
             gone: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -218,16 +222,21 @@ impl Sampler {
 
     /// The user's code started now (compilation is over).
     pub fn mark_run_start(&self, at: Instant) {
+        // A fresh reading: CPU that threads of earlier cells used during compilation is
+        // not this cell's.
+        let fresh = {
+            let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
+            read_with(&mut system, self.pid)
+        };
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         shared.run_start = Some(at);
-        let process_cpu = shared
-            .windows
-            .last()
-            .map_or(self.start.cpu_ms, |w| w.1.cpu_ms);
-        shared.run_start_cpu = machine_busy_ms().map(|m| (process_cpu, m));
+        let baseline = fresh
+            .or(shared.windows.last().map(|w| w.1))
+            .unwrap_or(self.start);
+        shared.run_start_reading = Some(baseline);
+        shared.run_start_cpu = machine_busy_ms().map(|m| (baseline.cpu_ms, m));
         // Drop windows from compilation: the series starts with the run.
-        let last = shared.windows.last().copied();
-        shared.windows = last.map(|(_, r)| vec![(at, r)]).unwrap_or_default();
+        shared.windows = vec![(at, baseline)];
     }
 
     pub fn live(&self) -> LiveView {
@@ -271,6 +280,7 @@ impl Sampler {
             samples: to_samples(&windows, origin),
             process_survived: survived,
             other_cores,
+            run_start: shared.run_start_reading,
         }
     }
 }
