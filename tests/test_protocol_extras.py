@@ -60,3 +60,18 @@ def test_interrupt_from_the_kernel_manager(km_kc):
     assert reply["content"]["ename"] == "interrupted"
     reply, msgs = run_cell(kc, "2 + 2")
     assert reply["content"]["status"] == "ok"
+
+
+def test_interrupt_while_waiting_for_input(km_kc):
+    km, kc = km_kc
+    reply, _ = run_cell(kc, ':dep evcxr_input = "1"', timeout=600)
+    assert reply["content"]["status"] == "ok"
+    msg_id = kc.execute('let answer = evcxr_input::get_string("Still there? ");\nanswer.len()', allow_stdin=True)
+    prompt = kc.get_stdin_msg(timeout=300)
+    assert prompt["msg_type"] == "input_request"
+    km.interrupt_kernel()
+    reply = shell_reply(kc, msg_id, timeout=30)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "interrupted"
+    reply, _ = run_cell(kc, "3 + 3")
+    assert reply["content"]["status"] == "ok"

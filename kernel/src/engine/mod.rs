@@ -175,6 +175,9 @@ enum Request {
 pub struct Engine {
     requests: std::sync::mpsc::Sender<Request>,
     control: Arc<Control>,
+    /// Woken by every interrupt: whoever waits on the cell's behalf (an input prompt)
+    /// gives up.
+    interrupts: Arc<tokio::sync::Notify>,
     pending: Arc<AtomicU32>,
     workdir: Arc<WorkDir>,
 }
@@ -206,6 +209,7 @@ impl Engine {
             .expect("spawn the engine thread");
         Engine {
             requests: tx,
+            interrupts: Arc::new(tokio::sync::Notify::new()),
             control,
             pending,
             workdir,
@@ -266,6 +270,7 @@ impl Engine {
             return;
         }
         self.control.interrupted.store(true, Ordering::SeqCst);
+        self.interrupts.notify_waiters();
         let shell = self.control.shell_pgid.load(Ordering::SeqCst);
         if shell != 0 {
             process::kill_group(shell);
@@ -291,6 +296,17 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Resolves at the next interrupt, or at once if the current cell was interrupted.
+    pub async fn interrupted(&self) {
+        let notified = self.interrupts.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.control.interrupted.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
     }
 
     /// Kills everything this kernel started and removes its folder. For shutdown.

@@ -449,22 +449,37 @@ async fn ask_input(
 ) -> String {
     let mut stdin = kernel.stdin.lock().await;
     let request = wire::child_of(InputRequest { prompt, password }, parent);
+    let asked = request.header.msg_id.clone();
     if let Err(e) = stdin.send(request).await {
         log(&format!("stdin: could not send input_request: {e}"));
         return String::new();
     }
-    loop {
-        match stdin.read().await {
-            Ok(message) => {
-                if let JupyterMessageContent::InputReply(reply) = message.content {
-                    return reply.value;
+    let answer = async {
+        loop {
+            match stdin.read().await {
+                // Only the answer to this prompt counts, not a late one to an older prompt.
+                Ok(message) => match message.content {
+                    JupyterMessageContent::InputReply(reply)
+                        if message
+                            .parent_header
+                            .as_ref()
+                            .is_none_or(|p| p.msg_id == asked) =>
+                    {
+                        return reply.value;
+                    }
+                    _ => log("stdin: ignored a message that does not answer the current prompt"),
+                },
+                Err(e) => {
+                    log(&format!("stdin: skipped a bad message: {e}"));
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
-            Err(e) => {
-                log(&format!("stdin: bad input_reply: {e}"));
-                return String::new();
-            }
         }
+    };
+    // An interrupt while the prompt is open ends the wait (the cell is being stopped).
+    tokio::select! {
+        value = answer => value,
+        _ = kernel.engine.interrupted() => String::new(),
     }
 }
 
