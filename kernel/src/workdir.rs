@@ -68,6 +68,17 @@ impl WorkDir {
     }
 }
 
+/// Writes `contents` so that readers (cells, other kernels) never see half a file:
+/// to a temporary name in the same folder, then renamed into place.
+pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(tmp, path)
+}
+
 fn set_private(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));

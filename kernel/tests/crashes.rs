@@ -30,14 +30,7 @@ async fn crashes_end_only_their_cell() {
         assert!(evalue.contains(cause), "{code}: {evalue}");
         assert!(evalue.contains("kept"), "names the lost variable: {evalue}");
         assert_eq!(r.telemetry()["status"], "crashed", "{code}");
-        let last = r.reply["traceback"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
+        let last = r.last_traceback_line();
         assert!(last.starts_with("✗ crashed"), "footer line: {last}");
         assert_eq!(
             k.execute("40 + 2").await.result_text().as_deref(),

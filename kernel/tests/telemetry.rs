@@ -125,14 +125,7 @@ async fn failures_carry_their_footer() {
         .filter(|o| o.msg_type != "status" && o.msg_type != "execute_input")
         .collect();
     assert_eq!(shown.len(), 1, "exactly one output, the error: {shown:?}");
-    let last_line = shown[0].content["traceback"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string();
+    let last_line = support::last_line(&shown[0].content["traceback"]);
     assert!(
         last_line.starts_with("✗ compile error") && last_line.contains("your code did not run"),
         "{last_line}"

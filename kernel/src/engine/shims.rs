@@ -132,12 +132,7 @@ fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|c| c == contents) {
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(tmp, path)
+    crate::workdir::write_atomic(path, contents)
 }
 
 /// What a learner's `:dep NAME = SPEC` asked for, in the parts a shim cares about.

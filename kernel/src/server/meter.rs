@@ -5,6 +5,7 @@
 use crate::telemetry::render::Mode;
 use crate::telemetry::sampler::{children_cpu_ms, LiveView, Sampler};
 use crate::telemetry::{CellStatus, CellTelemetry, VERSION};
+use crate::workdir::write_atomic;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -91,16 +92,6 @@ impl Settings {
 
 fn safe_name(label: &str) -> bool {
     !label.is_empty() && !label.starts_with('.') && !label.contains(['/', '\\', '\0'])
-}
-
-/// Readers (cells, other kernels) never see half a file.
-fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(tmp, path)
 }
 
 /// Labelled results of earlier kernels, oldest first.

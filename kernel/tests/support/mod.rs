@@ -59,6 +59,11 @@ impl Executed {
             .find(|o| o.msg_type == "execute_result")
             .and_then(|o| o.content["data"]["text/plain"].as_str().map(str::to_string))
     }
+    /// The last line of the reply's traceback (a failed cell's footer line).
+    pub fn last_traceback_line(&self) -> String {
+        last_line(&self.reply["traceback"])
+    }
+
     /// The cell's telemetry, from the reply metadata.
     pub fn telemetry(&self) -> &Value {
         &self.metadata["rustmeter"]
@@ -290,6 +295,16 @@ pub fn descendants(pid: u32) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// The last string of a JSON array of strings (a traceback).
+pub fn last_line(traceback: &Value) -> String {
+    traceback
+        .as_array()
+        .and_then(|lines| lines.last())
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn alive(pid: u32) -> bool {
