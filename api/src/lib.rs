@@ -16,6 +16,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+pub mod demo;
+
 const MARK_DISPLAY: &str = "\u{1}RM_DISPLAY ";
 const MARK_CLEAR: &str = "\u{1}RM_CLEAR ";
 const MARK_NOTE: &str = "\u{1}RM_NOTE ";
@@ -105,6 +107,23 @@ pub fn cell(name: &str) -> Option<Telemetry> {
         return None;
     }
     read("RUSTMETER_LABELS_DIR", &format!("{name}.txt"))
+}
+
+/// A self-check line for exercises: prints `✓ measured` when `passed`, else
+/// `✗ measured` and the hint. Returns `passed`. It never panics, so "Run All" goes on.
+///
+/// ```no_run
+/// let t = rustmeter::last().unwrap();
+/// rustmeter::check(t.run_ms < 600.0, format!("run {:.0} ms (needed < 600 ms)", t.run_ms),
+///                  "each request waited for the one before: start them all, then await");
+/// ```
+pub fn check(passed: bool, measured: impl std::fmt::Display, hint: impl std::fmt::Display) -> bool {
+    if passed {
+        println!("✓ {measured}");
+    } else {
+        println!("✗ {measured}\n  hint: {hint}");
+    }
+    passed
 }
 
 /// Attaches a parameter to the current cell's telemetry (shown by `:compare`).

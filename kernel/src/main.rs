@@ -26,6 +26,9 @@ const USAGE: &str = "usage:
   rustmeter kernel --connection-file FILE     run the Jupyter kernel
   rustmeter install-kernelspec --dir DIR [--rust-src PATH] [--env KEY=VALUE]...
                                               write kernel.json and logos into DIR
+  rustmeter demo-server --state FILE --owner-pid PID [--delay-ms MS]
+                                              the tutorials' demo server (started by
+                                              rustmeter::demo::start in a cell)
   rustmeter --version";
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -63,6 +66,24 @@ fn run(args: &[String]) -> Result<(), String> {
             let report = rustmeter_kernel::telemetry::sampler::measure_cost(pid, seconds);
             println!("{report}");
             Ok(())
+        }
+        Some("demo-server") => {
+            let state_file = flag_value(args, "--state").ok_or("demo-server needs --state FILE")?;
+            let owner_pid = flag_value(args, "--owner-pid")
+                .and_then(|p| p.parse().ok())
+                .ok_or("demo-server needs --owner-pid PID")?;
+            let delay_ms: u64 = match flag_value(args, "--delay-ms") {
+                None => 200,
+                Some(ms) => ms
+                    .parse()
+                    .map_err(|_| format!("--delay-ms expects milliseconds, got {ms:?}"))?,
+            };
+            rustmeter_kernel::demo_server::run(rustmeter_kernel::demo_server::DemoOptions {
+                state_file: PathBuf::from(state_file),
+                owner_pid,
+                delay: std::time::Duration::from_millis(delay_ms),
+            })
+            .map_err(|e| format!("demo server: {e:#}"))
         }
         Some("--version") | Some("-V") => {
             println!("rustmeter {}", env!("CARGO_PKG_VERSION"));

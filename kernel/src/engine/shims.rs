@@ -26,6 +26,10 @@ pub fn api_dep_line(root: &Path) -> std::io::Result<String> {
         &dir.join("src").join("lib.rs"),
         include_str!("../../../api/src/lib.rs"),
     )?;
+    write_if_changed(
+        &dir.join("src").join("demo.rs"),
+        include_str!("../../../api/src/demo.rs"),
+    )?;
     Ok(format!(
         ":dep rustmeter = {{ package = \"rustmeter-api\", path = \"{}\" }}",
         dir.display()

@@ -1,5 +1,6 @@
 //! rustmeter's telemetry commands, answered by the server without the engine:
-//! `:telemetry on|off|compact|full|big|json`, `:label NAME`, `:compare [NAMES…|last N]`.
+//! `:telemetry on|off|compact|full|big|json`, `:label NAME`, `:compare [NAMES…|last N]`,
+//! `:solution NAME` (an exercise's solution, when the instructor enabled them).
 //! Their lines are taken out of the cell; the rest goes to the engine as usual.
 
 use super::meter::Display;
@@ -16,6 +17,7 @@ pub struct Local {
     pub label: Option<String>,
     pub telemetry: Option<String>,
     pub compare: Option<Vec<String>>,
+    pub solution: Option<String>,
 }
 
 pub fn take(code: &str) -> Local {
@@ -35,6 +37,11 @@ pub fn take(code: &str) -> Local {
             .filter(|a| a.is_empty() || a.starts_with(' '))
         {
             local.compare = Some(arg.split_whitespace().map(str::to_string).collect());
+        } else if let Some(arg) = t
+            .strip_prefix(":solution")
+            .filter(|a| a.is_empty() || a.starts_with(' '))
+        {
+            local.solution = Some(arg.trim().to_string());
         } else {
             rest.push(line);
         }
@@ -98,6 +105,20 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
             Err(e) => error = Some(e),
         }
     }
+    if let Some(name) = &local.solution {
+        match solution(name) {
+            Ok(code) => {
+                let mut data = Map::new();
+                data.insert("text/plain".into(), Value::String(code.clone()));
+                data.insert(
+                    "text/markdown".into(),
+                    Value::String(format!("**Solution `{name}`**\n\n```rust\n{code}\n```")),
+                );
+                publish(kernel, parent, data);
+            }
+            Err(e) => error = Some(e),
+        }
+    }
     if local.code.trim().is_empty() {
         if let Some(label) = &local.label {
             // `:label` alone names the next cell.
@@ -115,6 +136,47 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
         .trim()
         .is_empty()
         .then(|| CellOutcome::Ok { data: Map::new() })
+}
+
+/// Where the instructor put the solutions (`RUSTMETER_SOLUTIONS=DIR`, one `NAME.rs`
+/// each, as `notebooks/build.py` writes them); unset means solutions are off.
+const SOLUTIONS_VAR: &str = "RUSTMETER_SOLUTIONS";
+
+fn solution(name: &str) -> Result<String, String> {
+    let Some(dir) = std::env::var_os(SOLUTIONS_VAR).filter(|d| !d.is_empty()) else {
+        return Err(format!(
+            ":solution: solutions are not enabled here. Ask your instructor; they turn them \
+             on with {SOLUTIONS_VAR}=DIR in the kernelspec (./install.sh --solutions)."
+        ));
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let read = valid
+        .then(|| std::fs::read_to_string(dir.join(format!("{name}.rs"))).ok())
+        .flatten();
+    read.map(|code| code.trim_end().to_string()).ok_or_else(|| {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                file.strip_suffix(".rs").map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        format!(
+            ":solution: no solution named {name:?}. Available: {}",
+            if names.is_empty() {
+                format!("none (is {} right?)", dir.display())
+            } else {
+                names.join(", ")
+            }
+        )
+    })
 }
 
 fn choose(
