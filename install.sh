@@ -25,6 +25,8 @@ options:
   --rust-src PATH    Rust standard library sources to point completion at
                      (default: found through rustc/rustup or Debian's rust-src package)
   --env KEY=VALUE    extra environment variable for the kernel (repeatable)
+  --solutions        let learners reveal exercise solutions with :solution NAME
+                     (sets RUSTMETER_SOLUTIONS to notebooks/instructor/solutions/rs)
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -62,6 +64,7 @@ while [[ $# -gt 0 ]]; do
             [[ "${1#--env=}" == *=* ]] || die "--env needs KEY=VALUE"
             extra_env+=("${1#--env=}") ;;
         --uninstall) uninstall=1 ;;
+        --solutions) extra_env+=("RUSTMETER_SOLUTIONS=$ROOT/notebooks/instructor/solutions/rs") ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option: $1 (see ./install.sh --help)" ;;
     esac

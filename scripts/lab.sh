@@ -32,5 +32,12 @@ use_project_env "$PY"
 lab_args=(--ip 127.0.0.1 --notebook-dir "$ROOT/notebooks")
 [[ $EUID -ne 0 ]] || lab_args+=(--allow-root) # Jupyter refuses root without it (containers, CI)
 
+# Open the first tutorial unless the caller named what to open.
+welcome="$ROOT/notebooks/01-welcome.ipynb"
+has_path=0
+for arg in "$@"; do
+    if [[ "$arg" == *.ipynb ]]; then has_path=1; fi
+done
+if [[ $has_path == 0 && -f "$welcome" ]]; then lab_args+=("$welcome"); fi
 step "starting JupyterLab on $ROOT/notebooks"
 exec "$PY" -m jupyter lab "${lab_args[@]}" "$@"

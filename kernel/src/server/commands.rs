@@ -90,10 +90,19 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
         }
     }
     if let Some(names) = &local.compare {
-        let chosen = choose(&kernel.settings().labelled, names);
+        let chosen = {
+            let settings = kernel.settings();
+            choose(&settings.labelled, &settings.labelled_here, names)
+        };
         match chosen {
             Ok(cells) if cells.is_empty() => {
-                error = Some(":compare: no labelled cells yet. Put `:label NAME` at the top of a cell, run it, then :compare.".into())
+                let saved = labels(&kernel.settings().labelled);
+                let earlier = if saved.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Saved by earlier kernels (name them to compare): {saved}.")
+                };
+                error = Some(format!(":compare: no cells labelled in this kernel yet. Put `:label NAME` at the top of a cell, run it, then :compare.{earlier}"))
             }
             Ok(cells) => {
                 let (text, html) = render::compare_table(&cells);
@@ -179,12 +188,19 @@ fn solution(name: &str) -> Result<String, String> {
     })
 }
 
+/// The cells `:compare NAMES` means: bare `:compare` takes this kernel's labelled cells
+/// (not every label an earlier notebook saved); names reach earlier kernels' cells too.
 fn choose(
     labelled: &[crate::telemetry::CellTelemetry],
+    here: &[String],
     names: &[String],
 ) -> Result<Vec<crate::telemetry::CellTelemetry>, String> {
     if names.is_empty() {
-        return Ok(labelled.to_vec());
+        return Ok(labelled
+            .iter()
+            .filter(|t| t.label.as_ref().is_some_and(|l| here.contains(l)))
+            .cloned()
+            .collect());
     }
     if names[0] == "last" {
         let n: usize = names

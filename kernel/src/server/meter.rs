@@ -49,7 +49,10 @@ pub struct Settings {
     previous: HashMap<u64, f64>,
     /// A `:label` waiting for the next cell.
     pub pending_label: Option<String>,
+    /// Labelled cells: those saved by earlier kernels, then this kernel's.
     pub labelled: Vec<CellTelemetry>,
+    /// Labels given in this kernel: what a bare `:compare` shows.
+    pub labelled_here: Vec<String>,
 }
 
 impl Settings {
@@ -63,6 +66,7 @@ impl Settings {
             previous: HashMap::new(),
             pending_label: None,
             labelled,
+            labelled_here: Vec::new(),
         }
     }
 
@@ -76,6 +80,9 @@ impl Settings {
         if let Some(label) = &telemetry.label {
             self.labelled.retain(|t| t.label.as_deref() != Some(label));
             self.labelled.push(telemetry.clone());
+            if !self.labelled_here.contains(label) {
+                self.labelled_here.push(label.clone());
+            }
             if safe_name(label) {
                 let _ = write_atomic(
                     &self.labels_dir.join(format!("{label}.txt")),

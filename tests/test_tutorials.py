@@ -1,0 +1,379 @@
+"""The tutorials, run the way a learner runs them: every learner, solution and presenter
+notebook top to bottom through the real kernel with nbclient.
+
+- no errors except in cells tagged `raises-exception`, and every code cell has its footer;
+- each lesson's claim holds on this machine, read from the footer JSON of the cells
+  tagged `measure:NAME` (by tag, never position), using `run_ms` and thresholds relative to
+  the delay, N and core count the cells noted;
+- each self-check prints only ✓ after the solution and a ✗ with the specific hint after
+  each wrong answer (the solution notebooks run with both wrong answers inserted after
+  each exercise's own self-check, then the check again);
+- learner copies hold no solution code, all notebooks are generated, clean nbformat 4;
+- executed HTML (nbconvert) shows the footer under its cells.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kernel_helpers import NOTEBOOKS, STARTUP_TIMEOUT
+
+sys.path.insert(0, str(NOTEBOOKS))
+import build  # noqa: E402  (notebooks/build.py)
+
+TELEMETRY_MIME = "application/vnd.rustmeter.telemetry+json"
+INSTRUCTOR = NOTEBOOKS / "instructor"
+LEARNER = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb") if not p.name.startswith("00-"))
+SOLUTION = [INSTRUCTOR / "solutions" / p.name for p in LEARNER]
+PRESENTER = INSTRUCTOR / "presenter.ipynb"
+EXERCISES = json.loads((INSTRUCTOR / "exercises.json").read_text())
+CELL_TIMEOUT = 600
+CORES = len(os.sched_getaffinity(0))
+
+
+# ---------------------------------------------------------------- executing, once each
+
+_executed: dict[str, nbformat.NotebookNode] = {}
+
+
+def with_wrong_answers(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The solution notebook with, after each exercise's self-check, each wrong answer
+    followed by the self-check again."""
+    out = copy.deepcopy(nb)
+    cells = []
+    for cell in out.cells:
+        cells.append(cell)
+        for name, exercise in EXERCISES.items():
+            if exercise["cell_tag_check"] not in cell.metadata.get("tags", []):
+                continue
+            for kind in ("wrong-result", "wrong-way"):
+                variant = exercise["variants"].get(kind)
+                if variant is None:
+                    continue
+                answer = nbformat.v4.new_code_cell(variant["code"])
+                answer.metadata["tags"] = [f"variant:{kind}:{name}"]
+                check = nbformat.v4.new_code_cell(cell.source)
+                check.metadata["tags"] = [f"variant-check:{kind}:{name}"]
+                cells += [answer, check]
+    out.cells = cells
+    return out
+
+
+def executed(path: Path) -> nbformat.NotebookNode:
+    key = str(path)
+    if key not in _executed:
+        from nbclient import NotebookClient
+
+        nb = nbformat.read(path, as_version=4)
+        if path.parent.name == "solutions":
+            nb = with_wrong_answers(nb)
+        NotebookClient(
+            nb,
+            timeout=CELL_TIMEOUT,
+            startup_timeout=STARTUP_TIMEOUT,
+            kernel_name="rustmeter",
+            allow_errors=True,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
+        _executed[key] = nb
+    return _executed[key]
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+def telemetry(cell) -> dict | None:
+    found = None
+    for output in cell.get("outputs", []):
+        if TELEMETRY_MIME in output.get("data", {}):
+            found = output["data"][TELEMETRY_MIME]
+    return found
+
+
+def text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            parts.append(output.text)
+        elif output.output_type == "error":
+            parts.append(f"{output.ename}: {output.evalue}")
+        elif "text/plain" in output.get("data", {}) and TELEMETRY_MIME not in output.data:
+            parts.append(output.data["text/plain"])
+    return "".join(parts)
+
+
+def errors(cell) -> list[str]:
+    return [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
+
+
+def is_command_only(cell) -> bool:
+    """Cells of rustmeter's own commands (`:compare`, `:telemetry big`) run no code."""
+    lines = [l.strip() for l in cell.source.splitlines() if l.strip()]
+    return bool(lines) and all(l.startswith((":compare", ":telemetry", ":label")) for l in lines)
+
+
+def tagged(nb, tag: str):
+    found = [c for c in nb.cells if tag in tags(c)]
+    assert found, f"no cell tagged {tag!r}"
+    return found[0]
+
+
+def figures(nb, name: str) -> tuple[dict, dict]:
+    """Footer JSON and notes (as floats where numeric) of the cell tagged measure:NAME."""
+    cell = tagged(nb, f"measure:{name}")
+    assert not errors(cell), f"measure:{name} failed: {errors(cell)}\n{text(cell)}"
+    t = telemetry(cell)
+    assert t, f"measure:{name} has no telemetry"
+    notes = {}
+    for key, value in (t.get("notes") or {}).items():
+        try:
+            notes[key] = float(value)
+        except (TypeError, ValueError):
+            notes[key] = value
+    return t, notes
+
+
+# ---------------------------------------------------------------- the notebooks as files
+
+
+def test_notebooks_are_generated_from_their_sources() -> None:
+    stale = build.build(check=True)
+    assert not stale, f"run python3 notebooks/build.py; out of date: {stale}"
+    assert len(LEARNER) >= 6, [p.name for p in LEARNER]
+
+
+@pytest.mark.parametrize("path", LEARNER + SOLUTION + [PRESENTER], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_notebook_is_clean_nbformat(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    assert nb.metadata.kernelspec.name == "rustmeter"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{cell.id} has outputs"
+    setup = [c for c in nb.cells if "setup" in tags(c)]
+    assert setup and ":dep tokio" in setup[0].source, "no setup cell with the canonical :dep line"
+
+
+def test_every_setup_cell_is_the_canonical_one() -> None:
+    """The same pinned dependency line everywhere, so the prebuilt cache hits."""
+    sources = {p.name: tagged(nbformat.read(p, as_version=4), "setup").source for p in LEARNER}
+    assert len(set(sources.values())) == 1, sources
+
+
+def test_learner_copies_hold_no_solution_code() -> None:
+    checked = 0
+    for source in sorted((NOTEBOOKS / "source").glob("*.nbsrc")):
+        learner_text = (NOTEBOOKS / f"{source.stem}.ipynb").read_text()
+        learner_sources = "\n".join(
+            c.source for c in nbformat.read(NOTEBOOKS / f"{source.stem}.ipynb", as_version=4).cells
+        )
+        for cell in build.parse(source):
+            shown = set(build.render(cell["lines"], False).splitlines())
+            for kind in ("solution", "wrong-result", "wrong-way"):
+                for line in build.block_lines(cell["lines"], kind):
+                    if line.strip() and line not in shown and len(line.strip()) > 3:
+                        checked += 1
+                        assert line not in learner_sources, (
+                            f"{source.name}: {kind} line in the learner copy: {line!r}"
+                        )
+        assert "// >>>" not in learner_text and "// <<<" not in learner_text
+    assert checked > 0, "no solution lines found to check"
+    for name, exercise in EXERCISES.items():
+        assert {"solution", "wrong-result", "wrong-way"} <= set(exercise["variants"]), name
+        assert (INSTRUCTOR / "solutions" / "rs" / f"{name}.rs").exists()
+
+
+# ---------------------------------------------------------------- running them
+
+
+@pytest.mark.parametrize("path", LEARNER + SOLUTION + [PRESENTER], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_runs_top_to_bottom_with_a_footer_under_every_cell(rustmeter_installed, path: Path) -> None:
+    nb = executed(path)
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if errors(cell) and "raises-exception" not in tags(cell):
+            problems.append(f"cell {index} {tags(cell)}: {errors(cell)}\n{cell.source[:200]}")
+        if not is_command_only(cell) and telemetry(cell) is None:
+            problems.append(f"cell {index} {tags(cell)} has no telemetry footer")
+    assert not problems, "\n".join(problems)
+
+
+def check_lessons(nb, stem: str) -> list[str]:
+    """Each lesson's claim, from the tagged cells of notebook `stem`. Returns what failed."""
+    failed: list[str] = []
+
+    def expect(ok: bool, what: str) -> None:
+        print(("ok   " if ok else "FAIL ") + what)
+        if not ok:
+            failed.append(what)
+
+    def run(t: dict) -> float:
+        return float(t["run_ms"])
+
+    def cores(t: dict) -> float:
+        return float(t.get("cpu_cores") or 0.0)
+
+    busy_floor = 0.75 * min(CORES, 2)
+    if stem.startswith("01"):
+        t, _ = figures(nb, "sleep")
+        expect(run(t) >= 900 and cores(t) < 0.1, f"sleep: run {run(t):.0f} ms ≈ 1 s at {cores(t):.2f} cores")
+        t, _ = figures(nb, "busy2")
+        expect(cores(t) >= busy_floor, f"two spinning threads: {cores(t):.2f} cores ≥ {busy_floor}")
+    elif stem.startswith("02"):
+        t, n = figures(nb, "blocking-read")
+        expect(run(t) >= 0.9 * n["delay_ms"] and cores(t) < 0.1 and n["heartbeats"] >= 3,
+               f"blocking read: run {run(t):.0f} ms for a {n['delay_ms']:.0f} ms wait at {cores(t):.2f} cores, {n['heartbeats']:.0f} heartbeats")
+        t, n = figures(nb, "busy-poll")
+        expect(cores(t) >= 0.7 and run(t) >= 0.9 * n["delay_ms"],
+               f"busy poll: {cores(t):.2f} cores for a {n['delay_ms']:.0f} ms wait")
+        t, n = figures(nb, "sequential")
+        expect(run(t) >= 0.9 * n["n"] * n["delay_ms"] and cores(t) < 0.1,
+               f"sequential: run {run(t):.0f} ms ≥ 0.9 × {n['n']:.0f} × {n['delay_ms']:.0f} ms at {cores(t):.2f} cores")
+        t, n = figures(nb, "chain-blocking")
+        expect(run(t) >= 0.9 * n["n"] * n["delay_ms"], f"blocking chain: run {run(t):.0f} ms ≥ 0.9 × n × delay")
+    elif stem.startswith("03"):
+        t, n = figures(nb, "threads-10")
+        expect(run(t) < 3 * n["delay_ms"] and t["threads_peak"] >= t["threads_start"] + n["n"],
+               f"thread per request: run {run(t):.0f} ms < 3 × {n['delay_ms']:.0f}, threads {t['threads_start']}→{t['threads_peak']} (+{n['n']:.0f})")
+        for name in ("threads-many", "threads-10000"):
+            t, n = figures(nb, name)
+            expect(t["threads_peak"] >= t["threads_start"] + 0.9 * n["n"],
+                   f"{name}: threads {t['threads_start']}→{t['threads_peak']} for n = {n['n']:.0f}")
+    elif stem.startswith("04"):
+        seq, n = figures(nb, "async-sequential")
+        join, _ = figures(nb, "async-join")
+        expect(run(seq) >= 1.7 * run(join),
+               f"lazy vs join!: {run(seq):.0f} ms / {run(join):.0f} ms = {run(seq) / max(run(join), 1):.2f} ≥ 1.7")
+        _, n = figures(nb, "lazy")
+        expect(n["sent"] == 0, f"a future never awaited sent {n['sent']:.0f} requests")
+        t, n = figures(nb, "tasks-10")
+        expect(run(t) < 3 * n["delay_ms"] and t["threads_peak"] <= t["threads_start"] + 2,
+               f"10 tasks: run {run(t):.0f} ms, threads {t['threads_start']}→{t['threads_peak']}")
+        t, n = figures(nb, "tasks-many")
+        expect(n["n"] >= 100, f"tasks-many ran n = {n['n']:.0f} (1,000 unless the fd limit is lower)")
+        expect(run(t) < 3 * n["delay_ms"] and t["threads_peak"] <= t["threads_start"] + 4,
+               f"{n['n']:.0f} tasks: run {run(t):.0f} ms < 3 × {n['delay_ms']:.0f}, threads {t['threads_start']}→{t['threads_peak']}")
+        tasks, n = figures(nb, "tasks-10000")
+        expect(tasks["threads_peak"] <= tasks["threads_start"] + 4,
+               f"{n['n']:.0f} sleeping tasks: threads {tasks['threads_start']}→{tasks['threads_peak']}")
+        expect(n.get("bytes_per_task", 0) < 4096, f"bytes per task {n.get('bytes_per_task')}")
+        t, n = figures(nb, "chain-async")
+        expect(run(t) >= 0.9 * n["n"] * n["delay_ms"], f"async chain: run {run(t):.0f} ms ≥ 0.9 × n × delay")
+    elif stem.startswith("05"):
+        t, _ = figures(nb, "cpu-join")
+        expect(cores(t) < 1.3, f"join! of CPU work: {cores(t):.2f} cores < 1.3")
+        spawn, ns = figures(nb, "cpu-spawn")
+        expect(cores(spawn) >= busy_floor, f"spawned CPU work: {cores(spawn):.2f} cores ≥ {busy_floor}")
+        _, nb_ = figures(nb, "cpu-spawn-blocking")
+        expect(ns["gap_ms"] >= 5 * nb_["gap_ms"],
+               f"heartbeat gap: spawn {ns['gap_ms']:.0f} ms ≥ 5 × spawn_blocking {nb_['gap_ms']:.0f} ms")
+        _, n = figures(nb, "block-current-thread")
+        expect(n["gap_ms"] >= 0.8 * n["blocked_ms"],
+               f"current_thread runtime: heartbeat gap {n['gap_ms']:.0f} ms ≥ 0.8 × blocked {n['blocked_ms']:.0f} ms")
+        t, _ = figures(nb, "tokio-fs")
+        expect(t["threads_peak"] >= t["threads_start"] + 4,
+               f"tokio::fs: threads {t['threads_start']}→{t['threads_peak']}")
+    elif stem.startswith("06"):
+        seq, n = figures(nb, "cmp-sequential")
+        threads, _ = figures(nb, "cmp-threads")
+        tasks, _ = figures(nb, "cmp-tasks")
+        expect(run(seq) >= 0.9 * n["n"] * n["delay_ms"], f"sequential {run(seq):.0f} ms ≥ 0.9 × n × delay")
+        expect(run(threads) < 3 * n["delay_ms"] and run(tasks) < 3 * n["delay_ms"],
+               f"threads {run(threads):.0f} ms and tasks {run(tasks):.0f} ms < 3 × delay")
+        expect(threads["threads_peak"] >= threads["threads_start"] + n["n"]
+               and tasks["threads_peak"] <= tasks["threads_start"] + 2,
+               f"threads +{threads['threads_peak'] - threads['threads_start']}, tasks +{tasks['threads_peak'] - tasks['threads_start']}")
+    return failed
+
+
+@pytest.mark.parametrize("path", LEARNER + SOLUTION, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_each_lesson_holds_on_this_machine(rustmeter_installed, path: Path) -> None:
+    failed = check_lessons(executed(path), path.stem)
+    assert not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES), ids=str)
+def test_self_check_passes_on_the_solution_and_names_each_wrong_answer(rustmeter_installed, name: str) -> None:
+    exercise = EXERCISES[name]
+    nb = executed(INSTRUCTOR / "solutions" / f"{exercise['notebook']}.ipynb")
+    own = text(tagged(nb, exercise["cell_tag_check"]))
+    assert "✓" in own and "✗" not in own, f"solution's self-check:\n{own}"
+    for kind in ("wrong-result", "wrong-way"):
+        answer = tagged(nb, f"variant:{kind}:{name}")
+        assert not errors(answer), f"{kind} answer failed to run: {errors(answer)}"
+        said = text(tagged(nb, f"variant-check:{kind}:{name}"))
+        hint = exercise["variants"][kind]["hint"]
+        assert "✗" in said and hint in said, f"{kind}: expected ✗ and {hint!r}, got:\n{said}"
+
+
+def test_learner_stubs_run_and_get_a_hint(rustmeter_installed) -> None:
+    """The naive stubs run (Run All never aborts) and their self-checks say what to do."""
+    for name, exercise in EXERCISES.items():
+        nb = executed(NOTEBOOKS / f"{exercise['notebook']}.ipynb")
+        said = text(tagged(nb, exercise["cell_tag_check"]))
+        assert "✗" in said and "hint:" in said, f"{name} stub's self-check:\n{said}"
+
+
+@pytest.mark.parametrize("path", LEARNER, ids=lambda p: p.stem)
+def test_executed_html_shows_the_footer_under_its_cells(rustmeter_installed, path: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    nb = executed(path)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    chunks = html.split('class="jp-Cell jp-CodeCell')[1:]
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(chunks) == len(code_cells)
+    missing = []
+    for cell, chunk in zip(code_cells, chunks):
+        t = telemetry(cell)
+        if t is None:
+            continue
+        footer_at = chunk.find("rustmeter-footer")
+        source_at = chunk.find("jp-InputArea")
+        if footer_at < 0 or footer_at < source_at:
+            missing.append(cell.source.splitlines()[0] if cell.source else "?")
+    assert not missing, f"footer missing or above its cell in the HTML of: {missing}"
+
+
+def test_solution_command_only_when_the_instructor_enabled_it(rustmeter_installed) -> None:
+    from jupyter_client.manager import KernelManager
+
+    from kernel_helpers import run_cell, stream_text
+
+    name = sorted(EXERCISES)[0]
+    expected = (INSTRUCTOR / "solutions" / "rs" / f"{name}.rs").read_text().strip()
+    for enabled in (False, True):
+        km = KernelManager(kernel_name="rustmeter")
+        env = dict(os.environ)
+        env.pop("RUSTMETER_SOLUTIONS", None)
+        if enabled:
+            env["RUSTMETER_SOLUTIONS"] = str(INSTRUCTOR / "solutions" / "rs")
+        km.start_kernel(env=env)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
+            reply, msgs = run_cell(kc, f":solution {name}")
+            shown = json.dumps([m["content"] for m in msgs])
+            if enabled:
+                assert reply["content"]["status"] == "ok", shown
+                assert expected.splitlines()[0] in shown
+                reply, msgs = run_cell(kc, ":solution no-such-exercise")
+                assert reply["content"]["status"] == "error"
+                assert name in json.dumps([m["content"] for m in msgs]), "lists the available names"
+            else:
+                assert reply["content"]["status"] == "error", shown
+                assert "not enabled" in shown and expected.splitlines()[0] not in shown
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
