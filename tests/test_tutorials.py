@@ -169,17 +169,22 @@ def test_every_setup_cell_is_the_canonical_one() -> None:
 
 
 def test_learner_copies_hold_no_solution_code() -> None:
+    """Lines that exist in a source only inside solution (or wrong-answer) blocks never
+    reach its learner copy, and no block appears there whole."""
     checked = 0
     for source in sorted((NOTEBOOKS / "source").glob("*.nbsrc")):
-        learner_text = (NOTEBOOKS / f"{source.stem}.ipynb").read_text()
-        learner_sources = "\n".join(
-            c.source for c in nbformat.read(NOTEBOOKS / f"{source.stem}.ipynb", as_version=4).cells
-        )
-        for cell in build.parse(source):
-            shown = set(build.render(cell["lines"], False).splitlines())
+        learner_path = NOTEBOOKS / f"{source.stem}.ipynb"
+        learner_text = learner_path.read_text()
+        learner_sources = "\n".join(c.source for c in nbformat.read(learner_path, as_version=4).cells)
+        cells = build.parse(source)
+        public = {line for cell in cells for line in build.render(cell["lines"], False).splitlines()}
+        for cell in cells:
             for kind in ("solution", "wrong-result", "wrong-way"):
-                for line in build.block_lines(cell["lines"], kind):
-                    if line.strip() and line not in shown and len(line.strip()) > 3:
+                block = build.block_lines(cell["lines"], kind)
+                if block:
+                    assert "\n".join(block) not in learner_sources, f"{source.name}: a {kind} block"
+                for line in block:
+                    if len(line.strip()) > 3 and line not in public:
                         checked += 1
                         assert line not in learner_sources, (
                             f"{source.name}: {kind} line in the learner copy: {line!r}"
@@ -223,12 +228,17 @@ def check_lessons(nb, stem: str) -> list[str]:
     def cores(t: dict) -> float:
         return float(t.get("cpu_cores") or 0.0)
 
+    def busy(t: dict) -> str:
+        """What else ran meanwhile: CPU lessons need the machine to themselves."""
+        other = t.get("other_cores")
+        return f" (other programs used {other:.2f} cores meanwhile)" if other else ""
+
     busy_floor = 0.75 * min(CORES, 2)
     if stem.startswith("01"):
         t, _ = figures(nb, "sleep")
         expect(run(t) >= 900 and cores(t) < 0.1, f"sleep: run {run(t):.0f} ms ≈ 1 s at {cores(t):.2f} cores")
         t, _ = figures(nb, "busy2")
-        expect(cores(t) >= busy_floor, f"two spinning threads: {cores(t):.2f} cores ≥ {busy_floor}")
+        expect(cores(t) >= busy_floor, f"two spinning threads: {cores(t):.2f} cores ≥ {busy_floor}{busy(t)}")
     elif stem.startswith("02"):
         t, n = figures(nb, "blocking-read")
         expect(run(t) >= 0.9 * n["delay_ms"] and cores(t) < 0.1 and n["heartbeats"] >= 3,
@@ -273,7 +283,7 @@ def check_lessons(nb, stem: str) -> list[str]:
         t, _ = figures(nb, "cpu-join")
         expect(cores(t) < 1.3, f"join! of CPU work: {cores(t):.2f} cores < 1.3")
         spawn, ns = figures(nb, "cpu-spawn")
-        expect(cores(spawn) >= busy_floor, f"spawned CPU work: {cores(spawn):.2f} cores ≥ {busy_floor}")
+        expect(cores(spawn) >= busy_floor, f"spawned CPU work: {cores(spawn):.2f} cores ≥ {busy_floor}{busy(spawn)}")
         _, nb_ = figures(nb, "cpu-spawn-blocking")
         expect(ns["gap_ms"] >= 5 * nb_["gap_ms"],
                f"heartbeat gap: spawn {ns['gap_ms']:.0f} ms ≥ 5 × spawn_blocking {nb_['gap_ms']:.0f} ms")

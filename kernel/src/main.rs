@@ -29,6 +29,7 @@ const USAGE: &str = "usage:
   rustmeter demo-server --state FILE --owner-pid PID [--delay-ms MS]
                                               the tutorials' demo server (started by
                                               rustmeter::demo::start in a cell)
+  rustmeter doctor                            check this machine before a class
   rustmeter --version";
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -84,6 +85,15 @@ fn run(args: &[String]) -> Result<(), String> {
                 delay: std::time::Duration::from_millis(delay_ms),
             })
             .map_err(|e| format!("demo server: {e:#}"))
+        }
+        Some("doctor") => {
+            let (text, ok) = rustmeter_kernel::doctor::report(&rustmeter_kernel::doctor::examine());
+            print!("{text}");
+            if ok {
+                Ok(())
+            } else {
+                Err("some checks failed (✗ above)".to_string())
+            }
         }
         Some("--version") | Some("-V") => {
             println!("rustmeter {}", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,322 @@
+//! `rustmeter doctor`: a pre-class check of one machine, printed as ✓ / ! / ✗ lines —
+//! toolchain and std sources, the kernelspec in use, limits against what the tutorials
+//! need, RAM and cores, the linker.
+//!
+//! Read-only: it inspects and reports, and never installs or changes anything.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Good,
+    /// Works, but not as well as it could.
+    Warn,
+    Bad,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub what: String,
+    /// What to do about it (empty when good).
+    pub fix: String,
+}
+
+fn finding(verdict: Verdict, what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding {
+        verdict,
+        what: what.into(),
+        fix: fix.into(),
+    }
+}
+
+/// The tutorials open 1,000 connections at once (notebook 4) and start 10,000 threads
+/// (notebook 3, which adapts N when limits are lower).
+pub const FILES_NEEDED: u64 = 1_100;
+pub const THREADS_NEEDED: u64 = 10_100;
+
+/// Runs every check.
+pub fn examine() -> Vec<Finding> {
+    let mut out = vec![toolchain(), std_sources()];
+    out.extend(kernelspecs());
+    out.push(open_files());
+    out.push(threads());
+    out.push(memory_and_cores());
+    out.push(linker());
+    out
+}
+
+/// The report as text (green/yellow/red marks with `color`), and whether nothing was bad.
+pub fn report(findings: &[Finding], color: bool) -> (String, bool) {
+    let mut text = String::new();
+    for f in findings {
+        let (mark, code) = match f.verdict {
+            Verdict::Good => ("✓", 32),
+            Verdict::Warn => ("!", 33),
+            Verdict::Bad => ("✗", 31),
+        };
+        let mark = if color {
+            format!("\u{1b}[{code}m{mark}\u{1b}[0m")
+        } else {
+            mark.to_string()
+        };
+        text.push_str(&format!("{mark} {}\n", f.what));
+        if !f.fix.is_empty() {
+            text.push_str(&format!("    → {}\n", f.fix));
+        }
+    }
+    let ok = findings.iter().all(|f| f.verdict != Verdict::Bad);
+    (text, ok)
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn toolchain() -> Finding {
+    match output("rustc", &["--version"]) {
+        Some(version) => finding(Verdict::Good, format!("Rust toolchain: {version}"), ""),
+        None => finding(
+            Verdict::Bad,
+            "Rust toolchain: `rustc` not found on PATH",
+            "install Rust (https://rustup.rs) and make sure the kernel's PATH has it",
+        ),
+    }
+}
+
+/// Where rust-analyzer looks for the standard library's sources.
+pub fn std_sources_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("RUST_SRC_PATH") {
+        return Some(PathBuf::from(path));
+    }
+    let sysroot = output("rustc", &["--print", "sysroot"])?;
+    Some(Path::new(&sysroot).join("lib/rustlib/src/rust/library"))
+}
+
+fn std_sources() -> Finding {
+    match std_sources_path() {
+        Some(path) if path.join("std").is_dir() => finding(
+            Verdict::Good,
+            format!("std sources for completion: {}", path.display()),
+            "",
+        ),
+        Some(path) => finding(
+            Verdict::Warn,
+            format!("std sources missing at {}: completion and inspection of std items are limited", path.display()),
+            "rustup component add rust-src (or Debian: apt install rust-src, then ./install.sh --rust-src PATH)",
+        ),
+        None => finding(Verdict::Warn, "std sources: could not ask rustc for its sysroot", "rustup component add rust-src"),
+    }
+}
+
+/// Every `rustmeter` kernelspec Jupyter would find, with the binary it runs.
+fn kernelspecs() -> Vec<Finding> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(path) = std::env::var_os("JUPYTER_PATH") {
+        dirs.extend(std::env::split_paths(&path).map(|p| p.join("kernels")));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".local/share/jupyter/kernels"));
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        dirs.push(Path::new(&venv).join("share/jupyter/kernels"));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        // The project's own venv, for a binary inside the repository's target dir.
+        if let Some(repo) = exe.ancestors().nth(3) {
+            dirs.push(repo.join(".venv/share/jupyter/kernels"));
+        }
+    }
+    dirs.push(PathBuf::from("/usr/local/share/jupyter/kernels"));
+    dirs.push(PathBuf::from("/usr/share/jupyter/kernels"));
+    let mut found = Vec::new();
+    for dir in dirs {
+        let spec = dir.join("rustmeter").join("kernel.json");
+        let Ok(text) = std::fs::read_to_string(&spec) else {
+            continue;
+        };
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let binary = parsed["argv"][0].as_str().unwrap_or("?").to_string();
+        let exists = Path::new(&binary).is_file();
+        let env = parsed["env"]
+            .as_object()
+            .map(|e| e.keys().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        found.push(finding(
+            if exists { Verdict::Good } else { Verdict::Bad },
+            format!(
+                "kernelspec {} → {binary}{}",
+                spec.display(),
+                if env.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (env: {env})")
+                }
+            ),
+            if exists {
+                ""
+            } else {
+                "the binary it names is gone: run ./install.sh again"
+            },
+        ));
+    }
+    if found.is_empty() {
+        found.push(finding(
+            Verdict::Bad,
+            "no `rustmeter` kernelspec found",
+            "./install.sh registers it (--user, --sys-prefix or --prefix)",
+        ));
+    }
+    found
+}
+
+/// Soft and hard limit of one resource of this process.
+fn limit(resource: libc::__rlimit_resource_t) -> (u64, u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    unsafe { libc::getrlimit(resource, &mut l) };
+    (l.rlim_cur, l.rlim_max)
+}
+
+fn shown(n: u64) -> String {
+    if n == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+fn open_files() -> Finding {
+    let (soft, hard) = limit(libc::RLIMIT_NOFILE);
+    let text = format!(
+        "open files (ulimit -n): {} (hard {})",
+        shown(soft),
+        shown(hard)
+    );
+    if soft >= FILES_NEEDED {
+        finding(Verdict::Good, text, "")
+    } else if hard >= FILES_NEEDED {
+        finding(
+            Verdict::Warn,
+            text,
+            format!("notebook 4 opens {FILES_NEEDED} connections: raise it with `ulimit -n {FILES_NEEDED}` before starting Jupyter (the demo server raises its own)"),
+        )
+    } else {
+        finding(Verdict::Bad, text, format!("the hard limit is below {FILES_NEEDED}: raise nofile in /etc/security/limits.conf or the container's ulimits"))
+    }
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn threads() -> Finding {
+    let (nproc, _) = limit(libc::RLIMIT_NPROC);
+    let max = read_number("/proc/sys/kernel/threads-max").unwrap_or(u64::MAX);
+    let pids = read_number("/proc/sys/kernel/pid_max").unwrap_or(u64::MAX);
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/pids.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let root = unsafe { libc::geteuid() } == 0;
+    let user_cap = if root { u64::MAX } else { nproc };
+    let cap = [user_cap, max, pids, cgroup.unwrap_or(u64::MAX)]
+        .into_iter()
+        .min()
+        .unwrap_or(u64::MAX);
+    let text = format!(
+        "threads: ulimit -u {}{}, threads-max {}, pid_max {}{}",
+        shown(nproc),
+        if root { " (ignored for root)" } else { "" },
+        shown(max),
+        shown(pids),
+        cgroup
+            .map(|c| format!(", cgroup pids.max {c}"))
+            .unwrap_or_default()
+    );
+    if cap >= THREADS_NEEDED {
+        finding(Verdict::Good, text, "")
+    } else {
+        finding(
+            Verdict::Warn,
+            text,
+            format!("notebook 3 starts {THREADS_NEEDED} threads; here it will adapt to about {cap} (fine, but the numbers differ from the guide)"),
+        )
+    }
+}
+
+fn memory_and_cores() -> Finding {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (total, available) = (kb("MemTotal:") / 1024, kb("MemAvailable:") / 1024);
+    let text = format!("{cores} cores, {total} MB RAM ({available} MB available)");
+    // One kernel: ~450 MB (rust-analyzer) + the cells' process + compiling (~1 GB peaks).
+    if available >= 2048 && cores >= 2 {
+        finding(Verdict::Good, text, "")
+    } else {
+        finding(
+            Verdict::Warn,
+            text,
+            "a kernel needs ~1.5 GB while compiling and 2 cores for the parallelism lessons",
+        )
+    }
+}
+
+fn linker() -> Finding {
+    let found = ["mold", "ld.lld"]
+        .into_iter()
+        .find(|l| output(l, &["--version"]).is_some());
+    match found {
+        Some(name) => finding(
+            Verdict::Good,
+            format!("fast linker: {name} (evcxr uses it)"),
+            "",
+        ),
+        None => finding(
+            Verdict::Warn,
+            "no mold or lld: each cell links with the system linker (slower)",
+            "apt install mold",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_marks_and_fails_only_on_bad() {
+        let (text, ok) = report(
+            &[
+                finding(Verdict::Good, "fine", ""),
+                finding(Verdict::Warn, "meh", "do this"),
+            ],
+            false,
+        );
+        assert!(ok);
+        assert!(text.contains("✓") && text.contains("→ do this"));
+        let (_, ok) = report(&[finding(Verdict::Bad, "broken", "fix")], false);
+        assert!(!ok);
+    }
+
+    #[test]
+    fn examines_this_machine() {
+        let findings = examine();
+        assert!(findings.iter().any(|f| f.what.contains("cores")));
+        assert!(findings.iter().any(|f| f.what.starts_with("open files")));
+    }
+}
