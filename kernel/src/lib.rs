@@ -6,6 +6,7 @@
 //! knows nothing of either.
 
 pub mod child_runtime;
+pub mod depcache;
 pub mod engine;
 pub mod install;
 pub mod server;

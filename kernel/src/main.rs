@@ -7,6 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // cargo runs this binary as rustc's wrapper (the dependency cache): before anything
+    // else, as neither hook below applies to that process.
+    if rustmeter_kernel::depcache::is_wrapper_invocation() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(rustmeter_kernel::depcache::wrapper::run(&args));
+    }
     // Must come first: when evcxr launches this binary as its user-code child, the
     // child's stdout relay goes in place before evcxr's runtime loop takes over.
     rustmeter_kernel::child_runtime::hook();
@@ -26,6 +32,8 @@ const USAGE: &str = "usage:
   rustmeter kernel --connection-file FILE     run the Jupyter kernel
   rustmeter install-kernelspec --dir DIR [--rust-src PATH] [--env KEY=VALUE]...
                                               write kernel.json and logos into DIR
+  rustmeter prewarm [--cache DIR]             compile tokio (full) and the rustmeter crate into
+                                              the dependency cache (DIR: e.g. a shared tier)
   rustmeter --version";
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -62,6 +70,12 @@ fn run(args: &[String]) -> Result<(), String> {
                 .unwrap_or(10.0);
             let report = rustmeter_kernel::telemetry::sampler::measure_cost(pid, seconds);
             println!("{report}");
+            Ok(())
+        }
+        Some("prewarm") => {
+            let cache = flag_value(args, "--cache").map(PathBuf::from);
+            let summary = rustmeter_kernel::depcache::prewarm::run(cache)?;
+            print!("{summary}");
             Ok(())
         }
         Some("--version") | Some("-V") => {
