@@ -1,0 +1,244 @@
+//! The shared dependency cache, end to end through real kernels: concurrent kernels
+//! publishing the same crate, a later kernel hitting it, a corrupt entry rebuilt; and
+//! the key's normalization. Hits are judged by the tier's hit record (`hits.log`).
+
+mod support;
+
+use rustmeter_kernel::depcache::key::{Invocation, Roots};
+use std::path::{Path, PathBuf};
+use support::{TempDir, TestKernel};
+
+const CELL: &str = ":dep itoa = \"1\"\nitoa::Buffer::new().format(4242u32).to_string()";
+
+fn fresh_cache(name: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!(
+        "rustmeter-depcache-{name}-{}",
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+async fn kernel(cache: &Path) -> TestKernel {
+    TestKernel::start_with_env(&[
+        ("RUSTMETER_CACHE_DIR", cache.to_str().unwrap()),
+        ("RUSTMETER_SHARED_CACHE", ""),
+        ("RUSTMETER_DEP_CACHE", "1"),
+    ])
+    .await
+}
+
+/// Runs the itoa cell and checks its result; returns the compile CPU time (ms).
+async fn run_itoa(k: &mut TestKernel) -> f64 {
+    let r = k.execute(CELL).await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert_eq!(r.result_text().as_deref(), Some("\"4242\""), "{r:?}");
+    r.telemetry()["compile_cpu_ms"].as_f64().unwrap_or(f64::NAN)
+}
+
+/// `(crate, outcome)` of every hit-record line.
+fn record(cache: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(cache.join("deps").join("hits.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[1].to_string(), f[3].to_string())
+        })
+        .collect()
+}
+
+fn count(record: &[(String, String)], krate: &str, outcome: &str) -> usize {
+    record
+        .iter()
+        .filter(|(c, o)| c == krate && o == outcome)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_kernels_publish_once_and_a_third_kernel_hits() {
+    let cache = fresh_cache("concurrent");
+    let (mut a, mut b) = tokio::join!(kernel(&cache.0), kernel(&cache.0));
+    let (cpu_a, cpu_b) = tokio::join!(run_itoa(&mut a), run_itoa(&mut b));
+    let first = record(&cache.0);
+    assert!(count(&first, "itoa", "miss") >= 1, "{first:?}");
+    assert_eq!(
+        count(&first, "itoa", "stored"),
+        1,
+        "exactly one entry wins: {first:?}"
+    );
+    assert_eq!(count(&first, "itoa", "corrupt"), 0, "{first:?}");
+    a.shutdown(false).await;
+    b.shutdown(false).await;
+
+    let mut c = kernel(&cache.0).await;
+    let cpu_c = run_itoa(&mut c).await;
+    let after = record(&cache.0);
+    let third: Vec<_> = after[first.len()..].to_vec();
+    assert_eq!(count(&third, "itoa", "hit"), 1, "{after:?}");
+    assert_eq!(count(&third, "itoa", "miss"), 0, "{after:?}");
+    println!("compile CPU ms: concurrent {cpu_a:.0} / {cpu_b:.0}, cached {cpu_c:.0}");
+    c.shutdown(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_entry_is_rebuilt_not_a_failure() {
+    let cache = fresh_cache("corrupt");
+    let mut k = kernel(&cache.0).await;
+    run_itoa(&mut k).await;
+    k.shutdown(false).await;
+    assert_eq!(
+        count(&record(&cache.0), "itoa", "stored"),
+        1,
+        "{:?}",
+        record(&cache.0)
+    );
+
+    // Flip a byte in the middle of every stored itoa rlib.
+    let mut flipped = 0;
+    for entry in std::fs::read_dir(cache.0.join("deps").join("entries")).unwrap() {
+        let files = entry.unwrap().path().join("files");
+        for file in std::fs::read_dir(files).unwrap() {
+            let path: PathBuf = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("libitoa") && name.ends_with(".rlib") {
+                let mut bytes = std::fs::read(&path).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0xff;
+                std::fs::write(&path, bytes).unwrap();
+                flipped += 1;
+            }
+        }
+    }
+    assert_eq!(flipped, 1);
+
+    let before = record(&cache.0).len();
+    let mut k = kernel(&cache.0).await;
+    run_itoa(&mut k).await;
+    k.shutdown(false).await;
+    let after = record(&cache.0)[before..].to_vec();
+    assert_eq!(count(&after, "itoa", "corrupt"), 1, "{after:?}");
+    assert_eq!(
+        count(&after, "itoa", "miss"),
+        1,
+        "rebuilt by rustc: {after:?}"
+    );
+    assert_eq!(
+        count(&after, "itoa", "stored"),
+        1,
+        "and stored again: {after:?}"
+    );
+
+    let before = record(&cache.0).len();
+    let mut k = kernel(&cache.0).await;
+    run_itoa(&mut k).await;
+    k.shutdown(false).await;
+    let after = record(&cache.0)[before..].to_vec();
+    assert_eq!(count(&after, "itoa", "hit"), 1, "{after:?}");
+}
+
+// ---- key normalization (the real key function, over a real source file)
+
+struct KeyFixture {
+    _dir: TempDir,
+    roots: Roots,
+    source: String,
+}
+
+fn key_fixture() -> KeyFixture {
+    let dir = fresh_cache("key");
+    let cargo_home = dir.0.join("cargo");
+    let src = cargo_home.join("registry/src/index.crates.io-1949cf8c6b5b557f/itoa-1.0.19/src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("lib.rs"), "pub fn f() {}\n").unwrap();
+    KeyFixture {
+        roots: Roots {
+            cargo_home,
+            shims: dir.0.join("shims"),
+        },
+        source: src.join("lib.rs").to_string_lossy().into_owned(),
+        _dir: dir,
+    }
+}
+
+fn args(fx: &KeyFixture, target: &str, opt: &str, features: &[&str]) -> Vec<String> {
+    let deps = format!("{target}/x86_64-unknown-linux-gnu/debug/deps");
+    let mut a: Vec<String> = vec![
+        "rustc".into(),
+        "--crate-name".into(),
+        "itoa".into(),
+        "--edition=2021".into(),
+        fx.source.clone(),
+        "--crate-type".into(),
+        "lib".into(),
+        "-C".into(),
+        format!("opt-level={opt}"),
+        "-C".into(),
+        "metadata=6c7a07f71d34eb09".into(),
+        "--out-dir".into(),
+        deps.clone(),
+        "--target".into(),
+        "x86_64-unknown-linux-gnu".into(),
+        "-C".into(),
+        format!("incremental={target}/x86_64-unknown-linux-gnu/debug/incremental"),
+        "-L".into(),
+        format!("dependency={deps}"),
+        "-L".into(),
+        format!("dependency={target}/debug/deps"),
+        "--extern".into(),
+        format!("core2={deps}/libcore2-0123456789abcdef.rlib"),
+    ];
+    for f in features {
+        a.push("--cfg".into());
+        a.push(format!("feature=\"{f}\""));
+    }
+    a
+}
+
+fn key(fx: &KeyFixture, args: &[String]) -> String {
+    let env = vec![("CARGO_PKG_VERSION".to_string(), "1.0.19".to_string())];
+    let inv = Invocation::parse(args, env).unwrap();
+    assert!(inv.cacheable(&fx.roots));
+    inv.key(&fx.roots, "rustc 1.95.0 (test)").unwrap()
+}
+
+#[test]
+fn key_ignores_kernel_paths_but_not_features_or_opt_level() {
+    let fx = key_fixture();
+    let k1 = "/tmp/rustmeter-0/kernel-1/evcxr/target";
+    let k2 = "/tmp/rustmeter-1000/kernel-424242/evcxr/target";
+    let base = key(&fx, &args(&fx, k1, "2", &["std"]));
+    assert_eq!(base, key(&fx, &args(&fx, k2, "2", &["std"])));
+    assert_ne!(base, key(&fx, &args(&fx, k1, "0", &["std"])));
+    assert_ne!(base, key(&fx, &args(&fx, k1, "2", &[])));
+    assert_ne!(base, key(&fx, &args(&fx, k1, "2", &["std", "i128"])));
+}
+
+#[test]
+fn key_changes_with_the_compiler_and_build_script_output() {
+    let fx = key_fixture();
+    let a = args(&fx, "/t/kernel-1/target", "2", &[]);
+    let env = |out: &Path| {
+        vec![
+            ("CARGO_PKG_VERSION".to_string(), "1.0.19".to_string()),
+            ("OUT_DIR".to_string(), out.to_string_lossy().into_owned()),
+        ]
+    };
+    let out1 = fx.roots.shims.join("../out1");
+    let out2 = fx.roots.shims.join("../out2");
+    for out in [&out1, &out2] {
+        std::fs::create_dir_all(out).unwrap();
+        std::fs::write(out.join("gen.rs"), "const X: u8 = 1;").unwrap();
+    }
+    let with = |out: &Path, rustc: &str| {
+        Invocation::parse(&a, env(out))
+            .unwrap()
+            .key(&fx.roots, rustc)
+            .unwrap()
+    };
+    // Same generated contents in another folder: same key.
+    assert_eq!(with(&out1, "rustc 1"), with(&out2, "rustc 1"));
+    assert_ne!(with(&out1, "rustc 1"), with(&out1, "rustc 2"));
+    std::fs::write(out2.join("gen.rs"), "const X: u8 = 2;").unwrap();
+    assert_ne!(with(&out1, "rustc 1"), with(&out2, "rustc 1"));
+}
