@@ -350,7 +350,7 @@ pub struct Replacer {
 impl Replacer {
     pub fn new(mut pairs: Vec<(String, String)>) -> Replacer {
         pairs.retain(|(from, _)| !from.is_empty());
-        pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Replacer { pairs }
     }
 

@@ -97,7 +97,7 @@ fn summarize(events: &str) -> String {
         count("hit"),
         count("pass")
     );
-    ends.sort_by(|a, b| b.2.cmp(&a.2));
+    ends.sort_by_key(|e| std::cmp::Reverse(e.2));
     for (name, outcome, ms) in ends.iter().take(12) {
         let secs = Duration::from_millis(*ms).as_secs_f64();
         text.push_str(&format!("  {name:<24} {outcome:<5} {secs:>6.1} s\n"));

@@ -367,7 +367,7 @@ mod tests {
         let tier = temp_tier("store");
         let src = tier.root.join("libdemo.rlib");
         std::fs::write(&src, b"rlib bytes").unwrap();
-        assert!(tier.publish("k1", &manifest(), &[src.clone()]).unwrap());
+        assert!(tier.publish("k1", &manifest(), std::slice::from_ref(&src)).unwrap());
         // A second publisher of the same key loses quietly.
         assert!(!tier.publish("k1", &manifest(), &[src]).unwrap());
         match tier.lookup("k1") {
@@ -408,7 +408,7 @@ mod tests {
         let src = tier.root.join("libdemo.rlib");
         std::fs::write(&src, vec![0u8; 10_000]).unwrap();
         for k in ["old", "new"] {
-            tier.publish(k, &manifest(), &[src.clone()]).unwrap();
+            tier.publish(k, &manifest(), std::slice::from_ref(&src)).unwrap();
             std::thread::sleep(Duration::from_millis(20));
             tier.touch(k);
         }
