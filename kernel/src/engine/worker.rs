@@ -443,7 +443,7 @@ impl Worker {
         if let Err(e) = std::fs::write(self.workdir.child_env_file(), file) {
             return CellOutcome::Error(report::message(":env", e.to_string()));
         }
-        let outcome = self.run_evcxr(evcxr, cell, &format!(":build_env {key} {value}"), false);
+        let outcome = self.run_evcxr(evcxr, cell, &format!(":build_env {key}={value}"), false);
         self.send(
             cell,
             CellEvent::Stream {
