@@ -115,13 +115,15 @@ impl Tier {
         Ok(Loaded { manifest, files })
     }
 
-    /// Who may own entries: root, us, and the owner of the tier's folder (the admin who
-    /// ran `rustmeter prewarm`), provided that folder is writable by nobody else.
+    /// Who may own entries: root, us, and for a shared tier the owner of its folder (the
+    /// admin who ran `rustmeter prewarm`), provided that folder is writable by nobody
+    /// else. Our own tier's folder must be ours (or root's) itself.
     fn trusted_owners(&self) -> Result<[u32; 3], String> {
         let me = unsafe { libc::geteuid() };
         let meta = std::fs::metadata(&self.root).map_err(|e| e.to_string())?;
-        trustworthy(&meta, &self.root, &[0, me, meta.uid()])?;
-        Ok([0, me, meta.uid()])
+        let owners = [0, me, if self.shared { meta.uid() } else { me }];
+        trustworthy(&meta, &self.root, &owners)?;
+        Ok(owners)
     }
 
     /// Marks an entry as just used; does nothing on a shared (read-only) tier.
@@ -367,7 +369,9 @@ mod tests {
         let tier = temp_tier("store");
         let src = tier.root.join("libdemo.rlib");
         std::fs::write(&src, b"rlib bytes").unwrap();
-        assert!(tier.publish("k1", &manifest(), std::slice::from_ref(&src)).unwrap());
+        assert!(tier
+            .publish("k1", &manifest(), std::slice::from_ref(&src))
+            .unwrap());
         // A second publisher of the same key loses quietly.
         assert!(!tier.publish("k1", &manifest(), &[src]).unwrap());
         match tier.lookup("k1") {
@@ -408,7 +412,8 @@ mod tests {
         let src = tier.root.join("libdemo.rlib");
         std::fs::write(&src, vec![0u8; 10_000]).unwrap();
         for k in ["old", "new"] {
-            tier.publish(k, &manifest(), std::slice::from_ref(&src)).unwrap();
+            tier.publish(k, &manifest(), std::slice::from_ref(&src))
+                .unwrap();
             std::thread::sleep(Duration::from_millis(20));
             tier.touch(k);
         }
