@@ -19,8 +19,11 @@ fn fresh_cache(name: &str) -> TempDir {
     TempDir(dir)
 }
 
+/// Each kernel's work folder is `<cache>/runtime/kernel-<pid>` (for its build events).
 async fn kernel(cache: &Path) -> TestKernel {
+    let runtime = cache.join("runtime");
     TestKernel::start_with_env(&[
+        ("RUSTMETER_RUNTIME_DIR", runtime.to_str().unwrap()),
         ("RUSTMETER_CACHE_DIR", cache.to_str().unwrap()),
         ("RUSTMETER_SHARED_CACHE", ""),
         ("RUSTMETER_DEP_CACHE", "1"),
@@ -132,9 +135,26 @@ async fn a_corrupt_entry_is_rebuilt_not_a_failure() {
     let before = record(&cache.0).len();
     let mut k = kernel(&cache.0).await;
     run_itoa(&mut k).await;
+    // Progress events for the kernel's own compiles, in its work folder.
+    let events_file = cache
+        .0
+        .join(format!("runtime/kernel-{}/build-events.log", k.pid()));
+    let events = std::fs::read_to_string(&events_file).unwrap_or_default();
     k.shutdown(false).await;
     let after = record(&cache.0)[before..].to_vec();
     assert_eq!(count(&after, "itoa", "hit"), 1, "{after:?}");
+    assert!(
+        events.lines().any(|l| l.starts_with("start itoa ")),
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l.starts_with("end itoa hit ")),
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l.starts_with("end ctx pass ")),
+        "the cell crate: {events}"
+    );
 }
 
 // ---- key normalization (the real key function, over a real source file)
@@ -241,4 +261,79 @@ fn key_changes_with_the_compiler_and_build_script_output() {
     assert_ne!(with(&out1, "rustc 1"), with(&out1, "rustc 2"));
     std::fs::write(out2.join("gen.rs"), "const X: u8 = 2;").unwrap();
     assert_ne!(with(&out1, "rustc 1"), with(&out2, "rustc 1"));
+}
+
+// ---- measurement (minutes; run with `--ignored --nocapture`)
+
+const TOKIO: &str = ":dep tokio = { version = \"1\", features = [\"full\"] }";
+
+/// `(wall s, compile s, compile CPU s)` of a fresh kernel's `:dep tokio` cell.
+async fn tokio_cell(env: &[(&str, &str)]) -> (f64, f64, f64) {
+    let mut k = TestKernel::start_with_env(env).await;
+    // Let evcxr's start-up compile finish so that it is not counted.
+    assert_eq!(k.execute("1").await.status(), "ok");
+    let r = k.execute(TOKIO).await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r2 = k
+        .execute("tokio::time::sleep(std::time::Duration::from_millis(1)).await; 7")
+        .await;
+    assert_eq!(r2.result_text().as_deref(), Some("7"), "{r2:?}");
+    k.shutdown(false).await;
+    let t = r.telemetry();
+    (
+        r.elapsed.as_secs_f64(),
+        t["compile_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+        t["compile_cpu_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement: compiles tokio from scratch, about a minute"]
+async fn measure_dep_tokio_cold_warm_and_prewarmed() {
+    let user = fresh_cache("tokio-user");
+    let u = user.0.to_str().unwrap();
+    let env = [("RUSTMETER_CACHE_DIR", u), ("RUSTMETER_SHARED_CACHE", "")];
+    let cold = tokio_cell(&env).await;
+    let warm = tokio_cell(&env).await;
+    let rec = record(&user.0);
+    assert!(count(&rec, "tokio", "hit") >= 1, "{rec:?}");
+    println!(
+        "cold  :dep tokio: wall {:.1} s, compile {:.1} s, compile CPU {:.1} s",
+        cold.0, cold.1, cold.2
+    );
+    println!(
+        "warm  :dep tokio: wall {:.1} s, compile {:.1} s, compile CPU {:.1} s",
+        warm.0, warm.1, warm.2
+    );
+
+    // An admin fills a shared tier with `rustmeter prewarm --cache DIR`; a learner with an
+    // empty cache of their own then reads it.
+    let shared = fresh_cache("tokio-shared");
+    let admin = fresh_cache("tokio-admin");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustmeter"))
+        .args(["prewarm", "--cache", shared.0.to_str().unwrap()])
+        .env("RUSTMETER_CACHE_DIR", &admin.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("prewarm: {}", String::from_utf8_lossy(&out.stdout));
+    let learner = fresh_cache("tokio-learner");
+    let l = learner.0.to_str().unwrap();
+    let s = shared.0.to_str().unwrap();
+    let pre = tokio_cell(&[("RUSTMETER_CACHE_DIR", l), ("RUSTMETER_SHARED_CACHE", s)]).await;
+    println!(
+        "prewarmed shared tier :dep tokio: wall {:.1} s, compile {:.1} s, compile CPU {:.1} s",
+        pre.0, pre.1, pre.2
+    );
+    let rec = std::fs::read_to_string(learner.0.join("deps/hits.log")).unwrap_or_default();
+    println!("learner's hit record:\n{rec}");
+    assert!(
+        rec.lines()
+            .any(|l| l.contains(" tokio ") && l.contains(" hit ") && l.contains(s)),
+        "{rec}"
+    );
 }
