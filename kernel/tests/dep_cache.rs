@@ -222,22 +222,35 @@ fn key(fx: &KeyFixture, args: &[String]) -> String {
     inv.key(&fx.roots, "rustc 1.95.0 (test)").unwrap()
 }
 
+/// A kernel's target folder holding the one dependency the fixture's crate links.
+fn target_with_dep(fx: &KeyFixture, kernel: &str, dep_bytes: &[u8]) -> String {
+    let target = fx.roots.shims.join(format!("../{kernel}/evcxr/target"));
+    let deps = target.join("x86_64-unknown-linux-gnu/debug/deps");
+    std::fs::create_dir_all(&deps).unwrap();
+    std::fs::write(deps.join("libcore2-0123456789abcdef.rlib"), dep_bytes).unwrap();
+    target.to_string_lossy().into_owned()
+}
+
 #[test]
 fn key_ignores_kernel_paths_but_not_features_or_opt_level() {
     let fx = key_fixture();
-    let k1 = "/tmp/rustmeter-0/kernel-1/evcxr/target";
-    let k2 = "/tmp/rustmeter-1000/kernel-424242/evcxr/target";
-    let base = key(&fx, &args(&fx, k1, "2", &["std"]));
-    assert_eq!(base, key(&fx, &args(&fx, k2, "2", &["std"])));
-    assert_ne!(base, key(&fx, &args(&fx, k1, "0", &["std"])));
-    assert_ne!(base, key(&fx, &args(&fx, k1, "2", &[])));
-    assert_ne!(base, key(&fx, &args(&fx, k1, "2", &["std", "i128"])));
+    let k1 = target_with_dep(&fx, "kernel-1", b"dep");
+    let k2 = target_with_dep(&fx, "kernel-424242", b"dep");
+    let base = key(&fx, &args(&fx, &k1, "2", &["std"]));
+    assert_eq!(base, key(&fx, &args(&fx, &k2, "2", &["std"])));
+    assert_ne!(base, key(&fx, &args(&fx, &k1, "0", &["std"])));
+    assert_ne!(base, key(&fx, &args(&fx, &k1, "2", &[])));
+    assert_ne!(base, key(&fx, &args(&fx, &k1, "2", &["std", "i128"])));
+    // A dependency rebuilt differently (another SVH) changes the key.
+    let k3 = target_with_dep(&fx, "kernel-3", b"dep rebuilt elsewhere");
+    assert_ne!(base, key(&fx, &args(&fx, &k3, "2", &["std"])));
 }
 
 #[test]
 fn key_changes_with_the_compiler_and_build_script_output() {
     let fx = key_fixture();
-    let a = args(&fx, "/t/kernel-1/target", "2", &[]);
+    let target = target_with_dep(&fx, "kernel-1", b"dep");
+    let a = args(&fx, &target, "2", &[]);
     let env = |out: &Path| {
         vec![
             ("CARGO_PKG_VERSION".to_string(), "1.0.19".to_string()),

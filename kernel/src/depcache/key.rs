@@ -13,6 +13,10 @@
 //!   carries cargo's metadata hash); `-C incremental=…` is dropped (it changes no output).
 //!   So crate name, `-C metadata`, `-C extra-filename`, features (`--cfg`), opt level,
 //!   codegen and linker flags, target and edition are all in;
+//! - the sha256 of every `--extern` file: a crate restored from the cache must link
+//!   against byte-identical dependencies, since rustc records each dependency's hash (SVH)
+//!   and that hash can embed paths (e.g. serde's generated `OUT_DIR` file). If one
+//!   dependency was rebuilt here rather than restored, everything above it misses too;
 //! - the environment cargo sets for rustc that `env!` can read (`CARGO_PKG_*`,
 //!   `CARGO_CRATE_NAME`, `CARGO_MANIFEST_DIR`/`_PATH`, `CARGO_PRIMARY_PACKAGE`,
 //!   `CARGO_MANIFEST_LINKS`, `RUSTC_BOOTSTRAP`), paths normalized. Any other variable the
@@ -243,6 +247,15 @@ impl Invocation {
         out
     }
 
+    /// The files of `--extern name=path` arguments, in order.
+    pub fn extern_files(&self) -> Vec<&str> {
+        self.args
+            .windows(2)
+            .filter(|w| w[0] == "--extern")
+            .filter_map(|w| w[1].split_once('=').map(|(_, path)| path))
+            .collect()
+    }
+
     fn normalizer(&self, roots: &Roots) -> Replacer {
         let mut pairs = Vec::new();
         if let Some(dir) = &self.build_out_dir {
@@ -269,6 +282,9 @@ impl Invocation {
         field("rustc", rustc_version.as_bytes());
         for arg in self.normalized_args(roots) {
             field("arg", arg.as_bytes());
+        }
+        for path in self.extern_files() {
+            field("extern", sha256_hex(&std::fs::read(path)?).as_bytes());
         }
         for (name, value) in &self.env {
             field(
