@@ -24,8 +24,11 @@
 //! - the contents of every file under `OUT_DIR` (what the crate's build script generated);
 //! - the crate's root source file, and for rustmeter's shim crates every file of the shim.
 
+use super::digest::{hash_tree, hex, sha256_hex};
 use ring::digest::{Context, SHA256};
 use std::path::{Path, PathBuf};
+
+pub use super::rewrite::Replacer;
 
 /// Placeholders that stand for per-machine or per-kernel folders in keys.
 pub const TARGET: &str = "$TARGET";
@@ -317,78 +320,6 @@ fn path_str(path: &Path) -> String {
     path.to_string_lossy().trim_end_matches('/').to_string()
 }
 
-/// sha256 over every regular file below `dir` (relative path and contents, in order).
-pub fn hash_tree(dir: &Path) -> std::io::Result<String> {
-    let mut files = Vec::new();
-    collect_files(dir, dir, &mut files)?;
-    files.sort();
-    let mut ctx = Context::new(&SHA256);
-    for rel in files {
-        let bytes = std::fs::read(dir.join(&rel))?;
-        ctx.update(rel.to_string_lossy().as_bytes());
-        ctx.update(&[0]);
-        ctx.update(&(bytes.len() as u64).to_le_bytes());
-        ctx.update(&bytes);
-    }
-    Ok(hex(ctx.finish().as_ref()))
-}
-
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            collect_files(root, &entry.path(), out)?;
-        } else if kind.is_file() {
-            if let Ok(rel) = entry.path().strip_prefix(root) {
-                out.push(rel.to_path_buf());
-            }
-        }
-    }
-    Ok(())
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(ring::digest::digest(&SHA256, bytes).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Replaces several prefixes in one pass, longest first, so a replacement is never
-/// itself rewritten.
-#[derive(Debug, Clone)]
-pub struct Replacer {
-    pairs: Vec<(String, String)>,
-}
-
-impl Replacer {
-    pub fn new(mut pairs: Vec<(String, String)>) -> Replacer {
-        pairs.retain(|(from, _)| !from.is_empty());
-        pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
-        Replacer { pairs }
-    }
-
-    pub fn apply(&self, text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        'scan: while !rest.is_empty() {
-            for (from, to) in &self.pairs {
-                if let Some(after) = rest.strip_prefix(from.as_str()) {
-                    out.push_str(to);
-                    rest = after;
-                    continue 'scan;
-                }
-            }
-            let c = rest.chars().next().unwrap_or_default();
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,20 +422,6 @@ mod tests {
     }
 
     #[test]
-    fn features_and_opt_level_change_the_key() {
-        let base = key_of(&itoa_args("kernel-1", "opt-level=2", &["std"]));
-        assert_ne!(
-            base,
-            key_of(&itoa_args("kernel-1", "opt-level=0", &["std"]))
-        );
-        assert_ne!(base, key_of(&itoa_args("kernel-1", "opt-level=2", &[])));
-        assert_ne!(
-            base,
-            key_of(&itoa_args("kernel-1", "opt-level=2", &["std", "i128"]))
-        );
-    }
-
-    #[test]
     fn only_registry_and_shim_crates_are_cacheable() {
         let mut cell = itoa_args("kernel-1", "opt-level=2", &[]);
         cell[4] = "src/lib.rs".into();
@@ -552,14 +469,5 @@ mod tests {
             inv.build_out_dir,
             Some(PathBuf::from("/t/debug/build/x-1/out"))
         );
-    }
-
-    #[test]
-    fn replacer_prefers_longest_and_does_not_recurse() {
-        let r = Replacer::new(vec![
-            ("/a".into(), "/a/b".into()),
-            ("/a/b/c".into(), "X".into()),
-        ]);
-        assert_eq!(r.apply("/a/b/c/d /a/e"), "X/d /a/b/e");
     }
 }

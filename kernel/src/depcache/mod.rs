@@ -25,9 +25,11 @@
 //! `RUSTMETER_DEP_CACHE=0` turns the whole mechanism off; `RUSTMETER_CACHE_MAX` bounds a
 //! writable tier's size (default 2 GB, least recently used entries evicted).
 
+pub mod digest;
 pub mod key;
 pub mod prewarm;
 pub mod record;
+pub mod rewrite;
 pub mod store;
 pub mod wrapper;
 
@@ -125,7 +127,7 @@ pub fn rustc_version(rustc: &Path, tier: &Tier) -> std::io::Result<String> {
         find_on_path(rustc).unwrap_or_else(|| rustc.to_path_buf())
     };
     let meta = std::fs::metadata(&resolved)?;
-    let id = key::sha256_hex(
+    let id = digest::sha256_hex(
         format!(
             "{}\0{}\0{}.{}",
             resolved.display(),

@@ -3,10 +3,12 @@
 //! (cargo runs several, and several kernels share a tier) never interleave. Write
 //! errors are ignored: a record must never fail a build.
 //!
-//! **Hit record** — `<tier>/hits.log`, one line per lookup or publish:
+//! **Hit record** — `hits.log` in the writable tier (a hit from the shared tier names
+//! that tier in `detail`), one line per lookup or publish:
 //! ```text
 //! <unix-ms> <crate> <key-prefix-12> <outcome> <ms> [detail]
 //! ```
+//! Past 4 MB the file is renamed `hits.log.1` and a new one started.
 //! `outcome` is `hit` (restored from a tier), `miss` (compiled by rustc), `corrupt`
 //! (an entry was found but failed verification or trust checks; rustc compiled it),
 //! `stored` / `store-lost` (published / another process published first), or `error`
@@ -54,11 +56,18 @@ pub fn hit_record(
     } else {
         format!(" {detail}")
     };
+    let log = tier_root.join("hits.log");
+    if std::fs::metadata(&log).is_ok_and(|m| m.len() > MAX_RECORD_BYTES) {
+        let _ = std::fs::rename(&log, tier_root.join("hits.log.1"));
+    }
     append_line(
-        &tier_root.join("hits.log"),
+        &log,
         &format!("{now} {crate_name} {prefix} {outcome} {ms}{detail}"),
     );
 }
+
+/// Past this size `hits.log` becomes `hits.log.1` (the previous `.1` is replaced).
+const MAX_RECORD_BYTES: u64 = 4 << 20;
 
 /// Progress events, when the kernel asked for them.
 pub struct Events {

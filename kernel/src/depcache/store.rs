@@ -12,7 +12,7 @@
 //! T/hits.log                      the hit record (see `record`)
 //! ```
 
-use super::key::sha256_hex;
+use super::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
