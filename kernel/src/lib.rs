@@ -7,6 +7,7 @@
 
 pub mod child_runtime;
 pub mod demo_server;
+pub mod depcache;
 pub mod doctor;
 pub mod engine;
 pub mod install;

@@ -7,6 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // cargo runs this binary as rustc's wrapper (the dependency cache): before anything
+    // else, as neither hook below applies to that process.
+    if rustmeter_kernel::depcache::is_wrapper_invocation() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(rustmeter_kernel::depcache::wrapper::run(&args));
+    }
     // Must come first: when evcxr launches this binary as its user-code child, the
     // child's stdout relay goes in place before evcxr's runtime loop takes over.
     rustmeter_kernel::child_runtime::hook();
@@ -30,6 +36,8 @@ const USAGE: &str = "usage:
                                               the tutorials' demo server (started by
                                               rustmeter::demo::start in a cell)
   rustmeter doctor                            check this machine before a class
+  rustmeter prewarm [--cache DIR]             compile tokio (full) and the rustmeter crate into
+                                              the dependency cache (DIR: e.g. a shared tier)
   rustmeter --version";
 
 fn run(args: &[String]) -> Result<(), String> {
@@ -87,13 +95,23 @@ fn run(args: &[String]) -> Result<(), String> {
             .map_err(|e| format!("demo server: {e:#}"))
         }
         Some("doctor") => {
-            let (text, ok) = rustmeter_kernel::doctor::report(&rustmeter_kernel::doctor::examine());
+            use std::io::IsTerminal;
+            let (text, ok) = rustmeter_kernel::doctor::report(
+                &rustmeter_kernel::doctor::examine(),
+                std::io::stdout().is_terminal(),
+            );
             print!("{text}");
             if ok {
                 Ok(())
             } else {
                 Err("some checks failed (✗ above)".to_string())
             }
+        }
+        Some("prewarm") => {
+            let cache = flag_value(args, "--cache").map(PathBuf::from);
+            let summary = rustmeter_kernel::depcache::prewarm::run(cache)?;
+            print!("{summary}");
+            Ok(())
         }
         Some("--version") | Some("-V") => {
             println!("rustmeter {}", env!("CARGO_PKG_VERSION"));

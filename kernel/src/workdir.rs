@@ -58,6 +58,11 @@ impl WorkDir {
         self.path.join("child-env")
     }
 
+    /// Compile progress written by the rustc wrapper (format: `depcache::record`).
+    pub fn build_events_file(&self) -> PathBuf {
+        self.path.join("build-events.log")
+    }
+
     /// Telemetry of finished cells, for the `rustmeter` crate in cells.
     pub fn telemetry_dir(&self) -> PathBuf {
         self.path.join("telemetry")

@@ -115,6 +115,17 @@ impl Worker {
         .map_err(|_| "evcxr panicked while starting".to_string())?
         .map_err(|e| e.to_string())?;
         let mut context = evcxr::CommandContext::with_eval_context(context);
+        // The shared dependency cache: cargo runs this binary as its rustc wrapper. Part
+        // of evcxr's config, so it survives child restarts and `:clear`.
+        for (key, value) in crate::depcache::build_envs(&self.workdir.build_events_file()) {
+            let line = format!(":build_env {key}={value}");
+            match std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(&line))) {
+                Ok(Ok(_)) => {}
+                _ => log(&format!(
+                    "could not set {key} for builds: dependency cache off"
+                )),
+            }
+        }
         let (pump_tx, pump_rx) = crossbeam_channel::unbounded();
         let pump = Pump {
             stdout: outputs.stdout,
@@ -432,7 +443,7 @@ impl Worker {
         if let Err(e) = std::fs::write(self.workdir.child_env_file(), file) {
             return CellOutcome::Error(report::message(":env", e.to_string()));
         }
-        let outcome = self.run_evcxr(evcxr, cell, &format!(":build_env {key} {value}"), false);
+        let outcome = self.run_evcxr(evcxr, cell, &format!(":build_env {key}={value}"), false);
         self.send(
             cell,
             CellEvent::Stream {

@@ -91,6 +91,11 @@ fn to_value(m: &JupyterMessage) -> Value {
 
 impl TestKernel {
     pub async fn start() -> TestKernel {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Starts a kernel with extra environment variables (on top of the test's own).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> TestKernel {
         let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
         let ports = peek_ports(ip, 5).await.unwrap();
         let info = ConnectionInfo {
@@ -113,6 +118,7 @@ impl TestKernel {
             .arg("kernel")
             .arg("--connection-file")
             .arg(&file)
+            .envs(env.iter().copied())
             .spawn()
             .expect("start the kernel");
         let session = uuid::Uuid::new_v4().to_string();

@@ -1,0 +1,152 @@
+//! The two append-only text files the wrapper writes; nothing else. Each line is one
+//! `write` on a file opened with `O_APPEND`, so lines of concurrent rustc wrappers
+//! (cargo runs several, and several kernels share a tier) never interleave. Write
+//! errors are ignored: a record must never fail a build.
+//!
+//! **Hit record** — `hits.log` in the writable tier (a hit from the shared tier names
+//! that tier in `detail`), one line per lookup or publish:
+//! ```text
+//! <unix-ms> <crate> <key-prefix-12> <outcome> <ms> [detail]
+//! ```
+//! Past 4 MB the file is renamed `hits.log.1` and a new one started.
+//! `outcome` is `hit` (restored from a tier), `miss` (compiled by rustc), `corrupt`
+//! (an entry was found but failed verification or trust checks; rustc compiled it),
+//! `stored` / `store-lost` (published / another process published first), or `error`
+//! (a cache-internal failure; rustc compiled it). `detail` is free text (the tier, the
+//! reason).
+//!
+//! **Build events** — the file named by `RUSTMETER_BUILD_EVENTS`, for progress display:
+//! ```text
+//! start <crate> <pid>
+//! end <crate> hit|miss|pass <ms>
+//! ```
+//! `pass` = not cacheable (the cell crate, build scripts): rustc ran unchanged.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Appends `line` (a newline is added) in a single write.
+pub fn append_line(path: &Path, line: &str) {
+    let mut text = line.replace('\n', " ");
+    text.push('\n');
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(text.as_bytes());
+    }
+}
+
+pub fn hit_record(
+    tier_root: &Path,
+    crate_name: &str,
+    key: &str,
+    outcome: &str,
+    ms: u128,
+    detail: &str,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let prefix = &key[..key.len().min(12)];
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" {detail}")
+    };
+    let log = tier_root.join("hits.log");
+    if std::fs::metadata(&log).is_ok_and(|m| m.len() > MAX_RECORD_BYTES) {
+        let _ = std::fs::rename(&log, tier_root.join("hits.log.1"));
+    }
+    append_line(
+        &log,
+        &format!("{now} {crate_name} {prefix} {outcome} {ms}{detail}"),
+    );
+}
+
+/// Past this size `hits.log` becomes `hits.log.1` (the previous `.1` is replaced).
+const MAX_RECORD_BYTES: u64 = 4 << 20;
+
+/// Progress events, when the kernel asked for them.
+pub struct Events {
+    path: Option<std::path::PathBuf>,
+}
+
+impl Events {
+    pub fn from_env() -> Events {
+        Events {
+            path: std::env::var_os("RUSTMETER_BUILD_EVENTS")
+                .filter(|p| !p.is_empty())
+                .map(Into::into),
+        }
+    }
+
+    pub fn start(&self, crate_name: &str) {
+        if let Some(path) = &self.path {
+            append_line(path, &format!("start {crate_name} {}", std::process::id()));
+        }
+    }
+
+    pub fn end(&self, crate_name: &str, outcome: &str, ms: u128) {
+        if let Some(path) = &self.path {
+            append_line(path, &format!("end {crate_name} {outcome} {ms}"));
+        }
+    }
+}
+
+/// One parsed line of a build-events file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    Start {
+        crate_name: String,
+        pid: u32,
+    },
+    End {
+        crate_name: String,
+        outcome: String,
+        ms: u64,
+    },
+}
+
+pub fn parse_event(line: &str) -> Option<BuildEvent> {
+    let mut parts = line.split_whitespace();
+    match parts.next()? {
+        "start" => Some(BuildEvent::Start {
+            crate_name: parts.next()?.to_string(),
+            pid: parts.next()?.parse().ok()?,
+        }),
+        "end" => Some(BuildEvent::End {
+            crate_name: parts.next()?.to_string(),
+            outcome: parts.next()?.to_string(),
+            ms: parts.next()?.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip() {
+        assert_eq!(
+            parse_event("end tokio hit 12"),
+            Some(BuildEvent::End {
+                crate_name: "tokio".into(),
+                outcome: "hit".into(),
+                ms: 12
+            })
+        );
+        assert_eq!(
+            parse_event("start itoa 77"),
+            Some(BuildEvent::Start {
+                crate_name: "itoa".into(),
+                pid: 77
+            })
+        );
+        assert_eq!(parse_event("garbage"), None);
+    }
+}
