@@ -69,7 +69,8 @@ def parse(path: Path) -> list[dict]:
             words = line[3:].split()
             if not words or words[0] not in ("md", "code"):
                 raise SourceError(f"{path.name}:{number}: expected '%% md' or '%% code', got {line!r}")
-            cell = {"kind": words[0], "tags": [], "name": None, "lines": [], "at": number}
+            cell = {"kind": words[0], "tags": [], "name": None, "lines": [], "at": number,
+                    "from": path.stem}
             for word in words[1:]:
                 key, _, value = word.partition("=")
                 if key == "tags" and value:
@@ -172,7 +173,8 @@ def notebook(cells: list[dict], stem: str, solved: bool, title_note: str = "") -
         text = render(cell["lines"], solved)
         if index == 0 and title_note and cell["kind"] == "md":
             text = text + "\n\n" + title_note
-        digest = hashlib.sha1(f"{stem}/{cell['at']}/{cell['name']}".encode()).hexdigest()[:12]
+        origin = cell.get("from", stem)
+        digest = hashlib.sha1(f"{stem}/{origin}/{cell['at']}/{cell['name']}".encode()).hexdigest()[:12]
         entry = {
             "cell_type": "markdown" if cell["kind"] == "md" else "code",
             "id": digest,

@@ -203,5 +203,13 @@ fn server_binary() -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("RUSTMETER_BIN") {
         return Ok(PathBuf::from(bin));
     }
-    std::env::current_exe().map_err(|e| format!("cannot find the rustmeter binary: {e}"))
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the rustmeter binary: {e}"))?;
+    // A rebuilt or reinstalled binary leaves this process running the old, unlinked one:
+    // Linux then names it "PATH (deleted)". The new one is at PATH.
+    let text = exe.to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => Ok(exe),
+    }
 }

@@ -97,6 +97,15 @@ impl Settings {
     }
 }
 
+/// Runs shorter than this get no core figure: the kernel counts CPU time in 10 ms clock
+/// ticks, so 1 tick over a 1 ms run would read as "10 cores".
+const CORES_MIN_RUN_MS: f64 = 50.0;
+
+fn cores_over(ran: bool, cpu_ms: f64, run_ms: f64) -> Option<f64> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (ran && run_ms >= CORES_MIN_RUN_MS).then(|| (cpu_ms / run_ms).min(cores))
+}
+
 fn safe_name(label: &str) -> bool {
     !label.is_empty() && !label.starts_with('.') && !label.contains(['/', '\\', '\0'])
 }
@@ -240,7 +249,7 @@ impl CellMeter {
             run_ms,
             wall_ms,
             cpu_ms: if ran { cpu_ms } else { 0.0 },
-            cpu_cores: (ran && run_ms > 0.0).then(|| cpu_ms / run_ms),
+            cpu_cores: cores_over(ran, cpu_ms, run_ms),
             compile_cpu_ms,
             rss_start_bytes: m.start.rss_bytes,
             rss_end_bytes: m.end.rss_bytes,

@@ -405,7 +405,10 @@ async fn heartbeat_task(mut socket: jupyter_zmq_client::KernelHeartbeatConnectio
                 }
             }
             Err(e) => {
-                log(&format!("heartbeat: receive failed: {e}"));
+                // A client that goes away resets its connection; that is not news.
+                if !e.to_string().contains("Connection reset") {
+                    log(&format!("heartbeat: receive failed: {e}"));
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }

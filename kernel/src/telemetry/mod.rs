@@ -45,7 +45,7 @@ pub struct CellTelemetry {
     pub run_ms: f64,
     pub wall_ms: f64,
     pub cpu_ms: f64,
-    /// `cpu_ms / run_ms`; null when nothing ran.
+    /// `cpu_ms / run_ms`; null when nothing ran or the run was too short to tell (< 50 ms).
     pub cpu_cores: Option<f64>,
     pub compile_cpu_ms: f64,
     pub rss_start_bytes: u64,
