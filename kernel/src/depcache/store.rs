@@ -64,7 +64,7 @@ pub struct Loaded {
 }
 
 pub enum Lookup {
-    Hit(Loaded),
+    Hit(Box<Loaded>),
     Miss,
     /// Present but unusable (bad manifest, size or hash, unreadable, untrusted).
     Corrupt(String),
@@ -81,7 +81,7 @@ impl Tier {
             return Lookup::Miss;
         }
         match self.load(&dir) {
-            Ok(loaded) => Lookup::Hit(loaded),
+            Ok(loaded) => Lookup::Hit(Box::new(loaded)),
             Err(e) => {
                 if !self.shared {
                     self.remove_entry(&dir);

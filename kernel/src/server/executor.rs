@@ -628,7 +628,7 @@ impl LiveBuild {
         }
         if self.collapsed {
             // Compiling again after the code started (a later step of the cell).
-            if !(changed && !self.tracker.running.is_empty()) {
+            if !changed || self.tracker.running.is_empty() {
                 return;
             }
             self.collapsed = false;

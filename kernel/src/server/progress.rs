@@ -317,7 +317,7 @@ pub fn packages_from_metadata(json: &str) -> Option<Vec<String>> {
                 .as_array()?
                 .iter()
                 .find(|p| p.get("id").and_then(|i| i.as_str()) == Some(id))
-                .and_then(|p| lib_name(p))
+                .and_then(lib_name)
         })
         .collect();
     Some(names)
