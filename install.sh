@@ -27,6 +27,12 @@ options:
   --env KEY=VALUE    extra environment variable for the kernel (repeatable)
   --solutions        let learners reveal exercise solutions with :solution NAME
                      (sets RUSTMETER_SOLUTIONS to notebooks/instructor/solutions/rs)
+  --no-prewarm       don't compile the tutorials' dependencies (tokio, full) into the
+                     dependency cache after building (rustmeter prewarm; about a minute
+                     the first time, seconds when already warm)
+  --shared-cache DIR prewarm into DIR and have the kernel read it as a shared, read-only
+                     cache tier (RUSTMETER_SHARED_CACHE=DIR in the kernelspec): run as the
+                     admin who owns DIR; learners' kernels then reuse what is in it
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -42,6 +48,8 @@ build=1
 uninstall=0
 rust_src=""
 extra_env=()
+prewarm=1
+shared_cache=""
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -64,6 +72,11 @@ while [[ $# -gt 0 ]]; do
             [[ "${1#--env=}" == *=* ]] || die "--env needs KEY=VALUE"
             extra_env+=("${1#--env=}") ;;
         --uninstall) uninstall=1 ;;
+        --no-prewarm) prewarm=0 ;;
+        --shared-cache)
+            [[ $# -ge 2 ]] || die "--shared-cache needs a DIR"
+            shared_cache="$2"; shift ;;
+        --shared-cache=*) shared_cache="${1#--shared-cache=}" ;;
         --solutions) extra_env+=("RUSTMETER_SOLUTIONS=$ROOT/notebooks/instructor/solutions/rs") ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option: $1 (see ./install.sh --help)" ;;
@@ -146,6 +159,28 @@ else
     step "skipping build (--no-build)"
 fi
 [[ -x "$BIN" ]] || die "kernel binary $BIN not found: run ./install.sh without --no-build"
+
+# ---------------------------------------------------------------------------- prewarm
+if [[ -n "$shared_cache" ]]; then
+    mkdir -p "$shared_cache" || die "--shared-cache: cannot create $shared_cache"
+    shared_cache="$(cd "$shared_cache" && pwd)"
+    extra_env+=("RUSTMETER_SHARED_CACHE=$shared_cache")
+fi
+if [[ $prewarm -eq 1 ]]; then
+    prewarm_args=(prewarm)
+    [[ -n "$shared_cache" ]] && prewarm_args+=(--cache "$shared_cache")
+    step "prewarming the dependency cache: compiling tokio (features full) and the rustmeter crate" \
+         "($BIN ${prewarm_args[*]}; skip with --no-prewarm)"
+    prewarm_started=$SECONDS
+    if "$BIN" "${prewarm_args[@]}"; then
+        echo "prewarm took $((SECONDS - prewarm_started)) s"
+    else
+        warn "prewarm failed after $((SECONDS - prewarm_started)) s (offline?): the first ':dep tokio'" \
+             "of a notebook will compile tokio instead; retry later with: $BIN ${prewarm_args[*]}"
+    fi
+else
+    step "skipping the dependency cache prewarm (--no-prewarm)"
+fi
 
 # ---------------------------------------------------------------------------- rust-src
 if [[ -n "$rust_src" ]]; then

@@ -36,7 +36,8 @@ started=$SECONDS
 PY="$(project_python)"
 if [[ ! -x "$BIN" || -z "$PY" ]] || ! kernelspec_is_current "$PY"; then
     step "rustmeter is not fully installed (binary, Python environment or kernelspec missing): running ./install.sh"
-    install_args=()
+    # The tests use caches of their own: no prewarm of the user's cache here.
+    install_args=(--no-prewarm)
     [[ $build -eq 1 ]] || install_args+=(--no-build)
     "$ROOT/install.sh" ${install_args[@]+"${install_args[@]}"}
     PY="$(project_python)"

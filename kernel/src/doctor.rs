@@ -45,6 +45,7 @@ pub fn examine() -> Vec<Finding> {
     out.push(threads());
     out.push(memory_and_cores());
     out.push(linker());
+    out.push(dependency_cache());
     out
 }
 
@@ -114,8 +115,8 @@ fn std_sources() -> Finding {
     }
 }
 
-/// Every `rustmeter` kernelspec Jupyter would find, with the binary it runs.
-fn kernelspecs() -> Vec<Finding> {
+/// Every `rustmeter` kernelspec file Jupyter would find.
+fn kernelspec_files() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("JUPYTER_PATH") {
         dirs.extend(std::env::split_paths(&path).map(|p| p.join("kernels")));
@@ -134,9 +135,16 @@ fn kernelspecs() -> Vec<Finding> {
     }
     dirs.push(PathBuf::from("/usr/local/share/jupyter/kernels"));
     dirs.push(PathBuf::from("/usr/share/jupyter/kernels"));
+    dirs.into_iter()
+        .map(|dir| dir.join("rustmeter").join("kernel.json"))
+        .filter(|spec| spec.is_file())
+        .collect()
+}
+
+/// Every `rustmeter` kernelspec Jupyter would find, with the binary it runs.
+fn kernelspecs() -> Vec<Finding> {
     let mut found = Vec::new();
-    for dir in dirs {
-        let spec = dir.join("rustmeter").join("kernel.json");
+    for spec in kernelspec_files() {
         let Ok(text) = std::fs::read_to_string(&spec) else {
             continue;
         };
@@ -173,6 +181,92 @@ fn kernelspecs() -> Vec<Finding> {
         ));
     }
     found
+}
+
+/// The tutorials' canonical dependency line, `:dep tokio = { version = "1", features =
+/// ["full"] }`: is tokio already in a cache tier the kernel reads (the shared tier from
+/// the environment or a kernelspec, then the user tier)? Reads manifests only.
+fn dependency_cache() -> Finding {
+    use crate::depcache::store::Tier;
+    let what = "dependency cache warm for the tutorials' `:dep tokio` (tokio 1, features full)";
+    let fix = "run `rustmeter prewarm` (about a minute, once); for every user of this machine: \
+               `rustmeter prewarm --cache /opt/rustmeter/cache` as admin, then \
+               ./install.sh --shared-cache /opt/rustmeter/cache";
+    if !crate::depcache::enabled() {
+        return finding(
+            Verdict::Warn,
+            format!("{what}: no, RUSTMETER_DEP_CACHE=0 turns the cache off"),
+            "unset RUSTMETER_DEP_CACHE",
+        );
+    }
+    let mut tiers = crate::depcache::Tiers::from_env().lookup;
+    // The kernel's shared tier may be set only in its kernelspec.
+    for spec in kernelspec_files() {
+        let parsed: serde_json::Value = std::fs::read_to_string(&spec)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if let Some(dir) = parsed["env"]["RUSTMETER_SHARED_CACHE"]
+            .as_str()
+            .filter(|d| !d.is_empty())
+        {
+            if !tiers.iter().any(|t| t.root == Path::new(dir)) {
+                tiers.insert(
+                    0,
+                    Tier {
+                        root: PathBuf::from(dir),
+                        shared: true,
+                    },
+                );
+            }
+        }
+    }
+    let mut partial = None;
+    for tier in &tiers {
+        let entries = tier.entries_of("tokio");
+        let kind = if tier.shared {
+            "shared tier"
+        } else {
+            "user tier"
+        };
+        if let Some(m) = entries
+            .iter()
+            .find(|m| m.features.iter().any(|f| f == "full"))
+        {
+            return finding(
+                Verdict::Good,
+                format!(
+                    "{what}: yes, {kind} {} (tokio, features {})",
+                    tier.root.display(),
+                    m.features.join(",")
+                ),
+                "",
+            );
+        }
+        if entries.iter().any(|m| m.features.is_empty()) {
+            return finding(
+                Verdict::Good,
+                format!(
+                    "{what}: yes, {kind} {} (a tokio entry written before features were recorded)",
+                    tier.root.display()
+                ),
+                "",
+            );
+        }
+        if !entries.is_empty() && partial.is_none() {
+            partial = Some(format!(
+                "{kind} {} has tokio, but not with features full",
+                tier.root.display()
+            ));
+        }
+    }
+    let searched: Vec<String> = tiers.iter().map(|t| t.root.display().to_string()).collect();
+    let detail = partial.unwrap_or_else(|| format!("no tokio entry in {}", searched.join(" or ")));
+    finding(
+        Verdict::Warn,
+        format!("{what}: no, {detail}; the first `:dep tokio` of a notebook compiles it (about a minute)"),
+        fix,
+    )
 }
 
 /// Soft and hard limit of one resource of this process.
@@ -318,5 +412,8 @@ mod tests {
         let findings = examine();
         assert!(findings.iter().any(|f| f.what.contains("cores")));
         assert!(findings.iter().any(|f| f.what.starts_with("open files")));
+        assert!(findings
+            .iter()
+            .any(|f| f.what.starts_with("dependency cache warm")));
     }
 }

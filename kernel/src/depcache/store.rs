@@ -44,6 +44,10 @@ pub struct Manifest {
     pub stderr: String,
     /// `# env-dep:` lines of the dep-info: variables the crate read while compiling.
     pub env_deps: Vec<String>,
+    /// The crate's enabled cargo features (`--cfg feature="…"`), for reports only (the
+    /// key already covers them); empty in entries written before it was recorded.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +64,7 @@ pub struct Loaded {
 }
 
 pub enum Lookup {
-    Hit(Loaded),
+    Hit(Box<Loaded>),
     Miss,
     /// Present but unusable (bad manifest, size or hash, unreadable, untrusted).
     Corrupt(String),
@@ -77,7 +81,7 @@ impl Tier {
             return Lookup::Miss;
         }
         match self.load(&dir) {
-            Ok(loaded) => Lookup::Hit(loaded),
+            Ok(loaded) => Lookup::Hit(Box::new(loaded)),
             Err(e) => {
                 if !self.shared {
                     self.remove_entry(&dir);
@@ -124,6 +128,25 @@ impl Tier {
         let owners = [0, me, if self.shared { meta.uid() } else { me }];
         trustworthy(&meta, &self.root, &owners)?;
         Ok(owners)
+    }
+
+    /// Verified entries of the crate named `crate_name` (rustc's name), for reports
+    /// (`rustmeter doctor`). Reads manifests and hashes files; writes nothing.
+    pub fn entries_of(&self, crate_name: &str) -> Vec<Manifest> {
+        let mut found = Vec::new();
+        for entry in read_dir(&self.root.join("entries")) {
+            let dir = entry.path();
+            let named = std::fs::read_to_string(dir.join("manifest.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+                .is_some_and(|m| m.crate_name == crate_name);
+            if named {
+                if let Ok(loaded) = self.load(&dir) {
+                    found.push(loaded.manifest);
+                }
+            }
+        }
+        found
     }
 
     /// Marks an entry as just used; does nothing on a shared (read-only) tier.
@@ -361,6 +384,7 @@ mod tests {
             files: Vec::new(),
             stderr: String::new(),
             env_deps: Vec::new(),
+            features: vec!["std".into()],
         }
     }
 
@@ -372,6 +396,10 @@ mod tests {
         assert!(tier
             .publish("k1", &manifest(), std::slice::from_ref(&src))
             .unwrap());
+        let found = tier.entries_of("demo");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].features, ["std"]);
+        assert!(tier.entries_of("other").is_empty());
         // A second publisher of the same key loses quietly.
         assert!(!tier.publish("k1", &manifest(), &[src]).unwrap());
         match tier.lookup("k1") {

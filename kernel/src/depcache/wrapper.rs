@@ -281,6 +281,13 @@ fn publish(
         files: Vec::new(),
         stderr,
         env_deps,
+        features: inv
+            .args
+            .windows(2)
+            .filter(|w| w[0] == "--cfg")
+            .filter_map(|w| w[1].strip_prefix("feature=\"")?.strip_suffix('"'))
+            .map(str::to_string)
+            .collect(),
     };
     super::store::create_dirs(&tier.root)?;
     tier.publish(key, &manifest, &artifacts)

@@ -324,6 +324,17 @@ impl Engine {
         self.workdir.telemetry_dir()
     }
 
+    /// The file the rustc wrapper appends build events to (`depcache::record`), for
+    /// compile progress.
+    pub fn build_events_file(&self) -> std::path::PathBuf {
+        self.workdir.build_events_file()
+    }
+
+    /// evcxr's cargo project (its `Cargo.toml` and `Cargo.lock`).
+    pub fn crate_dir(&self) -> std::path::PathBuf {
+        self.workdir.evcxr_dir()
+    }
+
     /// The user-code process, when one is running.
     pub fn child_pid(&self) -> Option<u32> {
         Some(self.control.child_pid.load(Ordering::SeqCst)).filter(|p| *p != 0)

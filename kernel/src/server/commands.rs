@@ -1,6 +1,7 @@
 //! rustmeter's telemetry commands, answered by the server without the engine:
 //! `:telemetry on|off|compact|full|big|json`, `:label NAME`, `:compare [NAMES…|last N]`,
-//! `:solution NAME` (an exercise's solution, when the instructor enabled them).
+//! `:solution NAME` (an exercise's solution, when the instructor enabled them),
+//! `:last_build_log` (the last build's events, as the rustc wrapper recorded them).
 //! Their lines are taken out of the cell; the rest goes to the engine as usual.
 
 use super::meter::Display;
@@ -18,6 +19,8 @@ pub struct Local {
     pub telemetry: Option<String>,
     pub compare: Option<Vec<String>>,
     pub solution: Option<String>,
+    /// `:last_build_log`: the last build's events.
+    pub build_log: bool,
 }
 
 pub fn take(code: &str) -> Local {
@@ -37,6 +40,8 @@ pub fn take(code: &str) -> Local {
             .filter(|a| a.is_empty() || a.starts_with(' '))
         {
             local.compare = Some(arg.split_whitespace().map(str::to_string).collect());
+        } else if t == ":last_build_log" {
+            local.build_log = true;
         } else if let Some(arg) = t
             .strip_prefix(":solution")
             .filter(|a| a.is_empty() || a.starts_with(' '))
@@ -127,6 +132,19 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
             }
             Err(e) => error = Some(e),
         }
+    }
+    if local.build_log {
+        let log = kernel
+            .last_build_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        say(
+            kernel,
+            parent,
+            log.as_deref()
+                .unwrap_or("no build yet: no cell of this kernel has compiled anything"),
+        );
     }
     if local.code.trim().is_empty() {
         if let Some(label) = &local.label {

@@ -4,6 +4,7 @@
 
 use super::meter::{CellMeter, Display};
 use super::overflow::{self, OutputBudget, Route};
+use super::progress::{self, Tracker};
 use super::{commands, log, wire, Kernel};
 use crate::engine::{CellEvent, CellId, CellOutcome, EngineEvent, ErrorKind};
 use crate::telemetry::render::{self, Mode};
@@ -22,6 +23,11 @@ use std::time::{Duration, Instant};
 const LIVE_AFTER_MS: f64 = 500.0;
 /// … and is refreshed this often (≥ 2 updates a second).
 const LIVE_EVERY: Duration = Duration::from_millis(400);
+
+/// Compile progress is read this often while a cell compiles …
+const PROGRESS_EVERY: Duration = Duration::from_millis(300);
+/// … and the bar republished at least this often, so it never looks stuck.
+const PROGRESS_HEARTBEAT: Duration = Duration::from_millis(900);
 
 /// MIME type of the footer's machine-readable copy.
 pub const TELEMETRY_MIME: &str = "application/vnd.rustmeter.telemetry+json";
@@ -110,6 +116,7 @@ async fn run_events(
     cell: CellId,
     silent: bool,
     shown: Display,
+    code: &str,
     meter: &mut CellMeter,
     events: &mut mpsc::UnboundedReceiver<EngineEvent>,
     recent: &RecentParents,
@@ -121,9 +128,17 @@ async fn run_events(
         .join(format!("kernel-{}-cell-{cell}.txt", std::process::id()));
     let mut budget = OutputBudget::new(overflow::limit_from_env(), saved_to);
     let mut ticker = tokio::time::interval(LIVE_EVERY);
+    let mut build = (!silent).then(|| LiveBuild::start(kernel, cell, code));
+    let mut build_ticker = tokio::time::interval(PROGRESS_EVERY);
     let outcome = loop {
         let event = tokio::select! {
             event = events.recv() => event,
+            _ = build_ticker.tick(), if build.is_some() => {
+                if let Some(build) = build.as_mut() {
+                    build.tick(kernel, parent);
+                }
+                continue;
+            }
             _ = ticker.tick(), if shown != Display::Off => {
                 if let Some((run_ms, view)) = meter.live().filter(|(ms, _)| *ms >= LIVE_AFTER_MS) {
                     let line = render::live_line(run_ms, view.cpu_cores_now, view.threads, view.rss_bytes);
@@ -146,7 +161,12 @@ async fn run_events(
         match event.event {
             CellEvent::Finished(outcome) => break outcome,
             CellEvent::Started { child_pid } => meter.started(child_pid, shown != Display::Off),
-            CellEvent::RunStarted { at } => meter.run_started(at),
+            CellEvent::RunStarted { at } => {
+                meter.run_started(at);
+                if let Some(build) = build.as_mut() {
+                    build.collapse(kernel, parent);
+                }
+            }
             CellEvent::RunEnded { at } => meter.run_ended(at),
             CellEvent::Note { key, value } => meter.note(key, value),
             CellEvent::InputRequest {
@@ -178,6 +198,15 @@ async fn run_events(
             other => publish_output(kernel, parent, other),
         }
     };
+    if let Some(mut build) = build {
+        build.collapse(kernel, parent);
+        if !build.tracker.lines.is_empty() {
+            *kernel
+                .last_build_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(build.tracker.log(cell));
+        }
+    }
     if let Some(summary) = budget.summary() {
         publish_output(
             kernel,
@@ -257,7 +286,15 @@ async fn execute(
                 .engine
                 .execute(cell, commands.code.clone(), request.allow_stdin);
             run_events(
-                kernel, parent, cell, silent, shown, &mut meter, events, recent,
+                kernel,
+                parent,
+                cell,
+                silent,
+                shown,
+                &commands.code,
+                &mut meter,
+                events,
+                recent,
             )
             .await
         }
@@ -538,4 +575,171 @@ fn publish_live(kernel: &Kernel, parent: &JupyterMessage, id: &str, line: String
         .into()
     };
     kernel.iopub.send(wire::child_of(content, parent));
+}
+
+/// The compile progress of one cell, shown in place while dependencies compile.
+struct LiveBuild {
+    tracker: Tracker,
+    id: String,
+    crate_dir: std::path::PathBuf,
+    shown: bool,
+    collapsed: bool,
+    /// The cell declares dependencies (`:dep`): cargo may resolve (and download) for a
+    /// while before the first crate compiles; say so instead of staying silent.
+    declares_deps: bool,
+    last_sent: Instant,
+    /// Package names from `cargo metadata`, once known.
+    packages: Option<Vec<String>>,
+    /// A `cargo metadata` running on a blocking thread, and when the last one started.
+    asking: Option<std::sync::mpsc::Receiver<Option<Vec<String>>>>,
+    asked_at: Option<Instant>,
+}
+
+impl LiveBuild {
+    fn start(kernel: &Kernel, cell: CellId, code: &str) -> LiveBuild {
+        LiveBuild {
+            tracker: Tracker::start(&kernel.engine.build_events_file()),
+            id: format!("rustmeter-build-{}-{cell}", std::process::id()),
+            crate_dir: kernel.engine.crate_dir(),
+            shown: false,
+            collapsed: false,
+            declares_deps: code.lines().any(|l| l.trim_start().starts_with(":dep ")),
+            last_sent: Instant::now(),
+            packages: None,
+            asking: None,
+            asked_at: None,
+        }
+    }
+
+    fn tick(&mut self, kernel: &Kernel, parent: &JupyterMessage) {
+        let changed = self.tracker.poll();
+        if !self.tracker.compiles_dependencies() {
+            let elapsed = self.tracker.started.elapsed();
+            let due = !self.shown || self.last_sent.elapsed() >= PROGRESS_HEARTBEAT;
+            if self.declares_deps && !self.collapsed && elapsed >= PROGRESS_HEARTBEAT && due {
+                let (text, html) = progress::render_preparing(elapsed.as_secs_f64());
+                let json = serde_json::json!({
+                    "done": 0, "total": null, "from_cache": 0, "current": [],
+                    "elapsed_s": elapsed.as_secs_f64(), "finished": false,
+                });
+                self.publish(kernel, parent, text, html, json);
+            }
+            return;
+        }
+        if self.collapsed {
+            // Compiling again after the code started (a later step of the cell).
+            if !changed || self.tracker.running.is_empty() {
+                return;
+            }
+            self.collapsed = false;
+        }
+        self.ask_total();
+        if !changed && self.shown && self.last_sent.elapsed() < PROGRESS_HEARTBEAT {
+            return;
+        }
+        let total = self.tracker.total(self.packages.as_deref());
+        let current = self.tracker.current();
+        let elapsed = self.tracker.started.elapsed().as_secs_f64();
+        let done = self.tracker.done.len();
+        let (text, html) = progress::render_progress(done, total, &current, elapsed);
+        let json = serde_json::json!({
+            "done": done,
+            "total": total,
+            "from_cache": self.tracker.from_cache(),
+            "current": current,
+            "elapsed_s": elapsed,
+            "finished": false,
+        });
+        self.publish(kernel, parent, text, html, json);
+    }
+
+    /// Starts `cargo metadata` off the async threads, or picks up its answer.
+    fn ask_total(&mut self) {
+        if self.packages.is_some() {
+            return;
+        }
+        if let Some(rx) = &self.asking {
+            match rx.try_recv() {
+                Ok(answer) => {
+                    self.packages = answer;
+                    self.asking = None;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(_) => self.asking = None,
+            }
+            return;
+        }
+        // The lock file may not name this cell's dependencies yet: ask again later.
+        if self
+            .asked_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(2))
+        {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = self.crate_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let host = progress::host_triple();
+            let _ = tx.send(progress::cargo_packages(&dir, host.as_deref()));
+        });
+        self.asking = Some(rx);
+        self.asked_at = Some(Instant::now());
+    }
+
+    /// The bar becomes one line (compilation is over, or the cell ended).
+    fn collapse(&mut self, kernel: &Kernel, parent: &JupyterMessage) {
+        self.tracker.poll();
+        if !self.shown || self.collapsed {
+            return;
+        }
+        self.collapsed = true;
+        let elapsed = self.tracker.started.elapsed().as_secs_f64();
+        let done = self.tracker.done.len();
+        if !self.tracker.compiles_dependencies() {
+            // Only "preparing" was shown and nothing needed compiling: clear it.
+            let json = serde_json::json!({
+                "done": 0, "total": 0, "from_cache": 0, "current": [],
+                "elapsed_s": elapsed, "finished": true,
+            });
+            self.publish(kernel, parent, String::new(), String::new(), json);
+            return;
+        }
+        let from_cache = self.tracker.from_cache();
+        let (text, html) = progress::render_done(done, from_cache, elapsed);
+        let json = serde_json::json!({
+            "done": done,
+            "total": done,
+            "from_cache": from_cache,
+            "current": [],
+            "elapsed_s": elapsed,
+            "finished": true,
+        });
+        self.publish(kernel, parent, text, html, json);
+    }
+
+    fn publish(
+        &mut self,
+        kernel: &Kernel,
+        parent: &JupyterMessage,
+        text: String,
+        html: String,
+        json: Value,
+    ) {
+        let mut data = Map::new();
+        data.insert("text/plain".into(), Value::String(text));
+        data.insert("text/html".into(), Value::String(html));
+        data.insert(progress::PROGRESS_MIME.into(), json);
+        publish_output(
+            kernel,
+            parent,
+            CellEvent::Display {
+                data,
+                metadata: Map::new(),
+                display_id: Some(self.id.clone()),
+                update: self.shown,
+            },
+        );
+        self.shown = true;
+        self.last_sent = Instant::now();
+    }
 }

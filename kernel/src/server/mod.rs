@@ -11,6 +11,7 @@ mod executor;
 pub mod history;
 mod meter;
 mod overflow;
+pub mod progress;
 pub mod wire;
 
 use crate::engine::{Completeness, Engine};
@@ -97,6 +98,8 @@ pub struct Kernel {
     pub stdin: Mutex<jupyter_zmq_client::KernelStdinConnection>,
     settings: std::sync::Mutex<meter::Settings>,
     rustc_version: String,
+    /// The build events of the last cell that compiled something, for `:last_build_log`.
+    pub last_build_log: std::sync::Mutex<Option<String>>,
 }
 
 impl Kernel {
@@ -146,6 +149,7 @@ async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
         stdin: Mutex::new(stdin),
         settings: std::sync::Mutex::new(settings),
         rustc_version: rustc_version(),
+        last_build_log: std::sync::Mutex::new(None),
     });
     let executor = tokio::spawn(executor::run(Arc::clone(&kernel), exec_rx, events_rx));
     // If the executor ever died, cells would wait forever while the heartbeat still
