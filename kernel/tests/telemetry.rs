@@ -256,7 +256,9 @@ async fn cells_read_telemetry_through_the_shipped_crate_and_compare_labels() {
     assert_eq!(r.status(), "ok", "{r:?}");
     let table = r.of_type("display_data")[0];
     let text = table.content["data"]["text/plain"].as_str().unwrap();
-    assert_eq!(text.lines().count(), 3, "{text}");
+    // One row per cell (a "⚠ ran while the machine was busy" line may follow).
+    let rows = text.lines().filter(|l| !l.starts_with('⚠')).count();
+    assert_eq!(rows, 3, "{text}");
     let html = table.content["data"]["text/html"].as_str().unwrap();
     assert!(html.contains("<table") && html.contains("hundred") && html.contains("threads max"));
     // A labelled result is also readable by name from code.
