@@ -43,7 +43,7 @@ def printed(cell) -> str:
         elif output.output_type == "error":
             parts.append(f"{output.ename}: {output.evalue}")
         elif "text/plain" in output.get("data", {}) and TELEMETRY_MIME not in output.data:
-            parts.append(output.data["text/plain"])
+            parts.append(output.data["text/plain"].rstrip("\n") + "\n")
     return "".join(parts)
 
 
