@@ -109,6 +109,15 @@ def text(cell) -> str:
     return "".join(parts)
 
 
+def has_footer(cell) -> bool:
+    """A cell's footer: the telemetry display, or — for a failed cell, whose one error
+    message ends with it — the traceback's last line ("✗ compile error (1.20 s) │ …")."""
+    if telemetry(cell) is not None:
+        return True
+    failed = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+    return bool(failed) and bool(failed[-1].traceback) and failed[-1].traceback[-1].startswith(("✗", "■"))
+
+
 def errors(cell) -> list[str]:
     return [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
 
@@ -211,7 +220,7 @@ def test_runs_top_to_bottom_with_a_footer_under_every_cell(rustmeter_installed, 
             continue
         if errors(cell) and "raises-exception" not in tags(cell):
             problems.append(f"cell {index} {tags(cell)}: {errors(cell)}\n{cell.source[:200]}")
-        if not is_command_only(cell) and telemetry(cell) is None:
+        if not is_command_only(cell) and not has_footer(cell):
             problems.append(f"cell {index} {tags(cell)} has no telemetry footer")
     assert not problems, "\n".join(problems)
 
