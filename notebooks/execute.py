@@ -36,6 +36,8 @@ def telemetry(cell) -> dict | None:
 
 
 def printed(cell) -> str:
+    """What the cell printed: streams, error names, and results' and displays' text
+    (not the footer's)."""
     parts = []
     for output in cell.get("outputs", []):
         if output.output_type == "stream":

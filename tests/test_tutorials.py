@@ -26,8 +26,8 @@ from kernel_helpers import NOTEBOOKS, STARTUP_TIMEOUT
 
 sys.path.insert(0, str(NOTEBOOKS))
 import build  # noqa: E402  (notebooks/build.py)
+from execute import printed, telemetry  # noqa: E402  (notebooks/execute.py)
 
-TELEMETRY_MIME = "application/vnd.rustmeter.telemetry+json"
 INSTRUCTOR = NOTEBOOKS / "instructor"
 LEARNER = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb") if not p.name.startswith("00-"))
 SOLUTION = [INSTRUCTOR / "solutions" / p.name for p in LEARNER]
@@ -89,24 +89,8 @@ def tags(cell) -> list[str]:
     return cell.metadata.get("tags", [])
 
 
-def telemetry(cell) -> dict | None:
-    found = None
-    for output in cell.get("outputs", []):
-        if TELEMETRY_MIME in output.get("data", {}):
-            found = output["data"][TELEMETRY_MIME]
-    return found
-
-
 def text(cell) -> str:
-    parts = []
-    for output in cell.get("outputs", []):
-        if output.output_type == "stream":
-            parts.append(output.text)
-        elif output.output_type == "error":
-            parts.append(f"{output.ename}: {output.evalue}")
-        elif "text/plain" in output.get("data", {}) and TELEMETRY_MIME not in output.data:
-            parts.append(output.data["text/plain"])
-    return "".join(parts)
+    return printed(cell)
 
 
 def has_footer(cell) -> bool:
