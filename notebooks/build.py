@@ -119,34 +119,30 @@ def check_markers(path: Path, cell: dict) -> None:
         raise SourceError(f"{path.name}:{cell['at']}: exercise {cell['name']} has no solution block")
 
 
+def with_blocks(lines: list[str]) -> list[tuple[str | None, str]]:
+    """Each line that is not a marker, with the block it sits in (None: outside blocks)."""
+    block, out = None, []
+    for line in lines:
+        kind, _ = block_of(line)
+        if kind:
+            block = kind
+        elif line.strip() == END:
+            block = None
+        else:
+            out.append((block, line))
+    return out
+
+
 def render(lines: list[str], solved: bool | str) -> str:
     """The code a copy shows: stub blocks for learners, solution blocks when solved;
     `solved` may also name a block (`wrong-result`, `wrong-way`) to show instead."""
     wanted = solved if isinstance(solved, str) else ("solution" if solved else "stub")
-    block, out = None, []
-    for line in lines:
-        kind, _ = block_of(line)
-        if kind:
-            block = kind
-        elif line.strip() == END:
-            block = None
-        elif block is None or block == wanted:
-            out.append(line)
-    return "\n".join(out)
+    return "\n".join(line for block, line in with_blocks(lines) if block in (None, wanted))
 
 
 def block_lines(lines: list[str], wanted: str) -> list[str]:
     """Every line inside blocks of one kind (`solution`: what learners must never see)."""
-    block, out = None, []
-    for line in lines:
-        kind, _ = block_of(line)
-        if kind:
-            block = kind
-        elif line.strip() == END:
-            block = None
-        elif block == wanted:
-            out.append(line)
-    return out
+    return [line for block, line in with_blocks(lines) if block == wanted]
 
 
 def exercise(cell: dict, stem: str) -> dict:
