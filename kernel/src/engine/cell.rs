@@ -25,6 +25,8 @@ pub enum Step {
     Note(String),
     /// `:help`: evcxr's list plus rustmeter's commands.
     Help,
+    /// `:limits`: the memory and thread caps in force.
+    Limits,
 }
 
 /// What the kernel remembers between cells that planning depends on.
@@ -52,6 +54,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         ":env KEY=VALUE",
         "Set an environment variable for compiling now and for your program after :restart",
+    ),
+    (
+        ":limits",
+        "The memory and thread limits of the process running your code",
     ),
     (":help", "This list"),
     (
@@ -88,6 +94,7 @@ pub fn plan(
                     )
                 }
                 "help" => steps.push(Step::Help),
+                "limits" => steps.push(Step::Limits),
                 "env" => steps.push(parse_env(args)?),
                 "dep" => match plan_dep(args, &declared, shim_root)? {
                     Some(step) => {

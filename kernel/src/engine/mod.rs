@@ -180,6 +180,7 @@ pub struct Engine {
     interrupts: Arc<tokio::sync::Notify>,
     pending: Arc<AtomicU32>,
     workdir: Arc<WorkDir>,
+    limits: Arc<crate::limits::Limits>,
 }
 
 impl Engine {
@@ -194,6 +195,8 @@ impl Engine {
             interrupted: AtomicBool::new(false),
         });
         let workdir = Arc::new(workdir);
+        let limits = Arc::new(crate::limits::Limits::from_env());
+        let thread_limits = Arc::clone(&limits);
         let (tx, rx) = std::sync::mpsc::channel();
         let pending = Arc::new(AtomicU32::new(0));
         let thread_control = Arc::clone(&control);
@@ -202,8 +205,13 @@ impl Engine {
         std::thread::Builder::new()
             .name("evcxr".into())
             .spawn(move || {
-                let worker =
-                    worker::Worker::new(thread_control, thread_workdir, events, thread_pending);
+                let worker = worker::Worker::new(
+                    thread_control,
+                    thread_workdir,
+                    events,
+                    thread_pending,
+                    thread_limits,
+                );
                 worker.run(rx);
             })
             .expect("spawn the engine thread");
@@ -213,6 +221,7 @@ impl Engine {
             control,
             pending,
             workdir,
+            limits,
         }
     }
 
@@ -316,6 +325,8 @@ impl Engine {
         let shell = self.control.shell_pgid.load(Ordering::SeqCst);
         process::kill_group(shell);
         process::kill_compile_tree(self.control.kernel_pid, 0);
+        // After the kill: a cgroup can only be removed once its processes are gone.
+        self.limits.remove();
         self.workdir.remove();
     }
 

@@ -16,7 +16,8 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Messages from the engine thread.
 pub enum PumpCommand {
     Start(CellId),
-    Finish(CellId, CellOutcome),
+    /// The cell's outcome and the caps (memory, threads) it ran into.
+    Finish(CellId, CellOutcome, Vec<crate::limits::Hit>),
 }
 
 /// Largest stream message built from consecutive lines (a flood is batched, not dropped).
@@ -68,7 +69,7 @@ impl Pump {
                             panic = None;
                             crash_hint = None;
                         }
-                        Ok(PumpCommand::Finish(id, outcome)) => {
+                        Ok(PumpCommand::Finish(id, outcome, hits)) => {
                             in_cell = false;
                             // Lines still on stderr were printed by the cell; keep them in it.
                             let mut text = String::new();
@@ -89,6 +90,7 @@ impl Pump {
                                 }
                                 (other, _) => other,
                             };
+                            let outcome = self.with_limit_hits(id, outcome, &hits);
                             self.send(id, CellEvent::Finished(outcome));
                         }
                         Err(_) => return,
@@ -194,6 +196,47 @@ impl Pump {
 
     fn send(&self, cell: CellId, event: CellEvent) {
         let _ = self.events.send(EngineEvent { cell, event });
+    }
+
+    /// Names the caps a cell ran into: a crash at the memory cap becomes that error, a
+    /// failed cell gets a line per cap, a cell that succeeded anyway a note on stderr.
+    fn with_limit_hits(
+        &self,
+        cell: CellId,
+        outcome: CellOutcome,
+        hits: &[crate::limits::Hit],
+    ) -> CellOutcome {
+        use crate::limits::Hit;
+        if hits.is_empty() {
+            return outcome;
+        }
+        match outcome {
+            CellOutcome::Error(e) if e.kind == ErrorKind::Crashed => {
+                let memory = hits.iter().find_map(|h| match h {
+                    Hit::Memory(setting) => Some(setting),
+                    Hit::Threads(_) => None,
+                });
+                let mut error = match memory {
+                    Some(setting) => {
+                        super::report::crashed_at_memory_limit(setting, e.lost_variables)
+                    }
+                    None => e,
+                };
+                super::report::note_limits(&mut error, hits);
+                CellOutcome::Error(error)
+            }
+            CellOutcome::Error(mut e) => {
+                super::report::note_limits(&mut e, hits);
+                CellOutcome::Error(e)
+            }
+            ok => {
+                for hit in hits {
+                    let text = format!("rustmeter: {}\n", super::report::limit_sentence(hit));
+                    self.send(cell, CellEvent::Stream { stderr: true, text });
+                }
+                ok
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! cell, with a readable traceback (source line, carets, label, help). Pure functions.
 
 use super::{CellError, ErrorKind};
+use crate::limits::{self, Hit, Setting};
 use evcxr::CompilationError;
 
 const RED: &str = "\x1b[31m";
@@ -140,6 +141,80 @@ pub fn crashed(evcxr_message: &str, lost_variables: Vec<String>) -> CellError {
     }
 }
 
+/// The user-code process was killed by the kernel's OOM killer at the memory cap.
+pub fn crashed_at_memory_limit(setting: &Setting, lost_variables: Vec<String>) -> CellError {
+    let text = format!(
+        "The process running your code was stopped: it reached the memory limit of {} \
+         ({}).{}",
+        limits::parse::human_bytes(setting.value),
+        setting.assignment(),
+        lost_text(&lost_variables)
+    );
+    CellError {
+        kind: ErrorKind::Crashed,
+        ename: "memory limit".to_string(),
+        evalue: text.clone(),
+        traceback: vec![
+            format!("{RED}{BOLD}memory limit{RESET}: {text}"),
+            how_to_change(setting, "2G"),
+        ],
+        lost_variables,
+    }
+}
+
+/// One line naming a cap the cell ran into, what it did, and where it is set.
+pub fn limit_sentence(hit: &Hit) -> String {
+    match hit {
+        Hit::Memory(setting) => format!(
+            "The process running your code reached the memory limit of {} ({}).",
+            limits::parse::human_bytes(setting.value),
+            setting.assignment()
+        ),
+        Hit::Threads(setting) => format!(
+            "The process running your code reached the thread limit of {} threads \
+             ({}): starting another thread or process was refused.",
+            setting.value,
+            setting.assignment()
+        ),
+    }
+}
+
+/// Adds the caps a failed cell ran into to its error (a panic from a refused
+/// `thread::spawn` otherwise reads like a bug in the cell).
+pub fn note_limits(error: &mut CellError, hits: &[Hit]) {
+    for hit in hits {
+        let setting = match hit {
+            Hit::Memory(s) | Hit::Threads(s) => s,
+        };
+        if error.evalue.contains(&setting.assignment()) {
+            continue;
+        }
+        let sentence = limit_sentence(hit);
+        error.evalue = format!("{}\n{sentence}", error.evalue);
+        error
+            .traceback
+            .push(format!("{BOLD}limit{RESET}: {sentence}"));
+        let example = match hit {
+            Hit::Memory(_) => "2G",
+            Hit::Threads(_) => "5000",
+        };
+        error.traceback.push(how_to_change(setting, example));
+    }
+}
+
+fn how_to_change(setting: &Setting, example: &str) -> String {
+    let flag = match setting.variable {
+        limits::MEMORY_VARIABLE => "--memory-limit",
+        _ => "--thread-limit",
+    };
+    format!(
+        "{BOLD}help{RESET}: the limit is set by {} in the kernel's environment (kernelspec \
+         env; ./install.sh {flag} {example} writes it). Ask whoever runs this server to change \
+         it, or make the cell use less.",
+        setting.variable
+    )
+}
+
 fn lost_text(lost: &[String]) -> String {
     if lost.is_empty() {
         " It was restarted; no variables were lost.".to_string()
@@ -205,6 +280,32 @@ mod tests {
             "Subprocess terminated with status: signal: 6 (SIGABRT) (core dumped)"
         )
         .contains("abort"));
+    }
+
+    #[test]
+    fn limit_errors_name_the_cap_and_the_setting() {
+        let memory = limits::parse::memory(limits::MEMORY_VARIABLE, "500M")
+            .unwrap()
+            .unwrap();
+        let e = crashed_at_memory_limit(&memory, vec!["v".into()]);
+        assert_eq!(e.kind, ErrorKind::Crashed);
+        assert!(e.evalue.contains("500 MiB") && e.evalue.contains("RUSTMETER_MEMORY_LIMIT=500M"));
+        assert!(e.evalue.contains("lost: v"));
+        assert!(e.traceback.iter().any(|l| l.contains("--memory-limit")));
+
+        let threads = limits::parse::threads(limits::THREAD_VARIABLE, "1000")
+            .unwrap()
+            .unwrap();
+        let mut e = panic("failed to spawn thread: Os { code: 11 }", "");
+        note_limits(&mut e, &[Hit::Threads(threads.clone())]);
+        assert!(e.evalue.starts_with("failed to spawn thread"));
+        assert!(e
+            .evalue
+            .contains("thread limit of 1000 threads (RUSTMETER_THREAD_LIMIT=1000)"));
+        assert!(e.traceback.iter().any(|l| l.contains("--thread-limit")));
+        let lines = e.traceback.len();
+        note_limits(&mut e, &[Hit::Threads(threads)]);
+        assert_eq!(e.traceback.len(), lines, "a cap is named once");
     }
 
     #[test]

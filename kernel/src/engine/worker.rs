@@ -24,6 +24,9 @@ pub(super) struct Worker {
     session: Session,
     shim_root: std::path::PathBuf,
     env: Vec<(String, String)>,
+    limits: Arc<crate::limits::Limits>,
+    /// Limit problems not yet shown; the next cell shows them once, on stderr.
+    limit_warnings: Vec<String>,
 }
 
 struct Evcxr {
@@ -37,8 +40,11 @@ impl Worker {
         workdir: Arc<WorkDir>,
         events: mpsc::UnboundedSender<EngineEvent>,
         pending: Arc<AtomicU32>,
+        limits: Arc<crate::limits::Limits>,
     ) -> Worker {
         Worker {
+            limit_warnings: limits.problems().to_vec(),
+            limits,
             control,
             workdir,
             events,
@@ -109,6 +115,8 @@ impl Worker {
         command.env("RUSTMETER_TELEMETRY_DIR", self.workdir.telemetry_dir());
         command.env("RUSTMETER_LABELS_DIR", crate::workdir::labels_dir());
         process::isolate(&mut command);
+        // Each child evcxr starts from this command, restarts included, lands in the caps.
+        self.limits.attach(&mut command);
         let (context, outputs) = std::panic::catch_unwind(AssertUnwindSafe(|| {
             evcxr::EvalContext::with_subprocess_command(command)
         }))
@@ -138,7 +146,8 @@ impl Worker {
             .name("output-pump".into())
             .spawn(move || pump.run())
             .map_err(|e| e.to_string())?;
-        self.refresh_child_pid(&context);
+        let pid = self.refresh_child_pid(&context);
+        self.limit_warnings.extend(self.limits.check_member(pid));
         run_prelude(&mut context);
         Ok(Evcxr {
             context,
@@ -168,6 +177,16 @@ impl Worker {
                 child_pid: pid_before,
             },
         );
+        for warning in std::mem::take(&mut self.limit_warnings) {
+            self.send(
+                cell,
+                CellEvent::Stream {
+                    stderr: true,
+                    text: format!("rustmeter: {warning}\n"),
+                },
+            );
+        }
+        let counters_before = self.limits.counters();
         let variables_before: Vec<String> = evcxr
             .context
             .variables_and_types()
@@ -202,11 +221,13 @@ impl Worker {
         // Not busy any more before the reply can reach the client, so a completion
         // request sent right after the reply is answered for real.
         self.pending.fetch_sub(1, Ordering::SeqCst);
-        let _ = evcxr.pump.send(PumpCommand::Finish(cell, outcome));
+        let hits = self.limits.hits_since(counters_before);
+        let _ = evcxr.pump.send(PumpCommand::Finish(cell, outcome, hits));
         if restarted {
             // A new child has neither our panic hook nor the flush function.
             run_prelude(&mut evcxr.context);
-            self.refresh_child_pid(&evcxr.context);
+            let pid = self.refresh_child_pid(&evcxr.context);
+            self.limit_warnings.extend(self.limits.check_member(pid));
         }
     }
 
@@ -255,6 +276,11 @@ impl Worker {
                     CellOutcome::Ok { data: Map::new() }
                 }
                 Step::Help => help(&mut evcxr.context),
+                Step::Limits => {
+                    let mut data = Map::new();
+                    data.insert("text/plain".into(), Value::String(self.limits.describe()));
+                    CellOutcome::Ok { data }
+                }
             };
             match result {
                 CellOutcome::Ok { data: d } => data.extend(d),
