@@ -33,6 +33,12 @@ options:
   --shared-cache DIR prewarm into DIR and have the kernel read it as a shared, read-only
                      cache tier (RUSTMETER_SHARED_CACHE=DIR in the kernelspec): run as the
                      admin who owns DIR; learners' kernels then reuse what is in it
+  --memory-limit SIZE  cap the memory of each kernel's process running the cells
+                     (e.g. 500M, 2G; RUSTMETER_MEMORY_LIMIT; needs cgroups, see
+                     rustmeter doctor). A cell over it fails; the kernel stays up
+  --thread-limit N   cap its threads and processes (e.g. 1000; RUSTMETER_THREAD_LIMIT)
+  --cell-timeout SECONDS
+                     stop a cell that runs longer (RUSTMETER_CELL_TIMEOUT; default none)
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -40,6 +46,20 @@ environment:
   CARGO_TARGET_DIR   where cargo builds (default: ./target)
   PYTHON             the python3 to create .venv with (default: python3 on PATH)
 EOF
+}
+
+# --memory-limit 2G → RUSTMETER_MEMORY_LIMIT=2G in the kernelspec env, after a check of
+# the value's shape (the kernel and `rustmeter doctor` check it fully).
+limit_env() {
+    local flag="$1" value="$2" key pattern example
+    case "$flag" in
+        --memory-limit) key=RUSTMETER_MEMORY_LIMIT; example="500M or 2G"
+                        pattern='^([0-9]+(\.[0-9]+)?[[:space:]]*([KkMmGgTt]([Ii]?[Bb])?|[Bb])?|off)$' ;;
+        --thread-limit) key=RUSTMETER_THREAD_LIMIT; example="1000"; pattern='^([0-9][0-9_,]*|off)$' ;;
+        --cell-timeout) key=RUSTMETER_CELL_TIMEOUT; example="30 (seconds)"; pattern='^([0-9]+(\.[0-9]+)?s?|off)$' ;;
+    esac
+    [[ "$value" =~ $pattern ]] || die "$flag: $value is not valid ($key; write e.g. $example, or off)"
+    extra_env+=("$key=$value")
 }
 
 scope=()
@@ -77,6 +97,11 @@ while [[ $# -gt 0 ]]; do
             [[ $# -ge 2 ]] || die "--shared-cache needs a DIR"
             shared_cache="$2"; shift ;;
         --shared-cache=*) shared_cache="${1#--shared-cache=}" ;;
+        --memory-limit|--thread-limit|--cell-timeout)
+            [[ $# -ge 2 ]] || die "$1 needs a value (see ./install.sh --help)"
+            limit_env "$1" "$2"; shift ;;
+        --memory-limit=*|--thread-limit=*|--cell-timeout=*)
+            limit_env "${1%%=*}" "${1#*=}" ;;
         --solutions) extra_env+=("RUSTMETER_SOLUTIONS=$ROOT/notebooks/instructor/solutions/rs") ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option: $1 (see ./install.sh --help)" ;;

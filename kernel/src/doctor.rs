@@ -46,6 +46,7 @@ pub fn examine() -> Vec<Finding> {
     out.push(memory_and_cores());
     out.push(linker());
     out.push(dependency_cache());
+    out.push(limits());
     out
 }
 
@@ -181,6 +182,52 @@ fn kernelspecs() -> Vec<Finding> {
         ));
     }
     found
+}
+
+/// A setting as the kernel will see it: this shell's environment, else the first
+/// kernelspec that sets it.
+fn kernel_setting(key: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(key) {
+        return Some(value);
+    }
+    kernelspec_files().into_iter().find_map(|spec| {
+        let text = std::fs::read_to_string(spec).ok()?;
+        let parsed: serde_json::Value = serde_json::from_str(&text).ok()?;
+        parsed["env"][key].as_str().map(str::to_string)
+    })
+}
+
+/// Memory and thread caps (`crate::limits`): valid, and could a kernel make its cgroups?
+/// Checked without creating any.
+fn limits() -> Finding {
+    use crate::limits::{Limits, Mode, MEMORY_VARIABLE, PARENT_VARIABLE, THREAD_VARIABLE};
+    let memory = kernel_setting(MEMORY_VARIABLE).unwrap_or_default();
+    let threads = kernel_setting(THREAD_VARIABLE).unwrap_or_default();
+    let parent = kernel_setting(PARENT_VARIABLE);
+    let checked = Limits::set_up(
+        &memory,
+        &threads,
+        parent.as_deref(),
+        &format!("rustmeter-{}", std::process::id()),
+        Mode::Check,
+    );
+    let text = format!("limits: {}", checked.describe().replace('\n', "\n    "));
+    if checked.has_invalid_setting() {
+        finding(
+            Verdict::Bad,
+            text,
+            format!("fix the value of {MEMORY_VARIABLE} / {THREAD_VARIABLE} (e.g. 2G, 1000)"),
+        )
+    } else if !checked.problems().is_empty() {
+        finding(
+            Verdict::Warn,
+            text,
+            "until this is fixed, one learner's cell can use all the memory and threads of \
+             this machine",
+        )
+    } else {
+        finding(Verdict::Good, text, "")
+    }
 }
 
 /// The tutorials' canonical dependency line, `:dep tokio = { version = "1", features =
@@ -415,5 +462,6 @@ mod tests {
         assert!(findings
             .iter()
             .any(|f| f.what.starts_with("dependency cache warm")));
+        assert!(findings.iter().any(|f| f.what.starts_with("limits: ")));
     }
 }

@@ -177,6 +177,43 @@ pub fn make_group(
     Ok(dir)
 }
 
+/// Whether a group for `controller` could be made under `parent`, without making it.
+pub fn check_parent(parent: &Path, v2: bool, controller: Controller) -> Result<(), String> {
+    if !parent.is_dir() {
+        return Err(format!(
+            "cannot use {}: no such directory",
+            parent.display()
+        ));
+    }
+    let writable = |path: &Path| {
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            // SAFETY: access only reads the NUL-terminated path.
+            .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+            .unwrap_or(false)
+    };
+    if !writable(parent) {
+        return Err(format!(
+            "cannot create a cgroup in {}: permission denied",
+            parent.display()
+        ));
+    }
+    if v2 {
+        let control = parent.join("cgroup.subtree_control");
+        let enabled = std::fs::read_to_string(&control)
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == controller.name());
+        if !enabled && !writable(&control) {
+            return Err(format!(
+                "the {} controller is not enabled in {} and it is not writable",
+                controller.name(),
+                control.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Writes one cap file of a group.
 pub fn write_cap(dir: &Path, file: &str, value: u64) -> Result<(), String> {
     let path = dir.join(file);

@@ -50,6 +50,19 @@ pub struct Limits {
     groups: Vec<(Controller, cgroup::Group)>,
     /// Bad settings and caps that could not be enforced, in words for the learner.
     problems: Vec<String>,
+    /// Groups were only checked for, not made (`rustmeter doctor`).
+    planned: bool,
+    /// Variables whose value could not be read.
+    invalid: Vec<&'static str>,
+}
+
+/// What [`Limits::set_up`] does with the cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Make this kernel's groups and write the caps.
+    Create,
+    /// Only check that they could be made (for `rustmeter doctor`, which changes nothing).
+    Check,
 }
 
 impl Limits {
@@ -63,6 +76,7 @@ impl Limits {
             &var(THREAD_VARIABLE),
             parent.as_deref(),
             &format!("rustmeter-{}", std::process::id()),
+            Mode::Create,
         )
     }
 
@@ -72,19 +86,29 @@ impl Limits {
         threads_text: &str,
         parent_setting: Option<&str>,
         group_name: &str,
+        mode: Mode,
     ) -> Limits {
-        let mut limits = Limits::default();
+        let mut limits = Limits {
+            planned: mode == Mode::Check,
+            ..Limits::default()
+        };
         match parse::memory(MEMORY_VARIABLE, memory_text) {
             Ok(setting) => limits.memory = setting,
-            Err(e) => limits
-                .problems
-                .push(format!("{e}; no memory cap is applied.")),
+            Err(e) => {
+                limits.invalid.push(MEMORY_VARIABLE);
+                limits
+                    .problems
+                    .push(format!("{e}; no memory cap is applied."));
+            }
         }
         match parse::threads(THREAD_VARIABLE, threads_text) {
             Ok(setting) => limits.threads = setting,
-            Err(e) => limits
-                .problems
-                .push(format!("{e}; no thread cap is applied.")),
+            Err(e) => {
+                limits.invalid.push(THREAD_VARIABLE);
+                limits
+                    .problems
+                    .push(format!("{e}; no thread cap is applied."));
+            }
         }
         let wanted: Vec<(Controller, Setting)> = [
             (Controller::Memory, limits.memory.clone()),
@@ -118,6 +142,11 @@ impl Limits {
                                 h.mount.display()
                             )
                         })?;
+                    if mode == Mode::Check {
+                        cgroup::check_parent(&parent, h.v2, controller)?;
+                        let dir = parent.join(group_name);
+                        return Ok(cgroup::Group { dir, v2: h.v2 });
+                    }
                     let dir = cgroup::make_group(&parent, group_name, h.v2, controller)?;
                     let group = cgroup::Group { dir, v2: h.v2 };
                     apply(&group, controller, setting.value).inspect_err(|_| {
@@ -238,26 +267,24 @@ impl Limits {
     pub fn describe(&self) -> String {
         let mut lines = Vec::new();
         let enforced = |c: Controller| self.groups.iter().find(|(g, _)| *g == c);
-        for (controller, setting, what, off) in [
-            (
-                Controller::Memory,
-                &self.memory,
-                "memory",
-                format!("memory: no cap ({MEMORY_VARIABLE} not set)"),
-            ),
-            (
-                Controller::Pids,
-                &self.threads,
-                "threads",
-                format!("threads: no cap ({THREAD_VARIABLE} not set)"),
-            ),
+        for (controller, setting, what, variable) in [
+            (Controller::Memory, &self.memory, "memory", MEMORY_VARIABLE),
+            (Controller::Pids, &self.threads, "threads", THREAD_VARIABLE),
         ] {
             lines.push(match (setting, enforced(controller)) {
-                (None, _) => off,
+                (None, _) if self.invalid.contains(&variable) => {
+                    format!("{what}: no cap ({variable} has a bad value, see below)")
+                }
+                (None, _) => format!("{what}: no cap ({variable} not set, or off)"),
                 (Some(s), Some((_, g))) => format!(
-                    "{what}: {} for the process running your code ({}), enforced by cgroup {}",
+                    "{what}: {} for the process running your code ({}), {} cgroup {}",
                     shown(controller, s),
                     s.assignment(),
+                    if self.planned {
+                        "can be enforced by"
+                    } else {
+                        "enforced by"
+                    },
                     g.dir.display()
                 ),
                 (Some(s), None) => format!(
@@ -271,8 +298,16 @@ impl Limits {
         lines.join("\n")
     }
 
+    /// True when a setting has a value that could not be read.
+    pub fn has_invalid_setting(&self) -> bool {
+        !self.invalid.is_empty()
+    }
+
     /// Removes this kernel's groups; call after the child was killed.
     pub fn remove(&self) {
+        if self.planned {
+            return;
+        }
         for (_, group) in &self.groups {
             cgroup::remove_group(&group.dir);
         }
@@ -340,16 +375,17 @@ mod tests {
 
     #[test]
     fn no_settings_means_no_cgroup_and_no_problem() {
-        let limits = Limits::set_up("", "off", None, "rustmeter-test-none");
+        let limits = Limits::set_up("", "off", None, "rustmeter-test-none", Mode::Create);
         assert!(limits.problems().is_empty());
         assert!(limits.group_dirs().is_empty());
         assert!(limits.describe().contains("memory: no cap"));
+        assert!(!limits.has_invalid_setting());
         assert!(limits.hits_since(Counters::default()).is_empty());
     }
 
     #[test]
     fn bad_settings_are_problems_naming_variable_and_value() {
-        let limits = Limits::set_up("lots", "many", None, "rustmeter-test-bad");
+        let limits = Limits::set_up("lots", "many", None, "rustmeter-test-bad", Mode::Create);
         let problems = limits.problems().join("\n");
         assert!(
             problems.contains("RUSTMETER_MEMORY_LIMIT=\"lots\""),
@@ -360,6 +396,10 @@ mod tests {
             "{problems}"
         );
         assert!(limits.group_dirs().is_empty());
+        assert!(limits.has_invalid_setting());
+        assert!(limits
+            .describe()
+            .contains("RUSTMETER_MEMORY_LIMIT has a bad value"));
     }
 
     #[test]
@@ -381,6 +421,7 @@ mod tests {
             "1000",
             Some("/no-such-rustmeter-parent/{user}"),
             "rustmeter-test-missing",
+            Mode::Create,
         );
         assert!(limits.group_dirs().is_empty());
         let problems = limits.problems().join("\n");
