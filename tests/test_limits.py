@@ -12,6 +12,7 @@ and skips otherwise.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -198,12 +199,9 @@ def stderr_of(outputs: list[dict]) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_kernels():
-    """(kernel 1, kernel 2, delegated cgroup dirs) for one non-root user."""
+def learner():
+    """(user, delegation or None, env with the caps) for kernels of one non-root user."""
     binary = kernel_binary()
-    # pytest's tmp_path is private to root; the kernels' user must read its files.
-    workdir = Path(tempfile.mkdtemp(prefix="rustmeter-limits-"))
-    workdir.chmod(0o755)
     env = {"RUSTMETER_MEMORY_LIMIT": MEMORY, "RUSTMETER_THREAD_LIMIT": THREADS}
     if system_users.root_reason() is None:
         problem = reachable_by_others(binary)
@@ -212,39 +210,52 @@ def two_kernels():
         user = system_users.make_user(USER)
         delegation = system_users.delegate_cgroups(user, f"rustmeter-test-{USER}")
         env["RUSTMETER_CGROUP_PARENT"] = delegation.parent_setting
-        cleanup = [delegation.remove, lambda: system_users.remove_user(USER)]
+        try:
+            yield user, delegation, env
+        finally:
+            # Each kernel removes its own group when it shuts down.
+            leftovers = delegation.children()
+            delegation.remove()
+            system_users.remove_user(USER)
+            assert not leftovers, f"kernels left their cgroups behind: {leftovers}"
     elif os.environ.get("RUSTMETER_CGROUP_PARENT"):
         me = pwd.getpwuid(os.geteuid())
         user = system_users.User(me.pw_name, me.pw_uid, me.pw_gid, Path(me.pw_dir))
         env["RUSTMETER_CGROUP_PARENT"] = os.environ["RUSTMETER_CGROUP_PARENT"]
-        delegation = None
-        cleanup = []
+        yield user, None, env
     else:
         pytest.skip(
             "needs root (to create a test user and delegate a cgroup to it) or, as another "
             "user, RUSTMETER_CGROUP_PARENT naming cgroup directories delegated to you"
         )
+
+
+@contextlib.contextmanager
+def kernels_of(user, env: dict[str, str], count: int):
+    """`count` kernels started as `user` with `env`, stopped after."""
+    # pytest's tmp_path is private to root; the kernels' user must read its files.
+    workdir = Path(tempfile.mkdtemp(prefix="rustmeter-limits-"))
+    workdir.chmod(0o755)
     kernels = []
     try:
-        for _ in range(2):
-            process, client = system_users.start_kernel_as(user, binary, env, workdir)
+        for _ in range(count):
+            process, client = system_users.start_kernel_as(user, kernel_binary(), env, workdir)
             kernels.append(Kernel(process, client))
         for kernel in kernels:
             kernel.client.wait_for_ready(timeout=FIRST_CELL_TIMEOUT)
-        yield kernels[0], kernels[1], delegation
+        yield kernels
     finally:
         for kernel in kernels:
             kernel.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        if delegation is not None:
-            # Each kernel removes its own group when it shuts down.
-            leftovers = delegation.children()
-            for undo in cleanup:
-                undo()
-            assert not leftovers, f"kernels left their cgroups behind: {leftovers}"
-        else:
-            for undo in cleanup:
-                undo()
+
+
+@pytest.fixture(scope="module")
+def two_kernels(learner):
+    """(kernel 1, kernel 2, delegated cgroup dirs or None) for one non-root user."""
+    user, delegation, env = learner
+    with kernels_of(user, env, 2) as (k1, k2):
+        yield k1, k2, delegation
 
 
 def bomb_with_probes(k1: Kernel, k2: Kernel, code: str, marker: str) -> list[dict]:
@@ -318,3 +329,26 @@ def test_caps_end_only_the_cell_and_name_the_limit(two_kernels):
     reply, out = k1.run("after + 1")
     assert reply["content"]["status"] == "ok", error_of(out)
     assert value_of(out) == "8", "the thread bomb should not have restarted the process"
+
+
+def test_caps_that_cannot_be_enforced_are_said_once_and_the_kernel_works(learner):
+    """The same caps without a delegated cgroup: a non-root user cannot make one."""
+    user, delegation, env = learner
+    if delegation is None:
+        pytest.skip("needs root to run a kernel as a user without a delegated cgroup")
+    env = {k: v for k, v in env.items() if k != "RUSTMETER_CGROUP_PARENT"}
+    env["RUSTMETER_THREAD_LIMIT"] = "a thousand"
+    with kernels_of(user, env, 1) as (kernel,):
+        reply, out = kernel.run("1 + 1", FIRST_CELL_TIMEOUT)
+        assert reply["content"]["status"] == "ok", error_of(out)
+        assert value_of(out) == "2"
+        warning = stderr_of(out)
+        assert f"RUSTMETER_MEMORY_LIMIT={MEMORY} is set but NOT enforced" in warning, warning
+        assert "permission denied" in warning, warning
+        assert "RUSTMETER_CGROUP_PARENT" in warning and "chown" in warning, warning
+        assert 'RUSTMETER_THREAD_LIMIT="a thousand" is not a number' in warning, warning
+        reply, out = kernel.run("2 + 2")
+        assert value_of(out) == "4"
+        assert "NOT enforced" not in stderr_of(out), "said once, not on every cell"
+        reply, out = kernel.run(":limits")
+        assert "NOT enforced" in (value_of(out) or ""), out

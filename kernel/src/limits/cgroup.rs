@@ -109,7 +109,10 @@ pub fn parent_dir(
     proc_self_cgroup: &str,
     user: &str,
 ) -> Option<PathBuf> {
-    let relative = |path: &str| hierarchy.mount.join(path.trim_start_matches('/'));
+    let relative = |path: &str| match path.trim_matches('/') {
+        "" => hierarchy.mount.clone(),
+        inner => hierarchy.mount.join(inner),
+    };
     if let Some(setting) = parent_setting.filter(|s| !s.trim().is_empty()) {
         let entries: Vec<String> = setting
             .split(':')

@@ -125,23 +125,27 @@ impl Limits {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let user = login_name();
         for (controller, setting) in wanted {
-            let result = cgroup::hierarchy_for(&hierarchies, controller)
+            let Some(h) = cgroup::hierarchy_for(&hierarchies, controller) else {
+                let why = format!(
+                    "no cgroup hierarchy with the {} controller is mounted (none in \
+                     /proc/self/mountinfo)",
+                    controller.name()
+                );
+                let fix = "An administrator must make cgroups available (for a container: \
+                           mount /sys/fs/cgroup read-write, or run it with its own cgroup \
+                           namespace); running the kernel without the cap works meanwhile.";
+                limits.problems.push(unavailable(&setting, &why, fix));
+                continue;
+            };
+            let result = cgroup::parent_dir(h, parent_setting, &own, &user)
                 .ok_or_else(|| {
                     format!(
-                        "no cgroup hierarchy with the {} controller is mounted \
-                         (none in /proc/self/mountinfo)",
-                        controller.name()
+                        "{PARENT_VARIABLE} names no directory for the {} hierarchy at {}",
+                        controller.name(),
+                        h.mount.display()
                     )
                 })
-                .and_then(|h| {
-                    let parent =
-                        cgroup::parent_dir(h, parent_setting, &own, &user).ok_or_else(|| {
-                            format!(
-                                "{PARENT_VARIABLE} names no directory for the {} hierarchy at {}",
-                                controller.name(),
-                                h.mount.display()
-                            )
-                        })?;
+                .and_then(|parent| {
                     if mode == Mode::Check {
                         cgroup::check_parent(&parent, h.v2, controller)?;
                         let dir = parent.join(group_name);
@@ -156,7 +160,10 @@ impl Limits {
                 });
             match result {
                 Ok(group) => limits.groups.push((controller, group)),
-                Err(why) => limits.problems.push(unavailable(&setting, &why)),
+                Err(why) => {
+                    let fix = delegation_fix(h, controller);
+                    limits.problems.push(unavailable(&setting, &why, &fix));
+                }
             }
         }
         limits
@@ -218,7 +225,8 @@ impl Limits {
             "the process running your code (pid {pid}) could not be moved into {}",
             group.dir.join("cgroup.procs").display()
         );
-        Some(unavailable(setting, &why))
+        let fix = "The user running the kernel must own (be able to write) that file.";
+        Some(unavailable(setting, &why, fix))
     }
 
     /// The counters now.
@@ -344,14 +352,35 @@ fn shown(controller: Controller, setting: &Setting) -> String {
     }
 }
 
-/// The sentence for a cap that is configured but cannot be enforced.
-pub fn unavailable(setting: &Setting, why: &str) -> String {
+/// The sentence for a cap that is configured but cannot be enforced: the setting, why,
+/// and what an administrator does about it.
+pub fn unavailable(setting: &Setting, why: &str, fix: &str) -> String {
     format!(
-        "{} is set but NOT enforced: {why}. An administrator can delegate a cgroup to this \
-         user (as root: mkdir -p /sys/fs/cgroup/<memory|pids>/rustmeter/USER, then chown -R \
-         USER that directory) and set {PARENT_VARIABLE}=/rustmeter/{{user}} in the \
-         kernelspec's env; running the kernel as root also works.",
+        "{} is set but NOT enforced: {why}. {fix}",
         setting.assignment()
+    )
+}
+
+/// How an administrator delegates a cgroup directory of hierarchy `h` to the user.
+fn delegation_fix(h: &cgroup::Hierarchy, controller: Controller) -> String {
+    let dir = h.mount.join("rustmeter/USER");
+    let v2_step = if h.v2 {
+        format!(
+            ", enable the controller for it (echo +{name} > {root}/cgroup.subtree_control; \
+             the same in {mid}/cgroup.subtree_control)",
+            name = controller.name(),
+            root = h.mount.display(),
+            mid = h.mount.join("rustmeter").display(),
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "An administrator can delegate a cgroup to each learner: as root, mkdir -p {dir} \
+         && chown -R USER {dir}{v2_step}, then set {PARENT_VARIABLE}=/rustmeter/{{user}} in \
+         the kernelspec's env (./install.sh --env {PARENT_VARIABLE}=/rustmeter/{{user}}). \
+         Running the kernel as root also works.",
+        dir = dir.display()
     )
 }
 
@@ -405,13 +434,30 @@ mod tests {
     #[test]
     fn unavailable_names_setting_reason_and_fix() {
         let setting = parse::memory(MEMORY_VARIABLE, "500M").unwrap().unwrap();
+        let v1 = cgroup::Hierarchy {
+            mount: "/sys/fs/cgroup/memory".into(),
+            v2: false,
+            controllers: vec!["memory".into()],
+        };
         let text = unavailable(
             &setting,
             "cannot create the cgroup /sys/fs/cgroup/memory/x/rustmeter-1: permission denied",
+            &delegation_fix(&v1, Controller::Memory),
         );
-        assert!(text.contains("RUSTMETER_MEMORY_LIMIT=500M is set but NOT enforced"));
+        assert!(text.starts_with("RUSTMETER_MEMORY_LIMIT=500M is set but NOT enforced: "));
         assert!(text.contains("permission denied"));
-        assert!(text.contains("chown") && text.contains(PARENT_VARIABLE));
+        assert!(text.contains("chown -R USER /sys/fs/cgroup/memory/rustmeter/USER"));
+        assert!(text.contains("RUSTMETER_CGROUP_PARENT=/rustmeter/{user}"));
+        let v2 = cgroup::Hierarchy {
+            mount: "/sys/fs/cgroup".into(),
+            v2: true,
+            controllers: vec!["memory".into(), "pids".into()],
+        };
+        let fix = delegation_fix(&v2, Controller::Pids);
+        assert!(
+            fix.contains("echo +pids > /sys/fs/cgroup/cgroup.subtree_control"),
+            "{fix}"
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn human_bytes(bytes: u64) -> String {
     for (shift, name) in units {
         let unit = 1u64 << shift;
         if bytes >= unit {
-            return if bytes % unit == 0 {
+            return if bytes.is_multiple_of(unit) {
                 format!("{} {name}", bytes / unit)
             } else {
                 format!("{:.1} {name}", bytes as f64 / unit as f64)
