@@ -37,8 +37,8 @@ options:
                      (e.g. 500M, 2G; RUSTMETER_MEMORY_LIMIT; needs cgroups, see
                      rustmeter doctor). A cell over it fails; the kernel stays up
   --thread-limit N   cap its threads and processes (e.g. 1000; RUSTMETER_THREAD_LIMIT)
-  --cell-timeout SECONDS
-                     stop a cell that runs longer (RUSTMETER_CELL_TIMEOUT; default none)
+  --cell-timeout TIME stop a cell whose code runs longer (e.g. 30s, 2m;
+                     RUSTMETER_CELL_TIMEOUT; default none)
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -54,11 +54,12 @@ limit_env() {
     local flag="$1" value="$2" key pattern example
     case "$flag" in
         --memory-limit) key=RUSTMETER_MEMORY_LIMIT; example="500M or 2G"
-                        pattern='^([0-9]+(\.[0-9]+)?[[:space:]]*([KkMmGgTt]([Ii]?[Bb])?|[Bb])?|off)$' ;;
-        --thread-limit) key=RUSTMETER_THREAD_LIMIT; example="1000"; pattern='^([0-9][0-9_,]*|off)$' ;;
-        --cell-timeout) key=RUSTMETER_CELL_TIMEOUT; example="30 (seconds)"; pattern='^([0-9]+(\.[0-9]+)?s?|off)$' ;;
+                        pattern='^([0-9]+(\.[0-9]+)?[[:space:]]*([KkMmGgTt]([Ii]?[Bb])?|[Bb])?|off|none)$' ;;
+        --thread-limit) key=RUSTMETER_THREAD_LIMIT; example="1000"; pattern='^([0-9][0-9_,]*|off|none)$' ;;
+        --cell-timeout) key=RUSTMETER_CELL_TIMEOUT; example="30s or 2m"
+                        pattern='^([0-9]+(\.[0-9]+)?[[:space:]]*(ms|s|m|min|h)?|none)$' ;;
     esac
-    [[ "$value" =~ $pattern ]] || die "$flag: $value is not valid ($key; write e.g. $example, or off)"
+    [[ "$value" =~ $pattern ]] || die "$flag: $value is not valid ($key; write e.g. $example, or none)"
     extra_env+=("$key=$value")
 }
 
