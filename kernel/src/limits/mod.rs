@@ -359,6 +359,55 @@ mod tests {
             .contains("RUSTMETER_MEMORY_LIMIT has a bad value"));
     }
 
+    /// Real cgroups, a real process tree: needs root or a delegated cgroup (as
+    /// RUSTMETER_CGROUP_PARENT); says so and returns where neither exists.
+    #[test]
+    fn caps_a_real_process_tree_and_counts_refused_forks() {
+        let name = format!("rustmeter-unittest-{}", std::process::id());
+        let parent = std::env::var(PARENT_VARIABLE).ok();
+        let limits = Limits::set_up("256M", "40", parent.as_deref(), &name, Mode::Create);
+        if !limits.problems().is_empty() {
+            eprintln!(
+                "no cgroup can be made here, not tested: {:?}",
+                limits.problems()
+            );
+            return;
+        }
+        let dirs = limits.group_dirs();
+        assert_eq!(dirs.len(), 2, "{dirs:?}");
+        let before = limits.counters();
+        // 60 background sleeps under a cap of 40 tasks: some forks must be refused.
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("for i in $(seq 60); do sleep 2 & done 2>/dev/null; wait")
+            .process_group(0);
+        limits.attach(&mut command);
+        let mut shell = command.spawn().unwrap();
+        assert_eq!(
+            limits.check_member(shell.id()),
+            None,
+            "moved in before exec"
+        );
+        let status = shell.wait().unwrap();
+        let hits = limits.hits_since(before);
+        assert!(
+            hits.iter()
+                .any(|h| matches!(h, Hit::Threads(s) if s.value == 40)),
+            "{hits:?} after {status}"
+        );
+        assert!(
+            !hits.iter().any(|h| matches!(h, Hit::Memory(_))),
+            "{hits:?}"
+        );
+        // SAFETY: kill only signals the process group this test started.
+        unsafe { libc::kill(-(shell.id() as i32), libc::SIGKILL) };
+        limits.remove();
+        for dir in dirs {
+            assert!(!dir.exists(), "{} not removed", dir.display());
+        }
+    }
+
     #[test]
     fn a_parent_that_cannot_exist_is_reported_not_fatal() {
         let limits = Limits::set_up(
