@@ -7,6 +7,8 @@ set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=scripts/common.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/scripts/common.sh"
+# shellcheck source-path=SCRIPTDIR source=scripts/class-install.sh
+source "$ROOT/scripts/class-install.sh"
 
 usage() {
     cat <<EOF
@@ -33,6 +35,11 @@ options:
   --shared-cache DIR prewarm into DIR and have the kernel read it as a shared, read-only
                      cache tier (RUSTMETER_SHARED_CACHE=DIR in the kernelspec): run as the
                      admin who owns DIR; learners' kernels then reuse what is in it
+  --class DIR        class mode, for many learner accounts (JupyterHub): copy the kernel
+                     and the Rust toolchain into DIR (e.g. /opt/rustmeter), prewarm a
+                     read-only crate registry (DIR/cargo) and shared cache (DIR/cache)
+                     that kernels use offline, register the kernelspec under DIR/share
+                     unless a scope is given (see docs/classroom.md); run as root
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -50,6 +57,8 @@ rust_src=""
 extra_env=()
 prewarm=1
 shared_cache=""
+class_dir=""
+CLASS_PREWARM_ENV=()
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -77,6 +86,10 @@ while [[ $# -gt 0 ]]; do
             [[ $# -ge 2 ]] || die "--shared-cache needs a DIR"
             shared_cache="$2"; shift ;;
         --shared-cache=*) shared_cache="${1#--shared-cache=}" ;;
+        --class)
+            [[ $# -ge 2 ]] || die "--class needs a DIR"
+            class_dir="$2"; shift ;;
+        --class=*) class_dir="${1#--class=}" ;;
         --solutions) extra_env+=("RUSTMETER_SOLUTIONS=$ROOT/notebooks/instructor/solutions/rs") ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option: $1 (see ./install.sh --help)" ;;
@@ -161,6 +174,10 @@ fi
 [[ -x "$BIN" ]] || die "kernel binary $BIN not found: run ./install.sh without --no-build"
 
 # ---------------------------------------------------------------------------- prewarm
+if [[ -n "$class_dir" ]]; then
+    [[ $prewarm -eq 1 ]] || warn "--class with --no-prewarm: $class_dir/cargo stays empty unless it was prewarmed before"
+    class_prepare "$class_dir"
+fi
 if [[ -n "$shared_cache" ]]; then
     mkdir -p "$shared_cache" || die "--shared-cache: cannot create $shared_cache"
     shared_cache="$(cd "$shared_cache" && pwd)"
@@ -172,7 +189,7 @@ if [[ $prewarm -eq 1 ]]; then
     step "prewarming the dependency cache: compiling tokio (features full) and the rustmeter crate" \
          "($BIN ${prewarm_args[*]}; skip with --no-prewarm)"
     prewarm_started=$SECONDS
-    if "$BIN" "${prewarm_args[@]}"; then
+    if env ${CLASS_PREWARM_ENV[@]+"${CLASS_PREWARM_ENV[@]}"} "$BIN" "${prewarm_args[@]}"; then
         echo "prewarm took $((SECONDS - prewarm_started)) s"
     else
         warn "prewarm failed after $((SECONDS - prewarm_started)) s (offline?): the first ':dep tokio'" \
@@ -181,6 +198,7 @@ if [[ $prewarm -eq 1 ]]; then
 else
     step "skipping the dependency cache prewarm (--no-prewarm)"
 fi
+[[ -z "$class_dir" ]] || class_finish "$class_dir"
 
 # ---------------------------------------------------------------------------- rust-src
 if [[ -n "$rust_src" ]]; then
