@@ -251,6 +251,9 @@ fi
 # ---------------------------------------------------------------------------- kernelspec
 step "writing kernelspec"
 spec_dir="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-kernelspec.XXXXXX")"
+# mktemp makes it 0700 and `kernelspec install` copies the mode: a system-wide or class
+# kernelspec must be readable by every user.
+chmod 755 "$spec_dir"
 trap 'rm -rf "$spec_dir" "$spec_dir.log"' EXIT
 
 spec_args=(install-kernelspec --dir "$spec_dir")
@@ -303,7 +306,8 @@ print(os.path.join(base, "kernels", name))
 PY
 )"
 
-if [[ -d "$dest" ]] && diff -rq "$spec_dir" "$dest" >/dev/null 2>&1; then
+if [[ -d "$dest" ]] && diff -rq "$spec_dir" "$dest" >/dev/null 2>&1 \
+    && [[ "$(stat -c %a "$dest")" == 755 ]]; then
     step "kernelspec $KERNEL_NAME is already up to date at $dest"
 else
     step "registering kernelspec $KERNEL_NAME (jupyter kernelspec install ${scope[*]})"
