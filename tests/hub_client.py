@@ -152,15 +152,18 @@ def message(kind: str, msg_id: str, session: str, user: str, content: dict) -> d
 
 
 class MachineSampler(threading.Thread):
-    """Samples used memory (MemTotal - MemAvailable) and busy cores of the whole machine
-    every `period` seconds until stopped."""
+    """Every `period` seconds until stopped: the whole machine's used memory (MemTotal -
+    MemAvailable) and busy cores, and the memory (PSS) of each of `uids`' processes —
+    the machine is shared, so the learners' own share is measured apart."""
 
-    def __init__(self, period: float = 0.5):
+    def __init__(self, uids: dict[str, int], period: float = 0.5):
         super().__init__(daemon=True)
         self.period = period
+        self.uids = uids
         self.stopping = threading.Event()
         self.used_bytes: list[int] = []
         self.busy_cores: list[float] = []
+        self.learner_pss: dict[str, list[int]] = {name: [] for name in uids}
 
     @staticmethod
     def used_memory() -> int:
@@ -189,7 +192,52 @@ class MachineSampler(threading.Thread):
                 self.busy_cores.append((busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1))
             busy0, total0 = busy1, total1
             self.used_bytes.append(self.used_memory())
+            pss = {uid: 0 for uid in self.uids.values()}
+            for pid, uid in processes(set(pss)):
+                pss[uid] += proportional_set_size(pid)
+            for name, uid in self.uids.items():
+                self.learner_pss[name].append(pss[uid])
 
     def stop(self) -> None:
         self.stopping.set()
         self.join()
+
+
+def processes(uids: set[int]) -> list[tuple[int, int]]:
+    """(pid, uid) of the live processes owned by `uids`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                uid = entry.stat().st_uid
+            except OSError:
+                continue
+            if uid in uids:
+                found.append((int(entry.name), uid))
+    return found
+
+
+def proportional_set_size(pid: int) -> int:
+    """The process's PSS in bytes (shared pages divided among their users), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(uid: int) -> float:
+    """CPU time of `uid`'s live processes and of the children they waited for (compilers):
+    what that user's work has cost so far."""
+    ticks = 0
+    for pid, _ in processes({uid}):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -39,7 +39,7 @@ import pytest
 import requests
 import websocket
 
-from hub_client import CellRun, Hub, LearnerKernel, MachineSampler, channels
+from hub_client import CellRun, Hub, LearnerKernel, MachineSampler, channels, cpu_seconds
 from kernel_helpers import NOTEBOOKS, ROOT
 
 sys.path.insert(0, str(NOTEBOOKS))
@@ -153,7 +153,8 @@ def learner_run(hub_url: str, user: str, token: str, cells: list[CellRun], barri
 
 def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None:
     hub, setup_s = class_hub
-    sampler = MachineSampler()
+    uids = {name: pwd.getpwnam(name).pw_uid for name in LEARNERS}
+    sampler = MachineSampler(uids)
     sampler.start()
     idle_used = sampler.used_memory()
     tokens = {name: hub.user_token(name) for name in LEARNERS}
@@ -173,8 +174,10 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
     except threading.BrokenBarrierError:
         pass
     started = time.monotonic()
+    cpu_before = {name: cpu_seconds(uid) for name, uid in uids.items()}
     for t in threads:
         t.join(CELL_TIMEOUT * 20)
+    cpu_used = {name: cpu_seconds(uid) - cpu_before[name] for name, uid in uids.items()}
     sampler.stop()
     try:
         failures = {n: r["failure"] for n, r in results.items() if "failure" in r}
@@ -198,7 +201,8 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
 
         compiled = check_shared_cache_hits()
         check_isolation(hub, tokens, results)
-        report = figures(setup_s, total_s, results, sampler, idle_used, compiled, len(results["rmlearner1"]["cells"]))
+        report = figures(setup_s, total_s, results, sampler, idle_used, cpu_used, compiled,
+                         len(results[LEARNERS[0]]["cells"]))
         with capsys.disabled():
             print("\n" + report)
     finally:
@@ -257,38 +261,43 @@ def owns_file(proc: Path, connection: Path) -> bool:
 
 
 def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampler, idle_used: int,
-            compiled: dict, n_cells: int) -> str:
+            cpu_used: dict[str, float], compiled: dict, n_cells: int) -> str:
+    """The figures, and the sizing table from the learners' own share: their processes'
+    peak memory (PSS) and CPU time. The machine-wide figures include whatever else runs."""
     n = len(LEARNERS)
-    gb = 2**30
+    gb, mb = 2**30, 2**20
     peak_used = max(sampler.used_bytes)
-    class_bytes = max(0, peak_used - idle_used)
     busy = sampler.busy_cores or [0.0]
-    core_seconds = sum(busy) * sampler.period
-    per_learner_cpu = core_seconds / n
-    per_learner_gb = class_bytes / n / gb
-    walls = ", ".join(f"{name} {results[name]['wall_s']:.0f} s" for name in LEARNERS)
+    peak_pss = {name: max(sampler.learner_pss[name], default=0) for name in LEARNERS}
+    class_peak = max((sum(v) for v in zip(*sampler.learner_pss.values())), default=0)
+    ram_per_learner = max(peak_pss.values()) / gb
+    cpu_per_learner = max(cpu_used.values())
     cores = os.cpu_count()
     total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / gb
     lines = [
         f"class hub figures ({n} learners, {n_cells} cells of {NOTEBOOK.name} each, started together;"
         f" machine: {cores} cores, {total_gb:.0f} GB RAM)",
         f"  setup (class-hub.sh setup, warm): {setup_s:.0f} s",
-        f"  all {n} finished in {total_s:.0f} s; per learner: {walls}",
-        f"  machine memory used: {idle_used / gb:.2f} GB before the servers, peak {peak_used / gb:.2f} GB"
-        f" (+{class_bytes / gb:.2f} GB, {per_learner_gb * 1024:.0f} MB per learner)",
-        f"  machine CPU: peak {max(busy):.2f} cores busy, average {sum(busy) / len(busy):.2f} of {cores};"
-        f" {core_seconds:.0f} core-seconds, {per_learner_cpu:.0f} per learner",
-        f"  compiled per learner (rustmeter's own per-user shim crates; everything else from the shared cache):"
+        f"  all {n} finished in {total_s:.0f} s; wall time per learner: "
+        + ", ".join(f"{name} {results[name]['wall_s']:.0f} s" for name in LEARNERS),
+        f"  machine memory used: {idle_used / gb:.2f} GB before the servers started, peak {peak_used / gb:.2f} GB",
+        f"  machine CPU: peak {max(busy):.2f} cores busy, average {sum(busy) / len(busy):.2f} of {cores}",
+        f"  learners' processes (server, kernel, compilers, demo server): peak memory together"
+        f" {class_peak / gb:.2f} GB; per learner (PSS) "
+        + ", ".join(f"{peak_pss[name] / mb:.0f}" for name in LEARNERS) + " MB",
+        "  CPU time per learner: " + ", ".join(f"{cpu_used[name]:.0f}" for name in LEARNERS) + " s",
+        f"  compiled by every learner (rustmeter's per-user shim crates; the rest came from the shared cache):"
         f" {compiled[LEARNERS[0]]}",
         "",
-        "sizing (RAM: the idle machine plus the measured peak per learner, 1 GB margin;"
-        " cores: the measured core-seconds per learner spread over 60 s, i.e. a whole class"
-        " pressing Run on the same cell sequence at once waits about a minute):",
+        f"sizing: RAM = {idle_used / gb:.1f} GB (this machine before the class) + learners × {ram_per_learner:.2f} GB"
+        f" (the largest learner's peak), rounded up; cores = learners × {cpu_per_learner:.0f} CPU-seconds"
+        " (the largest learner's) / 60 s, i.e. when everyone runs these cells at the same moment"
+        " they all finish in about a minute:",
         "",
         "| learners | RAM | cores |",
         "|---:|---:|---:|",
     ]
     for learners in (n, 10, 20, 30, 50):
-        ram = idle_used / gb + learners * per_learner_gb + 1
-        lines.append(f"| {learners} | {math.ceil(ram)} GB | {max(1, math.ceil(learners * per_learner_cpu / 60))} |")
+        ram = idle_used / gb + learners * ram_per_learner
+        lines.append(f"| {learners} | {math.ceil(ram)} GB | {max(1, math.ceil(learners * cpu_per_learner / 60))} |")
     return "\n".join(lines)
