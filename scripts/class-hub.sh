@@ -93,13 +93,14 @@ cmd_add_learners() {
 cmd_remove_learners() {
     need_root remove-learners
     [[ $# -gt 0 ]] || die "remove-learners needs at least one NAME"
-    local name failed=0
+    local name uid failed=0
     for name in "$@"; do
         valid_name "$name"
         if ! id "$name" >/dev/null 2>&1; then
             echo "learner $name does not exist"
             continue
         fi
+        uid="$(id -u "$name")"
         # userdel refuses while the account still runs processes (a server stopping).
         for _ in 1 2 3 4 5 6 7 8 9 10; do
             userdel --remove "$name" 2>/dev/null && break
@@ -109,6 +110,9 @@ cmd_remove_learners() {
             warn "could not remove $name: processes still running? (ps -u $name)"
             failed=1
         else
+            # Kernels leave their (empty, 0700) base folder in /tmp: remove it before the
+            # uid is given to someone else.
+            rm -rf "${TMPDIR:-/tmp}/rustmeter-$uid"
             echo "removed learner $name"
         fi
     done

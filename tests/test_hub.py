@@ -134,6 +134,21 @@ def class_hub():
         shutil.rmtree(CLASS_DIR / "hub" / "state", ignore_errors=True)
 
 
+def test_class_hub_script_names_what_is_wrong() -> None:
+    """Bad input to the instructor's script: an error naming the culprit, nothing done."""
+    cases = {
+        ("add-learners", "Bad Name"): "not a valid learner account name: 'Bad Name'",
+        ("start", "rmnosuchlearner"): "no system account rmnosuchlearner",
+        ("start",): "start needs the learners' account NAMEs",
+        ("frobnicate",): "unknown command: frobnicate",
+    }
+    for args, expected in cases.items():
+        done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, RUSTMETER_CLASS_DIR=str(CLASS_DIR)))
+        assert done.returncode != 0 and expected in done.stderr, f"class-hub.sh {args}: {done.returncode} {done.stderr}"
+    assert subprocess.run(["id", "Bad Name"], capture_output=True).returncode != 0
+
+
 def learner_run(hub_url: str, user: str, token: str, cells: list[CellRun], barrier: threading.Barrier,
                 results: dict) -> None:
     kernel = LearnerKernel(hub_url, user, token)
@@ -243,8 +258,9 @@ def check_isolation(hub: Hub, tokens: dict, results: dict) -> None:
     assert stat.S_IMODE(home.stat().st_mode) == 0o700, f"{home} is {oct(home.stat().st_mode)}, must be 0700"
     connection = home / ".local" / "share" / "jupyter" / "runtime" / f"kernel-{b_kernel}.json"
     assert connection.is_file(), f"{b}'s kernel connection file is not where expected: {connection}"
-    kernel_dirs = list(Path("/tmp").glob(f"rustmeter-{b_user.pw_uid}"))
-    for target in [home, connection, *kernel_dirs]:
+    kernel_dir = Path("/tmp") / f"rustmeter-{b_user.pw_uid}"  # the kernels' scratch folders
+    assert kernel_dir.is_dir(), f"{b}'s kernel folder is not where expected: {kernel_dir}"
+    for target in [home, connection, kernel_dir]:
         denied = run_as(a, "cat" if target.is_file() else "ls", str(target))
         assert denied.returncode != 0 and "Permission denied" in denied.stderr, \
             f"{a} could read {target}: {denied.stdout[:200]}"
