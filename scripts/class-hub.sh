@@ -22,7 +22,7 @@ HUB_DIR="$CLASS_DIR/hub"
 CHP_VERSION="4"   # configurable-http-proxy major version JupyterHub 5/6 work with
 
 usage() {
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # The Python environment the hub and the learners' servers run from: DIR/venv, made from a

@@ -264,9 +264,37 @@ def check_isolation(hub: Hub, tokens: dict, results: dict) -> None:
         denied = run_as(a, "cat" if target.is_file() else "ls", str(target))
         assert denied.returncode != 0 and "Permission denied" in denied.stderr, \
             f"{a} could read {target}: {denied.stdout[:200]}"
+    check_unsigned_request_ignored(a, connection)
     # The kernel runs as B: the process whose argv names B's connection file is B's.
     owners = {p.stat().st_uid for p in Path("/proc").iterdir() if p.name.isdigit() and owns_file(p, connection)}
     assert owners == {b_user.pw_uid}, f"{b}'s kernel runs as uids {owners}, expected {b_user.pw_uid}"
+
+
+# Run as learner A with B's kernel ports (not its key, which A cannot read): a request
+# signed with a guessed key must get no reply.
+FORGED_REQUEST = """
+import json, sys, uuid
+from jupyter_client import BlockingKernelClient
+info = json.loads(sys.argv[1])
+client = BlockingKernelClient(key=uuid.uuid4().hex.encode(), **info)
+client.start_channels()
+client.execute('println!("{}", std::env::var("USER").unwrap_or_default());')
+try:
+    reply = client.get_shell_msg(timeout=8)
+    print("REPLIED", reply["content"])
+except Exception:
+    print("NO REPLY")
+client.stop_channels()
+"""
+
+
+def check_unsigned_request_ignored(a: str, connection: Path) -> None:
+    info = json.loads(connection.read_text())
+    ports = {k: info[k] for k in ("ip", "transport", "shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")}
+    python = CLASS_DIR / "venv" / "bin" / "python"
+    forged = run_as(a, str(python), "-c", FORGED_REQUEST, json.dumps(ports))
+    assert forged.returncode == 0 and "NO REPLY" in forged.stdout, \
+        f"{a} reached another learner's kernel with a forged key: {forged.stdout} {forged.stderr[-500:]}"
 
 
 def owns_file(proc: Path, connection: Path) -> bool:
@@ -301,7 +329,7 @@ def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampl
         f"  learners' processes (server, kernel, compilers, demo server): peak memory together"
         f" {class_peak / gb:.2f} GB; per learner (PSS) "
         + ", ".join(f"{peak_pss[name] / mb:.0f}" for name in LEARNERS) + " MB",
-        "  CPU time per learner: " + ", ".join(f"{cpu_used[name]:.0f}" for name in LEARNERS) + " s",
+        "  CPU time per learner: " + ", ".join(f"{cpu_used[name]:.1f}" for name in LEARNERS) + " s",
         f"  compiled by every learner (rustmeter's per-user shim crates; the rest came from the shared cache):"
         f" {compiled[LEARNERS[0]]}",
         "",
