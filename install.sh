@@ -7,6 +7,8 @@ set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=scripts/common.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/scripts/common.sh"
+# shellcheck source-path=SCRIPTDIR source=scripts/class-install.sh
+source "$ROOT/scripts/class-install.sh"
 
 usage() {
     cat <<EOF
@@ -39,6 +41,11 @@ options:
   --thread-limit N   cap its threads and processes (e.g. 1000; RUSTMETER_THREAD_LIMIT)
   --cell-timeout TIME stop a cell whose code runs longer (e.g. 30s, 2m;
                      RUSTMETER_CELL_TIMEOUT; default none)
+  --class DIR        class mode, for many learner accounts (JupyterHub): copy the kernel
+                     and the Rust toolchain into DIR (e.g. /opt/rustmeter), prewarm a
+                     read-only crate registry (DIR/cargo) and shared cache (DIR/cache)
+                     that kernels use offline, register the kernelspec under DIR/share
+                     unless a scope is given (see docs/classroom.md); run as root
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -71,6 +78,8 @@ rust_src=""
 extra_env=()
 prewarm=1
 shared_cache=""
+class_dir=""
+CLASS_PREWARM_ENV=()
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -103,6 +112,10 @@ while [[ $# -gt 0 ]]; do
             limit_env "$1" "$2"; shift ;;
         --memory-limit=*|--thread-limit=*|--cell-timeout=*)
             limit_env "${1%%=*}" "${1#*=}" ;;
+        --class)
+            [[ $# -ge 2 ]] || die "--class needs a DIR"
+            class_dir="$2"; shift ;;
+        --class=*) class_dir="${1#--class=}" ;;
         --solutions) extra_env+=("RUSTMETER_SOLUTIONS=$ROOT/notebooks/instructor/solutions/rs") ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option: $1 (see ./install.sh --help)" ;;
@@ -187,6 +200,10 @@ fi
 [[ -x "$BIN" ]] || die "kernel binary $BIN not found: run ./install.sh without --no-build"
 
 # ---------------------------------------------------------------------------- prewarm
+if [[ -n "$class_dir" ]]; then
+    [[ $prewarm -eq 1 ]] || warn "--class with --no-prewarm: $class_dir/cargo stays empty unless it was prewarmed before"
+    class_prepare "$class_dir"
+fi
 if [[ -n "$shared_cache" ]]; then
     mkdir -p "$shared_cache" || die "--shared-cache: cannot create $shared_cache"
     shared_cache="$(cd "$shared_cache" && pwd)"
@@ -198,7 +215,7 @@ if [[ $prewarm -eq 1 ]]; then
     step "prewarming the dependency cache: compiling tokio (features full) and the rustmeter crate" \
          "($BIN ${prewarm_args[*]}; skip with --no-prewarm)"
     prewarm_started=$SECONDS
-    if "$BIN" "${prewarm_args[@]}"; then
+    if env ${CLASS_PREWARM_ENV[@]+"${CLASS_PREWARM_ENV[@]}"} "$BIN" "${prewarm_args[@]}"; then
         echo "prewarm took $((SECONDS - prewarm_started)) s"
     else
         warn "prewarm failed after $((SECONDS - prewarm_started)) s (offline?): the first ':dep tokio'" \
@@ -207,6 +224,7 @@ if [[ $prewarm -eq 1 ]]; then
 else
     step "skipping the dependency cache prewarm (--no-prewarm)"
 fi
+[[ -z "$class_dir" ]] || class_finish "$class_dir"
 
 # ---------------------------------------------------------------------------- rust-src
 if [[ -n "$rust_src" ]]; then
@@ -259,6 +277,9 @@ fi
 # ---------------------------------------------------------------------------- kernelspec
 step "writing kernelspec"
 spec_dir="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-kernelspec.XXXXXX")"
+# mktemp makes it 0700 and `kernelspec install` copies the mode: a system-wide or class
+# kernelspec must be readable by every user.
+chmod 755 "$spec_dir"
 trap 'rm -rf "$spec_dir" "$spec_dir.log"' EXIT
 
 spec_args=(install-kernelspec --dir "$spec_dir")
@@ -311,7 +332,8 @@ print(os.path.join(base, "kernels", name))
 PY
 )"
 
-if [[ -d "$dest" ]] && diff -rq "$spec_dir" "$dest" >/dev/null 2>&1; then
+if [[ -d "$dest" ]] && diff -rq "$spec_dir" "$dest" >/dev/null 2>&1 \
+    && [[ "$(stat -c %a "$dest")" == 755 ]]; then
     step "kernelspec $KERNEL_NAME is already up to date at $dest"
 else
     step "registering kernelspec $KERNEL_NAME (jupyter kernelspec install ${scope[*]})"

@@ -1,0 +1,347 @@
+"""A class on JupyterHub: five real system users, one shared rustmeter install, the async
+tutorial's key cells run by all five at the same moment.
+
+The hub is the one docs/classroom.md sets up, through the same commands
+(scripts/class-hub.sh setup / add-learners / start / remove-learners): a real JupyterHub
+with configurable-http-proxy, the dummy authenticator and the default LocalProcessSpawner,
+so each learner's server and kernels run as that learner. The test talks to it like a
+browser: hub REST API for tokens and servers, each server's kernels REST and websocket.
+
+Checks: every cell finishes without error and has its telemetry footer; the demo
+servers got different ports; no learner compiled a crate the shared cache holds (tokio
+comes from it); a learner's token is refused by another's server, and a learner's uid
+cannot read another's home, kernel connection file or kernel folder. Prints the class
+figures (total and per-learner wall time, peak memory and CPU of the machine) and the
+sizing table docs/classroom.md quotes.
+
+Needs root (useradd, setuid servers). Keeps the class install in RUSTMETER_CLASS_DIR
+(default /opt/rustmeter) between runs, like a real class machine; removes the learners,
+their homes, the hub's processes and its state.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import requests
+import websocket
+
+from hub_client import CellRun, Hub, LearnerKernel, MachineSampler, channels, cpu_seconds
+from kernel_helpers import NOTEBOOKS, ROOT
+
+sys.path.insert(0, str(NOTEBOOKS))
+from execute import telemetry  # noqa: E402  (notebooks/execute.py)
+
+SCRIPT = ROOT / "scripts" / "class-hub.sh"
+CLASS_DIR = Path(os.environ.get("RUSTMETER_CLASS_DIR", "/opt/rustmeter"))
+LEARNERS = [f"rmlearner{i}" for i in range(1, 6)]
+NOTEBOOK = NOTEBOOKS / "04-async.ipynb"
+CELL_TIMEOUT = 600
+SKIPPED_TAGS = {"raises-exception", "exercise", "self-check"}
+# The last cell asks each learner's demo server for its address.
+PORT_PROBE = 'println!("demo port {}", server.addr.port());'
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the class hub test creates system users: run as root")
+
+
+def script(*args: str, timeout: float = 900) -> str:
+    """Runs scripts/class-hub.sh; the binary is the one the test run built (RUSTMETER_BIN)."""
+    env = dict(os.environ, RUSTMETER_CLASS_DIR=str(CLASS_DIR), PYTHON=sys.executable)
+    binary = os.environ.get("RUSTMETER_BIN")
+    if binary:
+        env["CARGO_TARGET_DIR"] = str(Path(binary).resolve().parent.parent)
+    done = subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"class-hub.sh {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def free_port_triple() -> int:
+    """A port p with p, p+1 and p+2 free (proxy, hub API, proxy API)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 2 > 65535:
+            continue
+        try:
+            for p in (port + 1, port + 2):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no three consecutive free ports")
+
+
+def key_cells() -> list[CellRun]:
+    """The async tutorial up to its last `measure:` cell: setup, helpers, key cells."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    last = max(i for i, c in enumerate(code) if any(t.startswith("measure:") for t in c.metadata.get("tags", [])))
+    cells = [
+        CellRun(source=c.source, tags=list(c.metadata.get("tags", [])))
+        for c in code[: last + 1]
+        if not SKIPPED_TAGS & set(c.metadata.get("tags", []))
+    ]
+    assert "setup" in cells[0].tags, "the async tutorial must start with its setup cell"
+    return cells + [CellRun(source=PORT_PROBE, tags=["port-probe"])]
+
+
+def run_as(user: str, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", user, "--", *command], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def class_hub():
+    """The class install, five learners and a running hub; all but the install removed after."""
+    script("remove-learners", *LEARNERS)  # a clean slate if an earlier run was killed
+    started = time.monotonic()
+    script("setup", "--no-build")
+    setup_s = time.monotonic() - started
+    script("add-learners", *LEARNERS)
+    port = free_port_triple()
+    env = dict(os.environ, RUSTMETER_CLASS_DIR=str(CLASS_DIR), RUSTMETER_HUB_PORT=str(port))
+    log = open(CLASS_DIR / "hub" / "test-hub.log", "w")
+    hub_process = subprocess.Popen([str(SCRIPT), "start", *LEARNERS], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        hub = Hub(f"http://127.0.0.1:{port}", (CLASS_DIR / "hub" / "admin-token").read_text().strip())
+        hub.wait_up(120)
+        yield hub, setup_s
+    finally:
+        # SIGTERM: JupyterHub stops the learners' servers (and their kernels) and the proxy.
+        hub_process.send_signal(signal.SIGTERM)
+        try:
+            hub_process.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(hub_process.pid, signal.SIGKILL)
+            hub_process.wait(10)
+        log.close()
+        script("remove-learners", *LEARNERS)
+        shutil.rmtree(CLASS_DIR / "hub" / "state", ignore_errors=True)
+
+
+def test_class_hub_script_names_what_is_wrong() -> None:
+    """Bad input to the instructor's script: an error naming the culprit, nothing done."""
+    cases = {
+        ("add-learners", "Bad Name"): "not a valid learner account name: 'Bad Name'",
+        ("start", "rmnosuchlearner"): "no system account rmnosuchlearner",
+        ("start",): "start needs the learners' account NAMEs",
+        ("frobnicate",): "unknown command: frobnicate",
+    }
+    for args, expected in cases.items():
+        done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, RUSTMETER_CLASS_DIR=str(CLASS_DIR)))
+        assert done.returncode != 0 and expected in done.stderr, f"class-hub.sh {args}: {done.returncode} {done.stderr}"
+    assert subprocess.run(["id", "Bad Name"], capture_output=True).returncode != 0
+
+
+def learner_run(hub_url: str, user: str, token: str, cells: list[CellRun], barrier: threading.Barrier,
+                results: dict) -> None:
+    kernel = LearnerKernel(hub_url, user, token)
+    try:
+        results[user] = {"kernel": kernel, "cells": cells}
+        kernel.start()
+        barrier.wait(timeout=600)
+        started = time.monotonic()
+        for cell in cells:
+            kernel.execute(cell, CELL_TIMEOUT)
+        results[user]["wall_s"] = time.monotonic() - started
+        results[user]["end"] = time.monotonic()
+    except BaseException as e:  # reported by the test, with the learner's name
+        results.setdefault(user, {})["failure"] = f"{type(e).__name__}: {e}"
+        barrier.abort()
+
+
+def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None:
+    hub, setup_s = class_hub
+    uids = {name: pwd.getpwnam(name).pw_uid for name in LEARNERS}
+    sampler = MachineSampler(uids)
+    sampler.start()
+    idle_used = sampler.used_memory()
+    tokens = {name: hub.user_token(name) for name in LEARNERS}
+    for name in LEARNERS:
+        hub.start_server(name)
+    for name in LEARNERS:
+        hub.wait_ready(name, 300)
+
+    barrier = threading.Barrier(len(LEARNERS) + 1)
+    results: dict[str, dict] = {}
+    threads = [threading.Thread(target=learner_run, args=(hub.url, n, tokens[n], key_cells(), barrier, results))
+               for n in LEARNERS]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait(timeout=600)
+    except threading.BrokenBarrierError:
+        pass
+    started = time.monotonic()
+    cpu_before = {name: cpu_seconds(uid) for name, uid in uids.items()}
+    for t in threads:
+        t.join(CELL_TIMEOUT * 20)
+    cpu_used = {name: cpu_seconds(uid) - cpu_before[name] for name, uid in uids.items()}
+    sampler.stop()
+    try:
+        failures = {n: r["failure"] for n, r in results.items() if "failure" in r}
+        assert not failures, f"learners failed: {failures}"
+        total_s = max(r["end"] for r in results.values()) - started
+
+        problems = []
+        ports = {}
+        for name in LEARNERS:
+            for cell in results[name]["cells"]:
+                errors = [f"{o['ename']}: {o['evalue']}" for o in cell.outputs if o["output_type"] == "error"]
+                if errors or cell.status != "ok":
+                    problems.append(f"{name}: {cell.tags} {cell.source[:60]!r}: {cell.status} {errors}")
+                elif telemetry(cell) is None:
+                    problems.append(f"{name}: {cell.tags} {cell.source[:60]!r} has no telemetry footer")
+            probe = "".join(o.get("text", "") for o in results[name]["cells"][-1].outputs)
+            ports[name] = probe.split("demo port ")[-1].split()[0] if "demo port " in probe else None
+        assert not problems, "\n".join(problems)
+        assert None not in ports.values() and len(set(ports.values())) == len(LEARNERS), \
+            f"demo servers must each have their own port: {ports}"
+
+        compiled = check_shared_cache_hits()
+        check_isolation(hub, tokens, results)
+        report = figures(setup_s, total_s, results, sampler, idle_used, cpu_used, compiled,
+                         len(results[LEARNERS[0]]["cells"]))
+        with capsys.disabled():
+            print("\n" + report)
+    finally:
+        for r in results.values():
+            if "kernel" in r:
+                r["kernel"].close()
+
+
+def check_shared_cache_hits() -> dict[str, list[str]]:
+    """No learner compiled a crate whose entry the shared tier holds; tokio came from it.
+    Returns what each learner did compile (rustmeter's per-user shim crates)."""
+    shared_keys = {p.name[:12] for p in (CLASS_DIR / "cache" / "entries").iterdir()}
+    compiled: dict[str, list[str]] = {}
+    for name in LEARNERS:
+        log = Path(pwd.getpwnam(name).pw_dir) / ".cache" / "rustmeter" / "deps" / "hits.log"
+        assert log.is_file(), f"{name} has no dependency-cache record {log}"
+        lines = [line.split() for line in log.read_text().splitlines()]
+        recompiled = [f[1] for f in lines if f[3] == "miss" and f[2] in shared_keys]
+        assert not recompiled, f"{name} compiled crates the shared cache holds: {recompiled}"
+        assert any(f[1] == "tokio" and f[3] == "hit" and str(CLASS_DIR / "cache") in f[5:] for f in lines), \
+            f"{name}'s tokio did not come from the shared cache:\n{log.read_text()}"
+        compiled[name] = sorted({f[1] for f in lines if f[3] == "miss"})
+    return compiled
+
+
+def check_isolation(hub: Hub, tokens: dict, results: dict) -> None:
+    a, b = LEARNERS[0], LEARNERS[1]
+    b_kernel = results[b]["kernel"].kernel_id
+    refused = requests.get(f"{hub.url}/user/{b}/api/kernels", headers={"Authorization": f"token {tokens[a]}"},
+                           timeout=60, allow_redirects=False)
+    assert refused.status_code == 403, f"{a}'s token on {b}'s server: {refused.status_code}, expected 403"
+    with pytest.raises(websocket.WebSocketBadStatusException) as ws_refused:
+        channels(f"{hub.url}/user/{b}", b_kernel, {"Authorization": f"token {tokens[a]}"})
+    assert ws_refused.value.status_code == 403, f"{a}'s token on {b}'s kernel websocket: {ws_refused.value}"
+
+    b_user = pwd.getpwnam(b)
+    home = Path(b_user.pw_dir)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700, f"{home} is {oct(home.stat().st_mode)}, must be 0700"
+    connection = home / ".local" / "share" / "jupyter" / "runtime" / f"kernel-{b_kernel}.json"
+    assert connection.is_file(), f"{b}'s kernel connection file is not where expected: {connection}"
+    kernel_dir = Path("/tmp") / f"rustmeter-{b_user.pw_uid}"  # the kernels' scratch folders
+    assert kernel_dir.is_dir(), f"{b}'s kernel folder is not where expected: {kernel_dir}"
+    for target in [home, connection, kernel_dir]:
+        denied = run_as(a, "cat" if target.is_file() else "ls", str(target))
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr, \
+            f"{a} could read {target}: {denied.stdout[:200]}"
+    check_unsigned_request_ignored(a, connection)
+    # The kernel runs as B: the process whose argv names B's connection file is B's.
+    owners = {p.stat().st_uid for p in Path("/proc").iterdir() if p.name.isdigit() and owns_file(p, connection)}
+    assert owners == {b_user.pw_uid}, f"{b}'s kernel runs as uids {owners}, expected {b_user.pw_uid}"
+
+
+# Run as learner A with B's kernel ports (not its key, which A cannot read): a request
+# signed with a guessed key must get no reply.
+FORGED_REQUEST = """
+import json, sys, uuid
+from jupyter_client import BlockingKernelClient
+info = json.loads(sys.argv[1])
+client = BlockingKernelClient(key=uuid.uuid4().hex.encode(), **info)
+client.start_channels()
+client.execute('println!("{}", std::env::var("USER").unwrap_or_default());')
+try:
+    reply = client.get_shell_msg(timeout=8)
+    print("REPLIED", reply["content"])
+except Exception:
+    print("NO REPLY")
+client.stop_channels()
+"""
+
+
+def check_unsigned_request_ignored(a: str, connection: Path) -> None:
+    info = json.loads(connection.read_text())
+    ports = {k: info[k] for k in ("ip", "transport", "shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")}
+    python = CLASS_DIR / "venv" / "bin" / "python"
+    forged = run_as(a, str(python), "-c", FORGED_REQUEST, json.dumps(ports))
+    assert forged.returncode == 0 and "NO REPLY" in forged.stdout, \
+        f"{a} reached another learner's kernel with a forged key: {forged.stdout} {forged.stderr[-500:]}"
+
+
+def owns_file(proc: Path, connection: Path) -> bool:
+    try:
+        return str(connection.name) in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampler, idle_used: int,
+            cpu_used: dict[str, float], compiled: dict, n_cells: int) -> str:
+    """The figures, and the sizing table from the learners' own share: their processes'
+    peak memory (PSS) and CPU time. The machine-wide figures include whatever else runs."""
+    n = len(LEARNERS)
+    gb, mb = 2**30, 2**20
+    peak_used = max(sampler.used_bytes)
+    busy = sampler.busy_cores or [0.0]
+    peak_pss = {name: max(sampler.learner_pss[name], default=0) for name in LEARNERS}
+    class_peak = max((sum(v) for v in zip(*sampler.learner_pss.values())), default=0)
+    ram_per_learner = max(peak_pss.values()) / gb
+    cpu_per_learner = max(cpu_used.values())
+    cores = os.cpu_count()
+    total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / gb
+    lines = [
+        f"class hub figures ({n} learners, {n_cells} cells of {NOTEBOOK.name} each, started together;"
+        f" machine: {cores} cores, {total_gb:.0f} GB RAM)",
+        f"  setup (class-hub.sh setup, warm): {setup_s:.0f} s",
+        f"  all {n} finished in {total_s:.0f} s; wall time per learner: "
+        + ", ".join(f"{name} {results[name]['wall_s']:.0f} s" for name in LEARNERS),
+        f"  machine memory used: {idle_used / gb:.2f} GB before the servers started, peak {peak_used / gb:.2f} GB",
+        f"  machine CPU: peak {max(busy):.2f} cores busy, average {sum(busy) / len(busy):.2f} of {cores}",
+        f"  learners' processes (server, kernel, compilers, demo server): peak memory together"
+        f" {class_peak / gb:.2f} GB; per learner (PSS) "
+        + ", ".join(f"{peak_pss[name] / mb:.0f}" for name in LEARNERS) + " MB",
+        "  CPU time per learner: " + ", ".join(f"{cpu_used[name]:.1f}" for name in LEARNERS) + " s",
+        f"  compiled by every learner (rustmeter's per-user shim crates; the rest came from the shared cache):"
+        f" {compiled[LEARNERS[0]]}",
+        "",
+        f"sizing: RAM = {idle_used / gb:.1f} GB (this machine before the class) + learners × {ram_per_learner:.2f} GB"
+        f" (the largest learner's peak), rounded up; cores = learners × {cpu_per_learner:.0f} CPU-seconds"
+        " (the largest learner's) / 60 s, i.e. when everyone runs these cells at the same moment"
+        " they all finish in about a minute:",
+        "",
+        "| learners | RAM | cores |",
+        "|---:|---:|---:|",
+    ]
+    for learners in (n, 10, 20, 30, 50):
+        ram = idle_used / gb + learners * ram_per_learner
+        lines.append(f"| {learners} | {math.ceil(ram)} GB | {max(1, math.ceil(learners * cpu_per_learner / 60))} |")
+    return "\n".join(lines)
