@@ -63,6 +63,8 @@ pub fn hook() {
         return;
     }
     apply_env_file();
+    crate::engine::interrupt::ignore_sigint_in_child();
+    crate::engine::interrupt::keep_channel_private_in_child();
     if let Err(error) = install() {
         // Without the relays cells still run; they only lose live displays.
         eprintln!("rustmeter: could not set up output relay: {error}");

@@ -4,6 +4,7 @@
 
 use super::cell::{self, Session, Step};
 use super::pump::{Pump, PumpCommand};
+use super::time_limit::{self, TimeLimit};
 use super::{
     prelude, process, report, syntax, CellError, CellEvent, CellId, CellOutcome, Completion,
     Control, EngineEvent, ErrorKind, Inspection, Phase, Request,
@@ -24,6 +25,9 @@ pub(super) struct Worker {
     session: Session,
     shim_root: std::path::PathBuf,
     env: Vec<(String, String)>,
+    time_limit: Option<TimeLimit>,
+    /// A bad `RUSTMETER_CELL_TIMEOUT`, told to the learner in the first cell.
+    time_limit_error: Option<String>,
 }
 
 struct Evcxr {
@@ -46,6 +50,8 @@ impl Worker {
             session: Session::default(),
             shim_root: crate::workdir::cache_dir().join("shims"),
             env: Vec::new(),
+            time_limit: time_limit::from_env().unwrap_or_default(),
+            time_limit_error: time_limit::from_env().err(),
         }
     }
 
@@ -109,6 +115,9 @@ impl Worker {
         command.env("RUSTMETER_TELEMETRY_DIR", self.workdir.telemetry_dir());
         command.env("RUSTMETER_LABELS_DIR", crate::workdir::labels_dir());
         process::isolate(&mut command);
+        if let Some(channel) = &self.control.cancel {
+            channel.inherit(&mut command);
+        }
         let (context, outputs) = std::panic::catch_unwind(AssertUnwindSafe(|| {
             evcxr::EvalContext::with_subprocess_command(command)
         }))
@@ -158,8 +167,25 @@ impl Worker {
     }
 
     fn execute(&mut self, evcxr: &mut Evcxr, cell: CellId, code: &str, allow_stdin: bool) {
+        let serial = self.control.cell_serial.fetch_add(1, Ordering::SeqCst) + 1;
         self.control.interrupted.store(false, Ordering::SeqCst);
+        self.control.timed_out.store(false, Ordering::SeqCst);
+        if let Some(channel) = &self.control.cancel {
+            channel.drain();
+        }
         self.control.set_phase(Phase::Compiling);
+        if let Some(limit) = &self.time_limit {
+            time_limit::watch(Arc::clone(&self.control), serial, limit.duration);
+        }
+        if let Some(error) = self.time_limit_error.take() {
+            self.send(
+                cell,
+                CellEvent::Stream {
+                    stderr: true,
+                    text: format!("rustmeter: {error}\n"),
+                },
+            );
+        }
         let _ = evcxr.pump.send(PumpCommand::Start(cell));
         let pid_before = self.refresh_child_pid(&evcxr.context);
         self.send(
@@ -187,7 +213,12 @@ impl Worker {
             Vec::new()
         };
         let outcome = if self.control.interrupted.load(Ordering::SeqCst) {
-            CellOutcome::Error(report::interrupted(lost, restarted))
+            match self.time_limit.as_ref() {
+                Some(limit) if self.control.timed_out.load(Ordering::SeqCst) => {
+                    CellOutcome::Error(report::timed_out(&limit.text, lost, restarted))
+                }
+                _ => CellOutcome::Error(report::interrupted(lost, restarted)),
+            }
         } else {
             match outcome {
                 // Worded by the pump, which also saw what the child wrote on stderr.
@@ -230,6 +261,17 @@ impl Worker {
                         self.session.shims.clear();
                     }
                     r
+                }
+                Step::InterruptibleEvcxr { code, original } => {
+                    match self.run_evcxr(evcxr, cell, &code, allow_stdin) {
+                        // The learner should see their own code in compile errors.
+                        CellOutcome::Error(e)
+                            if e.kind == ErrorKind::Compile && shows_rewrite(&e) =>
+                        {
+                            self.run_evcxr(evcxr, cell, &original, allow_stdin)
+                        }
+                        other => other,
+                    }
                 }
                 Step::DeclareShim {
                     name,
@@ -456,6 +498,13 @@ impl Worker {
         );
         outcome
     }
+}
+
+/// A compile error that quotes a line of the rewritten cell (see `super::awaits`).
+fn shows_rewrite(error: &CellError) -> bool {
+    std::iter::once(&error.evalue)
+        .chain(&error.traceback)
+        .any(|line| line.contains("__rm_interruptible") || line.contains("RmInterruptible"))
 }
 
 fn log(message: &str) {
