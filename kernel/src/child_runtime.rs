@@ -157,6 +157,7 @@ fn relay_stdin(
     let mut buf = [0u8; 8192];
     loop {
         let n = match std::io::Read::read(&mut input, &mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => return, // kernel closed our stdin: evcxr's loop ends too
             Ok(n) => n,
         };
@@ -237,6 +238,7 @@ impl StdoutRelay {
                 continue;
             }
             let n = match std::io::Read::read(&mut input, &mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
