@@ -45,7 +45,7 @@ pub fn make_interruptible(code: &str) -> Option<String> {
         return None;
     }
     // From the end backwards, so earlier offsets stay valid.
-    insertions.sort_by(|a, b| b.0.cmp(&a.0));
+    insertions.sort_by_key(|insertion| std::cmp::Reverse(insertion.0));
     let mut out = code.to_string();
     for (at, text) in insertions {
         out.insert_str(at, text);
@@ -139,6 +139,14 @@ mod tests {
             out,
             ":dep foo = \"1\"\nlet h = tokio::spawn(async { a().await });\n\
              h.__rm_interruptible().await?.unwrap();"
+        );
+    }
+
+    #[test]
+    fn chained_awaits_each_get_their_own_check() {
+        assert_eq!(
+            make_interruptible("f().await.await;").as_deref(),
+            Some("f().__rm_interruptible().await?.__rm_interruptible().await?;")
         );
     }
 
