@@ -141,6 +141,8 @@ pub struct Control {
     interrupted: AtomicBool,
     /// Set with `interrupted` when the cell's time limit stopped it.
     timed_out: AtomicBool,
+    /// The cell waits for the learner to answer an input prompt.
+    awaiting_input: AtomicBool,
     /// Counts cells, so a late stop never hits the next cell.
     cell_serial: AtomicU64,
     /// `None` when the pipe could not be made: interrupts then always kill.
@@ -202,6 +204,7 @@ impl Engine {
             phase: AtomicU8::new(Phase::Starting as u8),
             interrupted: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
+            awaiting_input: AtomicBool::new(false),
             cell_serial: AtomicU64::new(0),
             cancel: interrupt::CancelChannel::new()
                 .map_err(|e| {

@@ -1,6 +1,7 @@
 //! The optional per-cell time limit (`RUSTMETER_CELL_TIMEOUT`, e.g. `30s`, `2m`; unset
 //! means none): reading it, and a watchdog that stops a cell whose code has run longer.
-//! Compile time does not count, so a first build of a big crate never trips it.
+//! Compile time and time spent waiting for the learner's input do not count, so a first
+//! build of a big crate or a slow typist never trips it.
 //!
 //! Owns the setting's syntax and the watchdog; stopping goes through
 //! [`super::interrupt::stop_cell`] like any interrupt.
@@ -70,7 +71,7 @@ pub fn watch(control: Arc<Control>, serial: u64, limit: Duration) {
         {
             std::thread::sleep(tick);
             let now = Instant::now();
-            if control.phase() == Phase::Running {
+            if control.phase() == Phase::Running && !control.awaiting_input.load(Ordering::SeqCst) {
                 ran += now - last;
             }
             last = now;

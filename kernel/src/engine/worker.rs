@@ -314,6 +314,7 @@ impl Worker {
         allow_stdin: bool,
     ) -> CellOutcome {
         let events = self.events.clone();
+        let control = Arc::clone(&self.control);
         // evcxr does not export its InputRequest type: the closure's argument type is
         // inferred from `EvalCallbacks::input_reader`.
         let reader = move |prompt: String, password: bool| -> String {
@@ -339,7 +340,11 @@ impl Worker {
                     reply,
                 },
             });
-            answer.recv().unwrap_or_default()
+            // The learner's typing does not count against the cell's time limit.
+            control.awaiting_input.store(true, Ordering::SeqCst);
+            let line = answer.recv().unwrap_or_default();
+            control.awaiting_input.store(false, Ordering::SeqCst);
+            line
         };
         let mut callbacks = evcxr::EvalCallbacks {
             input_reader: &|request| reader(request.prompt, request.is_password),
