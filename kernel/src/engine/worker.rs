@@ -42,6 +42,10 @@ impl Worker {
         events: mpsc::UnboundedSender<EngineEvent>,
         pending: Arc<AtomicU32>,
     ) -> Worker {
+        let (time_limit, time_limit_error) = match time_limit::from_env() {
+            Ok(limit) => (limit, None),
+            Err(error) => (None, Some(error)),
+        };
         Worker {
             control,
             workdir,
@@ -50,8 +54,8 @@ impl Worker {
             session: Session::default(),
             shim_root: crate::workdir::cache_dir().join("shims"),
             env: Vec::new(),
-            time_limit: time_limit::from_env().unwrap_or_default(),
-            time_limit_error: time_limit::from_env().err(),
+            time_limit,
+            time_limit_error,
         }
     }
 
@@ -263,7 +267,7 @@ impl Worker {
                     r
                 }
                 Step::InterruptibleEvcxr { code, original } => {
-                    match self.run_evcxr(evcxr, cell, &code, allow_stdin) {
+                    let r = match self.run_evcxr(evcxr, cell, &code, allow_stdin) {
                         // The learner should see their own code in compile errors.
                         CellOutcome::Error(e)
                             if e.kind == ErrorKind::Compile && shows_rewrite(&e) =>
@@ -271,7 +275,11 @@ impl Worker {
                             self.run_evcxr(evcxr, cell, &original, allow_stdin)
                         }
                         other => other,
+                    };
+                    if original.lines().any(|l| l.trim() == ":clear") {
+                        self.session.shims.clear();
                     }
+                    r
                 }
                 Step::DeclareShim {
                     name,
