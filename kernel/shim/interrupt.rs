@@ -12,6 +12,7 @@ pub mod __rustmeter {
     use std::ffi::{c_int, c_short, c_ulong};
     use std::future::{Future, IntoFuture};
     use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Mutex, Once, OnceLock};
     use std::task::{Context, Poll, Waker};
     use std::time::Duration;
@@ -69,16 +70,35 @@ pub mod __rustmeter {
         channel().is_some_and(|fd| matches!(readiness(fd, 0), Readiness::Readable))
     }
 
+    /// Set by the watcher thread when an interrupt arrives, cleared once the kernel has
+    /// drained the channel. Awaits read it instead of making a system call each: a loop
+    /// of a million ready awaits would otherwise run several times slower. It may stay
+    /// set a moment into the next cell, so a set flag is confirmed with [`interrupted`].
+    static SEEN: AtomicBool = AtomicBool::new(false);
+
+    /// The cheap check awaits make.
+    fn interrupt_seen() -> bool {
+        start_watcher();
+        SEEN.load(Ordering::Acquire) && interrupted()
+    }
+
+    fn start_watcher() {
+        static WATCHER: Once = Once::new();
+        WATCHER.call_once(|| {
+            if let Some(fd) = channel() {
+                let _ = std::thread::Builder::new()
+                    .name("rustmeter-interrupt".into())
+                    .spawn(move || watch(fd));
+            }
+        });
+    }
+
     static WAKERS: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
 
     fn register(waker: &Waker) {
-        let Some(fd) = channel() else { return };
-        static WATCHER: Once = Once::new();
-        WATCHER.call_once(|| {
-            let _ = std::thread::Builder::new()
-                .name("rustmeter-interrupt".into())
-                .spawn(move || watch(fd));
-        });
+        if channel().is_none() {
+            return;
+        }
         let mut wakers = WAKERS.lock().unwrap_or_else(|p| p.into_inner());
         if !wakers.iter().any(|w| w.will_wake(waker)) {
             wakers.push(waker.clone());
@@ -94,6 +114,7 @@ pub mod __rustmeter {
                 Readiness::Quiet => continue, // a signal interrupted poll
                 Readiness::Readable => {}
             }
+            SEEN.store(true, Ordering::Release);
             let wakers = std::mem::take(&mut *WAKERS.lock().unwrap_or_else(|p| p.into_inner()));
             for waker in wakers {
                 waker.wake();
@@ -101,6 +122,7 @@ pub mod __rustmeter {
             while matches!(readiness(fd, 0), Readiness::Readable) {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            SEEN.store(false, Ordering::Release);
         }
     }
 
@@ -130,7 +152,7 @@ pub mod __rustmeter {
         type Output = Result<F::Output, Interrupted>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            if interrupted() {
+            if interrupt_seen() {
                 return Poll::Ready(Err(Interrupted));
             }
             // SAFETY: `inner` is structurally pinned: never moved out of `self`.
@@ -141,7 +163,7 @@ pub mod __rustmeter {
                     register(cx.waker());
                     // An interrupt that came between the check above and the
                     // registration woke nobody: look again.
-                    if interrupted() {
+                    if interrupt_seen() {
                         Poll::Ready(Err(Interrupted))
                     } else {
                         Poll::Pending
