@@ -17,19 +17,19 @@ use std::path::{Path, PathBuf};
 /// The `rustmeter` crate cells use (`rustmeter::last()`), shipped inside this binary so
 /// it needs no network; written out on first use.
 pub fn api_dep_line(root: &Path) -> std::io::Result<String> {
-    let dir = root.join(format!("rustmeter-api-{}", env!("CARGO_PKG_VERSION")));
-    write_if_changed(
-        &dir.join("Cargo.toml"),
-        include_str!("../../../api/Cargo.toml"),
-    )?;
-    write_if_changed(
-        &dir.join("src").join("lib.rs"),
-        include_str!("../../../api/src/lib.rs"),
-    )?;
-    write_if_changed(
-        &dir.join("src").join("demo.rs"),
-        include_str!("../../../api/src/demo.rs"),
-    )?;
+    const MANIFEST: &str = include_str!("../../../api/Cargo.toml");
+    const LIB: &str = include_str!("../../../api/src/lib.rs");
+    const DEMO: &str = include_str!("../../../api/src/demo.rs");
+    // Named after the sources too: kernels built from other commits share this folder.
+    let sources = [MANIFEST, LIB, DEMO].concat();
+    let dir = root.join(format!(
+        "rustmeter-api-{}-{:08x}",
+        env!("CARGO_PKG_VERSION"),
+        fnv1a(sources.as_bytes()) as u32
+    ));
+    write_if_changed(&dir.join("Cargo.toml"), MANIFEST)?;
+    write_if_changed(&dir.join("src").join("lib.rs"), LIB)?;
+    write_if_changed(&dir.join("src").join("demo.rs"), DEMO)?;
     Ok(format!(
         ":dep rustmeter = {{ package = \"rustmeter-api\", path = \"{}\" }}",
         dir.display()
