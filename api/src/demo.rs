@@ -139,7 +139,8 @@ fn start_or_reuse(delay: Duration) -> Result<(DemoServer, bool), String> {
         // Not the user-code runtime or a compiler wrapper: a plain server.
         .env_remove("EVCXR_IS_RUNTIME")
         .env_remove("EVCXR_RUSTC_WRAPPER")
-        .env_remove("RUSTMETER_RUSTC_WRAPPER");
+        .env_remove("RUSTMETER_RUSTC_WRAPPER")
+        .env_remove("RUSTMETER_INTERRUPT_FD");
     // Its own process group: interrupting a cell must not stop the server.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command

@@ -63,6 +63,8 @@ pub fn hook() {
         return;
     }
     apply_env_file();
+    crate::engine::interrupt::ignore_sigint_in_child();
+    crate::engine::interrupt::keep_channel_private_in_child();
     if let Err(error) = install() {
         // Without the relays cells still run; they only lose live displays.
         eprintln!("rustmeter: could not set up output relay: {error}");
@@ -155,6 +157,7 @@ fn relay_stdin(
     let mut buf = [0u8; 8192];
     loop {
         let n = match std::io::Read::read(&mut input, &mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => return, // kernel closed our stdin: evcxr's loop ends too
             Ok(n) => n,
         };
@@ -235,6 +238,7 @@ impl StdoutRelay {
                 continue;
             }
             let n = match std::io::Read::read(&mut input, &mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 pub enum Step {
     /// Code and commands for evcxr, as the learner wrote them (minus intercepted lines).
     Evcxr(String),
+    /// Like `Evcxr`, with the top-level awaits made interruptible (see
+    /// [`super::awaits`]); `original` is run instead when a compile error shows the rewrite.
+    InterruptibleEvcxr { code: String, original: String },
     /// Declare a dylib shim: the `:dep` line to hand evcxr, and what it provides.
     DeclareShim {
         name: String,
@@ -139,7 +142,7 @@ pub fn plan(
         let line = shims::dep_line(shim_root, shims::TOKIO, &[]).map_err(|e| e.to_string())?;
         let first_evcxr = steps
             .iter()
-            .position(|s| matches!(s, Step::Evcxr(_)))
+            .position(|s| matches!(s, Step::Evcxr(_) | Step::InterruptibleEvcxr { .. }))
             .unwrap_or(steps.len());
         steps.insert(
             first_evcxr.min(steps.len()),
@@ -151,7 +154,17 @@ pub fn plan(
         );
     }
     if !code.trim().is_empty() {
-        steps.push(Step::Evcxr(code));
+        // Any await made tokio the shared shim above, which carries the cancel channel.
+        let rewritten = shims::enabled()
+            .then(|| super::awaits::make_interruptible(&code))
+            .flatten();
+        steps.push(match rewritten {
+            Some(rewritten) => Step::InterruptibleEvcxr {
+                code: rewritten,
+                original: code,
+            },
+            None => Step::Evcxr(code),
+        });
     }
     Ok(steps)
 }
@@ -322,8 +335,15 @@ mod tests {
     #[test]
     fn await_declares_tokio_first() {
         let steps = plan("tokio::time::sleep(d).await;", &Session::default(), &root()).unwrap();
-        assert!(matches!(&steps[0], Step::DeclareShim { name, .. } if name == "tokio"));
-        assert!(matches!(&steps[1], Step::Evcxr(_)));
+        assert!(matches!(&steps[0], Step::DeclareShim { name, line, .. }
+            if name == "tokio" && line.contains(shims::INTERRUPTIBLE_IMPORT)));
+        assert_eq!(
+            steps[1],
+            Step::InterruptibleEvcxr {
+                code: "tokio::time::sleep(d).__rm_interruptible().await?;".into(),
+                original: "tokio::time::sleep(d).await;".into()
+            }
+        );
     }
 
     #[test]

@@ -8,18 +8,21 @@
 //! and takes requests in order. Interrupts cannot wait in that queue: they act on
 //! processes directly through [`Control`].
 
+mod awaits;
 mod cell;
+pub mod interrupt;
 mod prelude;
 mod process;
 mod pump;
 pub mod report;
 pub mod shims;
 pub mod syntax;
+pub mod time_limit;
 mod worker;
 
 use crate::workdir::WorkDir;
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -136,6 +139,17 @@ pub struct Control {
     shell_pgid: AtomicU32,
     phase: AtomicU8,
     interrupted: AtomicBool,
+    /// Set with `interrupted` when the cell's time limit stopped it.
+    timed_out: AtomicBool,
+    /// The cell waits for the learner to answer an input prompt.
+    awaiting_input: AtomicBool,
+    /// Counts cells, so a late stop never hits the next cell.
+    cell_serial: AtomicU64,
+    /// `None` when the pipe could not be made: interrupts then always kill.
+    cancel: Option<interrupt::CancelChannel>,
+    /// Woken by every interrupt: whoever waits on the cell's behalf (an input prompt)
+    /// gives up.
+    interrupts: tokio::sync::Notify,
 }
 
 impl Control {
@@ -175,9 +189,6 @@ enum Request {
 pub struct Engine {
     requests: std::sync::mpsc::Sender<Request>,
     control: Arc<Control>,
-    /// Woken by every interrupt: whoever waits on the cell's behalf (an input prompt)
-    /// gives up.
-    interrupts: Arc<tokio::sync::Notify>,
     pending: Arc<AtomicU32>,
     workdir: Arc<WorkDir>,
     limits: Arc<crate::limits::Limits>,
@@ -193,6 +204,17 @@ impl Engine {
             shell_pgid: AtomicU32::new(0),
             phase: AtomicU8::new(Phase::Starting as u8),
             interrupted: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
+            awaiting_input: AtomicBool::new(false),
+            cell_serial: AtomicU64::new(0),
+            cancel: interrupt::CancelChannel::new()
+                .map_err(|e| {
+                    eprintln!(
+                        "[rustmeter] no cancel channel ({e}): interrupts will restart the child"
+                    )
+                })
+                .ok(),
+            interrupts: tokio::sync::Notify::new(),
         });
         let workdir = Arc::new(workdir);
         let limits = Arc::new(crate::limits::Limits::from_env());
@@ -217,7 +239,6 @@ impl Engine {
             .expect("spawn the engine thread");
         Engine {
             requests: tx,
-            interrupts: Arc::new(tokio::sync::Notify::new()),
             control,
             pending,
             workdir,
@@ -271,45 +292,17 @@ impl Engine {
         rx.await.unwrap_or_default()
     }
 
-    /// Stops what runs now: a running cell's process group, a shell command, or the
-    /// compiler tree. Does nothing while idle (clients interrupt before every restart).
+    /// Stops what runs now (see [`interrupt::stop_cell`]): an async cell at its next
+    /// `.await`, a cell that checks `rustmeter::interrupted()`, otherwise the child's
+    /// process group after a grace period; a shell command; the compiler tree. Does
+    /// nothing while idle (clients interrupt before every restart).
     pub fn interrupt(&self) {
-        let phase = self.control.phase();
-        if !matches!(phase, Phase::Compiling | Phase::Running) {
-            return;
-        }
-        self.control.interrupted.store(true, Ordering::SeqCst);
-        self.interrupts.notify_waiters();
-        let shell = self.control.shell_pgid.load(Ordering::SeqCst);
-        if shell != 0 {
-            process::kill_group(shell);
-            return;
-        }
-        let child = self.control.child_pid.load(Ordering::SeqCst);
-        match phase {
-            Phase::Running => process::kill_group(child),
-            _ => {
-                // evcxr retries failed builds (a second cargo, a `cargo check`): keep
-                // stopping the compiler tree until the engine gives the cell up.
-                let control = Arc::clone(&self.control);
-                std::thread::spawn(move || {
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-                    while control.phase() == Phase::Compiling
-                        && control.interrupted.load(Ordering::SeqCst)
-                        && std::time::Instant::now() < deadline
-                    {
-                        let child = control.child_pid.load(Ordering::SeqCst);
-                        process::kill_compile_tree(control.kernel_pid, child);
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                    }
-                });
-            }
-        }
+        interrupt::stop_cell(&self.control);
     }
 
     /// Resolves at the next interrupt, or at once if the current cell was interrupted.
     pub async fn interrupted(&self) {
-        let notified = self.interrupts.notified();
+        let notified = self.control.interrupts.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if self.control.interrupted.load(Ordering::SeqCst) {

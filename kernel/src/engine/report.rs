@@ -106,12 +106,36 @@ pub fn interrupted(lost_variables: Vec<String>, restarted: bool) -> CellError {
     let mut text = "The cell was interrupted.".to_string();
     if restarted {
         text.push_str(&lost_text(&lost_variables));
+    } else {
+        text.push_str(" Variables from earlier cells are kept.");
     }
     CellError {
         kind: ErrorKind::Interrupted,
         ename: "interrupted".to_string(),
         evalue: text.clone(),
         traceback: vec![format!("{RED}{BOLD}■ interrupted{RESET}: {text}")],
+        lost_variables,
+    }
+}
+
+/// The cell's code ran longer than `RUSTMETER_CELL_TIMEOUT` (`limit`, as configured).
+pub fn timed_out(limit: &str, lost_variables: Vec<String>, restarted: bool) -> CellError {
+    let mut text = format!("The cell ran longer than the time limit of {limit} and was stopped.");
+    if restarted {
+        text.push_str(&lost_text(&lost_variables));
+    } else {
+        text.push_str(" Variables from earlier cells are kept.");
+    }
+    text.push_str(&format!(
+        " The limit is {var}={limit} in the kernel's environment (kernelspec env): change or \
+         remove it there and restart the kernel.",
+        var = super::time_limit::VAR
+    ));
+    CellError {
+        kind: ErrorKind::Interrupted,
+        ename: "time limit".to_string(),
+        evalue: text.clone(),
+        traceback: vec![format!("{RED}{BOLD}■ time limit{RESET}: {text}")],
         lost_variables,
     }
 }
@@ -312,6 +336,14 @@ mod tests {
     fn interrupted_lists_lost_variables() {
         let e = interrupted(vec!["a".into(), "b".into()], true);
         assert!(e.evalue.contains("a, b"));
+        assert_eq!(e.kind, ErrorKind::Interrupted);
+        assert!(interrupted(Vec::new(), false).evalue.contains("kept"));
+    }
+
+    #[test]
+    fn time_limit_names_the_setting() {
+        let e = timed_out("2s", vec!["x".into()], true);
+        assert!(e.evalue.contains("RUSTMETER_CELL_TIMEOUT=2s") && e.evalue.contains('x'));
         assert_eq!(e.kind, ErrorKind::Interrupted);
     }
 }

@@ -4,6 +4,7 @@
 
 use super::cell::{self, Session, Step};
 use super::pump::{Pump, PumpCommand};
+use super::time_limit::{self, TimeLimit};
 use super::{
     prelude, process, report, syntax, CellError, CellEvent, CellId, CellOutcome, Completion,
     Control, EngineEvent, ErrorKind, Inspection, Phase, Request,
@@ -25,8 +26,10 @@ pub(super) struct Worker {
     shim_root: std::path::PathBuf,
     env: Vec<(String, String)>,
     limits: Arc<crate::limits::Limits>,
-    /// Limit problems not yet shown; the next cell shows them once, on stderr.
+    /// Limit problems (caps that cannot be enforced, a bad `RUSTMETER_CELL_TIMEOUT`) not
+    /// yet shown; the next cell shows them once, on stderr.
     limit_warnings: Vec<String>,
+    time_limit: Option<TimeLimit>,
 }
 
 struct Evcxr {
@@ -42,8 +45,13 @@ impl Worker {
         pending: Arc<AtomicU32>,
         limits: Arc<crate::limits::Limits>,
     ) -> Worker {
+        let mut limit_warnings = limits.problems().to_vec();
+        let time_limit = time_limit::from_env().unwrap_or_else(|error| {
+            limit_warnings.push(error);
+            None
+        });
         Worker {
-            limit_warnings: limits.problems().to_vec(),
+            limit_warnings,
             limits,
             control,
             workdir,
@@ -52,6 +60,7 @@ impl Worker {
             session: Session::default(),
             shim_root: crate::workdir::cache_dir().join("shims"),
             env: Vec::new(),
+            time_limit,
         }
     }
 
@@ -117,6 +126,9 @@ impl Worker {
         process::isolate(&mut command);
         // Each child evcxr starts from this command, restarts included, lands in the caps.
         self.limits.attach(&mut command);
+        if let Some(channel) = &self.control.cancel {
+            channel.inherit(&mut command);
+        }
         let (context, outputs) = std::panic::catch_unwind(AssertUnwindSafe(|| {
             evcxr::EvalContext::with_subprocess_command(command)
         }))
@@ -167,8 +179,16 @@ impl Worker {
     }
 
     fn execute(&mut self, evcxr: &mut Evcxr, cell: CellId, code: &str, allow_stdin: bool) {
+        let serial = self.control.cell_serial.fetch_add(1, Ordering::SeqCst) + 1;
         self.control.interrupted.store(false, Ordering::SeqCst);
+        self.control.timed_out.store(false, Ordering::SeqCst);
+        if let Some(channel) = &self.control.cancel {
+            channel.drain();
+        }
         self.control.set_phase(Phase::Compiling);
+        if let Some(limit) = &self.time_limit {
+            time_limit::watch(Arc::clone(&self.control), serial, limit.duration);
+        }
         let _ = evcxr.pump.send(PumpCommand::Start(cell));
         let pid_before = self.refresh_child_pid(&evcxr.context);
         self.send(
@@ -206,7 +226,12 @@ impl Worker {
             Vec::new()
         };
         let outcome = if self.control.interrupted.load(Ordering::SeqCst) {
-            CellOutcome::Error(report::interrupted(lost, restarted))
+            match self.time_limit.as_ref() {
+                Some(limit) if self.control.timed_out.load(Ordering::SeqCst) => {
+                    CellOutcome::Error(report::timed_out(&limit.text, lost, restarted))
+                }
+                _ => CellOutcome::Error(report::interrupted(lost, restarted)),
+            }
         } else {
             match outcome {
                 // Worded by the pump, which also saw what the child wrote on stderr.
@@ -248,6 +273,21 @@ impl Worker {
                     let r = self.run_evcxr(evcxr, cell, &code, allow_stdin);
                     // `:clear` empties evcxr's state, dependencies included.
                     if code.lines().any(|l| l.trim() == ":clear") {
+                        self.session.shims.clear();
+                    }
+                    r
+                }
+                Step::InterruptibleEvcxr { code, original } => {
+                    let r = match self.run_evcxr(evcxr, cell, &code, allow_stdin) {
+                        // The learner should see their own code in compile errors.
+                        CellOutcome::Error(e)
+                            if e.kind == ErrorKind::Compile && shows_rewrite(&e) =>
+                        {
+                            self.run_evcxr(evcxr, cell, &original, allow_stdin)
+                        }
+                        other => other,
+                    };
+                    if original.lines().any(|l| l.trim() == ":clear") {
                         self.session.shims.clear();
                     }
                     r
@@ -298,6 +338,7 @@ impl Worker {
         allow_stdin: bool,
     ) -> CellOutcome {
         let events = self.events.clone();
+        let control = Arc::clone(&self.control);
         // evcxr does not export its InputRequest type: the closure's argument type is
         // inferred from `EvalCallbacks::input_reader`.
         let reader = move |prompt: String, password: bool| -> String {
@@ -323,7 +364,11 @@ impl Worker {
                     reply,
                 },
             });
-            answer.recv().unwrap_or_default()
+            // The learner's typing does not count against the cell's time limit.
+            control.awaiting_input.store(true, Ordering::SeqCst);
+            let line = answer.recv().unwrap_or_default();
+            control.awaiting_input.store(false, Ordering::SeqCst);
+            line
         };
         let mut callbacks = evcxr::EvalCallbacks {
             input_reader: &|request| reader(request.prompt, request.is_password),
@@ -482,6 +527,13 @@ impl Worker {
         );
         outcome
     }
+}
+
+/// A compile error that quotes a line of the rewritten cell (see `super::awaits`).
+fn shows_rewrite(error: &CellError) -> bool {
+    std::iter::once(&error.evalue)
+        .chain(&error.traceback)
+        .any(|line| line.contains("__rm_interruptible") || line.contains("RmInterruptible"))
 }
 
 fn log(message: &str) {

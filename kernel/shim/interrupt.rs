@@ -1,0 +1,185 @@
+/// rustmeter's cancel channel for cells (generated; part of the tokio shim because this
+/// dylib is loaded once per process, so its statics are not copied into every cell).
+///
+/// The kernel makes a pipe whose read end this process inherits (its number is in
+/// `RUSTMETER_INTERRUPT_FD`); an interrupt writes a byte, and the kernel drains the pipe
+/// before the next cell. "Interrupted now?" is a non-consuming `poll`, so every await of
+/// the cell sees it. The kernel rewrites each top-level `x.await` of a cell into
+/// `x.__rm_interruptible().await?`: the cell returns early through `?`, and evcxr keeps
+/// the variables of earlier cells.
+#[doc(hidden)]
+pub mod __rustmeter {
+    use std::ffi::{c_int, c_short, c_ulong};
+    use std::future::{Future, IntoFuture};
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, Once, OnceLock};
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    #[repr(C)]
+    struct PollFd {
+        fd: c_int,
+        events: c_short,
+        revents: c_short,
+    }
+
+    extern "C" {
+        fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
+    }
+
+    const POLLIN: c_short = 0x1;
+    const POLLERR: c_short = 0x8;
+    const POLLHUP: c_short = 0x10;
+    const POLLNVAL: c_short = 0x20;
+
+    enum Readiness {
+        Readable,
+        Quiet,
+        /// The channel is gone (the kernel closed it): nothing will ever arrive.
+        Closed,
+    }
+
+    fn channel() -> Option<c_int> {
+        static FD: OnceLock<Option<c_int>> = OnceLock::new();
+        *FD.get_or_init(|| std::env::var("RUSTMETER_INTERRUPT_FD").ok()?.parse().ok())
+    }
+
+    fn readiness(fd: c_int, timeout_ms: c_int) -> Readiness {
+        let mut entry = PollFd {
+            fd,
+            events: POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; poll only writes `revents`.
+        let ready = unsafe { poll(&mut entry, 1, timeout_ms) };
+        if ready <= 0 {
+            return Readiness::Quiet;
+        }
+        if entry.revents & POLLIN != 0 {
+            Readiness::Readable
+        } else if entry.revents & (POLLERR | POLLHUP | POLLNVAL) != 0 {
+            Readiness::Closed
+        } else {
+            Readiness::Quiet
+        }
+    }
+
+    /// True once the learner interrupted the running cell (until the next cell starts).
+    pub fn interrupted() -> bool {
+        channel().is_some_and(|fd| matches!(readiness(fd, 0), Readiness::Readable))
+    }
+
+    /// Set by the watcher thread when an interrupt arrives, cleared once the kernel has
+    /// drained the channel. Awaits read it instead of making a system call each: a loop
+    /// of a million ready awaits would otherwise run several times slower. It may stay
+    /// set a moment into the next cell, so a set flag is confirmed with [`interrupted`].
+    static SEEN: AtomicBool = AtomicBool::new(false);
+
+    /// The cheap check awaits make.
+    fn interrupt_seen() -> bool {
+        start_watcher();
+        SEEN.load(Ordering::Acquire) && interrupted()
+    }
+
+    fn start_watcher() {
+        static WATCHER: Once = Once::new();
+        WATCHER.call_once(|| {
+            if let Some(fd) = channel() {
+                let _ = std::thread::Builder::new()
+                    .name("rustmeter-interrupt".into())
+                    .spawn(move || watch(fd));
+            }
+        });
+    }
+
+    static WAKERS: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
+
+    fn register(waker: &Waker) {
+        if channel().is_none() {
+            return;
+        }
+        let mut wakers = WAKERS.lock().unwrap_or_else(|p| p.into_inner());
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
+    /// Wakes every waiting await when an interrupt arrives, then waits for the kernel to
+    /// drain the channel (at the next cell) before watching again.
+    fn watch(fd: c_int) {
+        loop {
+            match readiness(fd, -1) {
+                Readiness::Closed => return,
+                Readiness::Quiet => continue, // a signal interrupted poll
+                Readiness::Readable => {}
+            }
+            SEEN.store(true, Ordering::Release);
+            let wakers = std::mem::take(&mut *WAKERS.lock().unwrap_or_else(|p| p.into_inner()));
+            for waker in wakers {
+                waker.wake();
+            }
+            while matches!(readiness(fd, 0), Readiness::Readable) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            SEEN.store(false, Ordering::Release);
+        }
+    }
+
+    /// The cell was interrupted at an `.await`.
+    pub struct Interrupted;
+
+    impl std::fmt::Debug for Interrupted {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("interrupted: the cell stopped at an .await")
+        }
+    }
+
+    impl std::fmt::Display for Interrupted {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            std::fmt::Debug::fmt(self, f)
+        }
+    }
+
+    impl std::error::Error for Interrupted {}
+
+    /// A future that ends with `Err(Interrupted)` as soon as the cell is interrupted.
+    pub struct Interruptible<F> {
+        inner: F,
+    }
+
+    impl<F: Future> Future for Interruptible<F> {
+        type Output = Result<F::Output, Interrupted>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if interrupt_seen() {
+                return Poll::Ready(Err(Interrupted));
+            }
+            // SAFETY: `inner` is structurally pinned: never moved out of `self`.
+            let inner = unsafe { self.map_unchecked_mut(|s| &mut s.inner) };
+            match inner.poll(cx) {
+                Poll::Ready(value) => Poll::Ready(Ok(value)),
+                Poll::Pending => {
+                    register(cx.waker());
+                    // An interrupt that came between the check above and the
+                    // registration woke nobody: look again.
+                    if interrupt_seen() {
+                        Poll::Ready(Err(Interrupted))
+                    } else {
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+
+    pub trait RmInterruptible: IntoFuture + Sized {
+        fn __rm_interruptible(self) -> Interruptible<Self::IntoFuture> {
+            Interruptible {
+                inner: self.into_future(),
+            }
+        }
+    }
+
+    impl<T: IntoFuture> RmInterruptible for T {}
+}
