@@ -109,7 +109,11 @@ impl Listener {
         match public.transport {
             Transport::TCP => {
                 // zeromq's "any address" spelling.
-                let ip = if public.ip == "*" { "0.0.0.0" } else { &public.ip };
+                let ip = if public.ip == "*" {
+                    "0.0.0.0"
+                } else {
+                    &public.ip
+                };
                 Ok(Listener::Tcp(TcpListener::bind((ip, port)).await?))
             }
             Transport::IPC => {
@@ -156,7 +160,12 @@ pub async fn listen(
     Ok(())
 }
 
-async fn accept_loop(listener: Listener, channel: &'static str, target: PathBuf, settings: Settings) {
+async fn accept_loop(
+    listener: Listener,
+    channel: &'static str,
+    target: PathBuf,
+    settings: Settings,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = match &listener {
@@ -187,11 +196,12 @@ async fn accept_loop(listener: Listener, channel: &'static str, target: PathBuf,
         let target = target.clone();
         let max_frame = settings.max_frame;
         tokio::spawn(async move {
-            if let Err(reason) = relay(client, &target, max_frame).await {
+            relay(client, &target, max_frame, |reason| {
                 log(&format!(
                     "wire guard: {channel}: closed a connection from {peer}: {reason}"
-                ));
-            }
+                ))
+            })
+            .await;
             drop(permit);
         });
     }
@@ -221,8 +231,18 @@ impl std::fmt::Display for Refused {
     }
 }
 
-async fn relay(client: Box<dyn Stream>, target: &Path, max_frame: u64) -> Result<(), Refused> {
-    let kernel = UnixStream::connect(target).await.map_err(Refused::Kernel)?;
+/// Relays until either side closes; `refused` is called (while the client is still
+/// connected, so the log line comes first) when the guard ends the connection.
+async fn relay(
+    client: Box<dyn Stream>,
+    target: &Path,
+    max_frame: u64,
+    refused: impl FnOnce(Refused),
+) {
+    let kernel = match UnixStream::connect(target).await {
+        Ok(kernel) => kernel,
+        Err(e) => return refused(Refused::Kernel(e)),
+    };
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut kernel_read, mut kernel_write) = kernel.into_split();
     let inbound = async {
@@ -248,8 +268,11 @@ async fn relay(client: Box<dyn Stream>, target: &Path, max_frame: u64) -> Result
         }
     };
     let outbound = tokio::io::copy(&mut kernel_read, &mut client_write);
-    tokio::select! {
+    let ended: Result<(), Refused> = tokio::select! {
         ended = inbound => ended,
         _ = outbound => Ok(()),
+    };
+    if let Err(reason) = ended {
+        refused(reason);
     }
 }

@@ -147,8 +147,7 @@ fn greeting_byte(position: usize, byte: u8, mechanism: &mut [u8; 20]) -> Result<
         10 if byte < 3 => Err(Violation::Greeting("ZMTP version below 3")),
         p if MECHANISM.contains(&p) => {
             mechanism[p - MECHANISM.start] = byte;
-            if p + 1 == MECHANISM.end && mechanism[..] != *b"NULL\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
-            {
+            if p + 1 == MECHANISM.end && mechanism[..] != *b"NULL\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0" {
                 return Err(Violation::Greeting(
                     "only the NULL security mechanism is accepted (Jupyter signs messages)",
                 ));
@@ -214,7 +213,10 @@ mod tests {
         at_limit.check(&greeting()).unwrap();
         let mut header = vec![FLAG_LONG | FLAG_COMMAND];
         header.extend(1000u64.to_be_bytes());
-        assert!(at_limit.check(&header).is_ok(), "the limit itself is allowed");
+        assert!(
+            at_limit.check(&header).is_ok(),
+            "the limit itself is allowed"
+        );
     }
 
     #[test]
