@@ -182,10 +182,7 @@ impl Forger {
                 };
                 let mut parts = request("execute_request", &content, &id);
                 if rng.below(4) == 0 {
-                    parts[0] = format!(
-                        r#"{{"msg_id":7,"username":"t","session":"s","msg_type":"execute_request","version":"5.4"}}"#
-                    )
-                    .into_bytes();
+                    parts[0] = br#"{"msg_id":7,"username":"t","session":"s","msg_type":"execute_request","version":"5.4"}"#.to_vec();
                 }
                 multipart(signed_parts(key, &parts))
             }
