@@ -4,46 +4,13 @@
 
 mod support;
 
-use bytes::Bytes;
+use jupyter_protocol::{
+    ExecuteRequest, ExecutionState, JupyterMessage, JupyterMessageContent, KernelInfoRequest, Stdio,
+};
+use std::time::{Duration, Instant};
+use support::forge::{frames, request, signed};
 use support::TestKernel;
-use zeromq::{Socket, SocketRecv, SocketSend, ZmqMessage};
-
-fn sign(key: &str, parts: &[&[u8]]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
-    let mut ctx = ring::hmac::Context::with_key(&key);
-    for p in parts {
-        ctx.update(p);
-    }
-    ctx.sign()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn frames(parts: Vec<Vec<u8>>) -> ZmqMessage {
-    let parts: Vec<Bytes> = parts.into_iter().map(Bytes::from).collect();
-    ZmqMessage::try_from(parts).unwrap()
-}
-
-fn request(msg_type: &str, content: &str, msg_id: &str) -> [Vec<u8>; 4] {
-    let header = format!(
-        r#"{{"msg_id":"{msg_id}","username":"t","session":"s","date":"2026-01-01T00:00:00Z","msg_type":"{msg_type}","version":"5.4"}}"#
-    );
-    [
-        header.into_bytes(),
-        b"{}".to_vec(),
-        b"{}".to_vec(),
-        content.as_bytes().to_vec(),
-    ]
-}
-
-fn signed(key: &str, parts: &[Vec<u8>; 4]) -> ZmqMessage {
-    let sig = sign(key, &[&parts[0], &parts[1], &parts[2], &parts[3]]);
-    let mut all = vec![b"<IDS|MSG>".to_vec(), sig.into_bytes()];
-    all.extend(parts.iter().cloned());
-    frames(all)
-}
+use zeromq::{Socket, SocketRecv, SocketSend};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_forged_messages_are_skipped() {
@@ -127,18 +94,78 @@ async fn malformed_and_forged_messages_are_skipped() {
     assert!(k.process.try_wait().unwrap().is_none(), "kernel died");
 }
 
+/// One million printed lines arrive in batches, the browser gets at most the output limit,
+/// the rest lands in the file the note names, and control answers kernel_info throughout.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_output_flood_is_delivered_in_batches_then_truncated_to_a_file() {
+    const LINES: usize = 1_000_000;
+    const PROBE_LIMIT: Duration = Duration::from_secs(5);
     let mut k = TestKernel::start().await;
-    let r = k
-        .execute("for i in 0..300_000 { println!(\"line {i}\"); }")
-        .await;
-    assert_eq!(r.status(), "ok");
-    let shown = r.stdout();
-    let streams = r.of_type("stream").len();
+    let code = format!("for i in 0..{LINES} {{ println!(\"line {{i}}\"); }}");
+    let id = k.send_execute(ExecuteRequest::new(code)).await;
+    let started = Instant::now();
+    let mut outputs: Vec<(Stdio, String)> = Vec::new();
+    let mut probes: Vec<Duration> = Vec::new();
+    let mut probe_sent: Option<Instant> = None;
+    let mut next_probe = tokio::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "flood ended in time"
+        );
+        tokio::select! {
+            m = k.iopub.read() => {
+                let m = m.unwrap();
+                if m.parent_header.as_ref().map(|h| h.msg_id.as_str()) != Some(id.as_str()) {
+                    continue;
+                }
+                match &m.content {
+                    JupyterMessageContent::StreamContent(s) => {
+                        outputs.push((s.name.clone(), s.text.clone()));
+                    }
+                    JupyterMessageContent::Status(s) if s.execution_state == ExecutionState::Idle => break,
+                    _ => {}
+                }
+            }
+            reply = k.control.read(), if probe_sent.is_some() => {
+                assert_eq!(reply.unwrap().header.msg_type, "kernel_info_reply");
+                probes.push(probe_sent.take().unwrap().elapsed());
+            }
+            _ = tokio::time::sleep_until(next_probe), if probe_sent.is_none() => {
+                let probe: JupyterMessage = KernelInfoRequest {}.into();
+                k.control.send(probe).await.unwrap();
+                probe_sent = Some(Instant::now());
+                next_probe = tokio::time::Instant::now() + Duration::from_millis(250);
+            }
+        }
+        if let Some(sent) = probe_sent {
+            assert!(
+                sent.elapsed() < PROBE_LIMIT,
+                "control stopped answering during the flood"
+            );
+        }
+    }
+    let flood_time = started.elapsed();
+    if let Some(sent) = probe_sent {
+        tokio::time::timeout(PROBE_LIMIT, k.control.read())
+            .await
+            .expect("the last kernel_info probe is answered")
+            .unwrap();
+        probes.push(sent.elapsed());
+    }
+    let reply = k.read_shell_reply(Duration::from_secs(30)).await;
+    assert_eq!(reply.header.msg_type, "execute_reply");
+
+    let stdout: Vec<&str> = outputs
+        .iter()
+        .filter(|(name, _)| matches!(name, Stdio::Stdout))
+        .map(|(_, text)| text.as_str())
+        .collect();
+    let shown: String = stdout.concat();
     assert!(
-        streams < 10_000,
-        "lines are batched, not one message each: {streams}"
+        stdout.len() < LINES / 100,
+        "lines are batched, not one message each: {}",
+        stdout.len()
     );
     assert!(
         shown.len() as u64 <= 2_000_000,
@@ -146,11 +173,10 @@ async fn an_output_flood_is_delivered_in_batches_then_truncated_to_a_file() {
         shown.len()
     );
     assert!(shown.starts_with("line 0\n") && shown.ends_with('\n'));
-    let notes: String = r
-        .outputs
+    let notes: String = outputs
         .iter()
-        .filter(|o| o.msg_type == "stream" && o.content["name"] == "stderr")
-        .map(|o| o.content["text"].as_str().unwrap().to_string())
+        .filter(|(name, _)| matches!(name, Stdio::Stderr))
+        .map(|(_, text)| text.as_str())
         .collect();
     let path = notes
         .split("the rest in ")
@@ -159,12 +185,20 @@ async fn an_output_flood_is_delivered_in_batches_then_truncated_to_a_file() {
         .unwrap_or_else(|| panic!("a note names the file: {notes}"));
     let rest = std::fs::read_to_string(path).unwrap();
     let shown_lines = shown.lines().count();
-    assert_eq!(
-        shown_lines + rest.lines().count(),
-        300_000,
-        "nothing is lost"
+    assert_eq!(shown_lines + rest.lines().count(), LINES, "nothing is lost");
+    assert!(rest.ends_with(&format!("line {}\n", LINES - 1)));
+    probes.sort();
+    println!(
+        "flood of {LINES} lines: {:.1} s, {} stdout messages, {} bytes ({shown_lines} lines) shown, \
+         {} bytes saved to the file; control kernel_info during it: {} answered, median {:.1} ms, max {:.1} ms",
+        flood_time.as_secs_f64(),
+        stdout.len(),
+        shown.len(),
+        rest.len(),
+        probes.len(),
+        probes[probes.len() / 2].as_secs_f64() * 1e3,
+        probes.last().unwrap().as_secs_f64() * 1e3,
     );
-    assert!(rest.ends_with("line 299999\n"));
     let _ = std::fs::remove_file(path);
     // The kernel is responsive right after.
     assert_eq!(k.execute("1 + 1").await.result_text().as_deref(), Some("2"));

@@ -8,11 +8,13 @@
 
 mod commands;
 mod executor;
+pub mod guard;
 pub mod history;
 mod meter;
 mod overflow;
 pub mod progress;
 pub mod wire;
+pub mod zmtp_check;
 
 use crate::engine::{Completeness, Engine};
 use crate::workdir::WorkDir;
@@ -110,21 +112,33 @@ impl Kernel {
 
 async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
     let session = uuid::Uuid::new_v4().to_string();
-    let shell = create_kernel_shell_connection(&info, &session)
+    // With the guard, zeromq binds private ipc endpoints and the guard listens on the
+    // connection file's; without it, zeromq binds the connection file's endpoints itself.
+    let guard = guard::Settings::from_env()?;
+    let bound = match &guard {
+        Some(_) => guard::private_endpoints(&info, &workdir.path),
+        None => info.clone(),
+    };
+    let shell = create_kernel_shell_connection(&bound, &session)
         .await
         .context("bind shell")?;
-    let control = create_kernel_control_connection(&info, &session)
+    let control = create_kernel_control_connection(&bound, &session)
         .await
         .context("bind control")?;
-    let stdin = create_kernel_stdin_connection(&info, &session)
+    let stdin = create_kernel_stdin_connection(&bound, &session)
         .await
         .context("bind stdin")?;
-    let iopub = create_kernel_iopub_xpub_connection(&info, &session)
+    let iopub = create_kernel_iopub_xpub_connection(&bound, &session)
         .await
         .context("bind iopub")?;
-    let heartbeat = create_kernel_heartbeat_connection(&info)
+    let heartbeat = create_kernel_heartbeat_connection(&bound)
         .await
         .context("bind heartbeat")?;
+    guard::restrict_ipc(&bound)?;
+    match guard {
+        Some(settings) => guard::listen(&info, &bound, settings).await?,
+        None => log("wire guard off (RUSTMETER_WIRE_GUARD=0): zeromq listens directly"),
+    }
 
     let (iopub_tx, iopub_rx) = mpsc::unbounded_channel();
     tokio::spawn(iopub_task(iopub, iopub_rx));

@@ -2,6 +2,8 @@
 //! talks to it over real ZeroMQ sockets through `jupyter-zmq-client`.
 #![allow(dead_code)]
 
+pub mod forge;
+
 use jupyter_protocol::{
     ConnectionInfo, ExecuteRequest, InterruptRequest, JupyterMessage, JupyterMessageContent,
     KernelInfoRequest, ShutdownRequest, Transport,
@@ -22,7 +24,21 @@ pub struct TestKernel {
     pub iopub: ClientIoPubConnection,
     pub control: ClientControlConnection,
     pub session: String,
+    /// The connection file the kernel was started with.
+    pub connection_file: std::path::PathBuf,
+    /// The kernel's stderr (its log), when started with `capture_log`.
+    pub log_file: Option<std::path::PathBuf>,
     _dir: TempDir,
+}
+
+/// How to start a test kernel; `Default` is a tcp kernel on 127.0.0.1 logging to our stderr.
+#[derive(Default, Clone, Copy)]
+pub struct Options<'a> {
+    pub env: &'a [(&'a str, &'a str)],
+    /// Send the kernel's stderr to a file, read with [`TestKernel::log_text`].
+    pub capture_log: bool,
+    /// A connection file with `"transport": "ipc"` (endpoints `{ip}-{port}`).
+    pub ipc: bool,
 }
 
 /// One output seen on iopub while a request ran.
@@ -96,11 +112,27 @@ impl TestKernel {
 
     /// Starts a kernel with extra environment variables (on top of the test's own).
     pub async fn start_with_env(env: &[(&str, &str)]) -> TestKernel {
+        Self::start_with(Options {
+            env,
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(options: Options<'_>) -> TestKernel {
+        let dir = std::env::temp_dir().join(format!("rustmeter-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
         let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-        let ports = peek_ports(ip, 5).await.unwrap();
+        let (transport, ip, ports) = if options.ipc {
+            let base = dir.join("kernel").display().to_string();
+            (Transport::IPC, base, vec![1, 2, 3, 4, 5])
+        } else {
+            let ports = peek_ports(ip, 5).await.unwrap();
+            (Transport::TCP, "127.0.0.1".to_string(), ports)
+        };
         let info = ConnectionInfo {
-            ip: "127.0.0.1".into(),
-            transport: Transport::TCP,
+            ip,
+            transport,
             shell_port: ports[0],
             iopub_port: ports[1],
             stdin_port: ports[2],
@@ -110,17 +142,28 @@ impl TestKernel {
             signature_scheme: "hmac-sha256".into(),
             kernel_name: Some("rustmeter".into()),
         };
-        let dir = std::env::temp_dir().join(format!("rustmeter-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("connection.json");
         std::fs::write(&file, serde_json::to_string(&info).unwrap()).unwrap();
-        let process = Command::new(env!("CARGO_BIN_EXE_rustmeter"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rustmeter"));
+        command
             .arg("kernel")
             .arg("--connection-file")
             .arg(&file)
-            .envs(env.iter().copied())
-            .spawn()
-            .expect("start the kernel");
+            .envs(options.env.iter().copied());
+        let log_file = options.capture_log.then(|| dir.join("kernel.log"));
+        if let Some(log) = &log_file {
+            command.stderr(std::fs::File::create(log).unwrap());
+        }
+        // Killed on drop until `TestKernel` owns it, so a failed start leaves no kernel.
+        let mut process = Reaper(Some(command.spawn().expect("start the kernel")));
+        if options.ipc {
+            // zeromq's ipc connect fails (rather than retries) before the file exists.
+            let shell = std::path::PathBuf::from(format!("{}-{}", info.ip, info.shell_port));
+            let start = Instant::now();
+            while !shell.exists() && start.elapsed() < Duration::from_secs(30) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let session = uuid::Uuid::new_v4().to_string();
         let identity = peer_identity_for_session(&session).unwrap();
         let mut iopub = create_client_iopub_connection(&info, "", &session)
@@ -136,12 +179,14 @@ impl TestKernel {
         let _ =
             jupyter_zmq_client::wait_for_iopub_welcome(&mut iopub, Duration::from_secs(10)).await;
         let mut kernel = TestKernel {
-            process,
+            process: process.0.take().unwrap(),
             info,
             shell,
             iopub,
             control,
             session,
+            connection_file: file,
+            log_file,
             _dir: TempDir(dir),
         };
         let reply = kernel
@@ -153,6 +198,14 @@ impl TestKernel {
 
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// What the kernel wrote to stderr so far (empty unless started with `capture_log`).
+    pub fn log_text(&self) -> String {
+        self.log_file
+            .as_ref()
+            .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned())
+            .unwrap_or_default()
     }
 
     /// Sends a shell request, collects its iopub messages until idle, returns the reply.
@@ -257,6 +310,17 @@ impl TestKernel {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("kernel did not exit after shutdown_request");
+    }
+}
+
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
