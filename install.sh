@@ -33,6 +33,9 @@ options:
   --shared-cache DIR prewarm into DIR and have the kernel read it as a shared, read-only
                      cache tier (RUSTMETER_SHARED_CACHE=DIR in the kernelspec): run as the
                      admin who owns DIR; learners' kernels then reuse what is in it
+  --no-chromium      don't try to install Chromium (which the browser test drives);
+                     by default, as root without Chromium, install.sh runs
+                     apt-get install chromium (the test skips when it is missing)
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -50,6 +53,7 @@ rust_src=""
 extra_env=()
 prewarm=1
 shared_cache=""
+chromium=1
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -73,6 +77,7 @@ while [[ $# -gt 0 ]]; do
             extra_env+=("${1#--env=}") ;;
         --uninstall) uninstall=1 ;;
         --no-prewarm) prewarm=0 ;;
+        --no-chromium) chromium=0 ;;
         --shared-cache)
             [[ $# -ge 2 ]] || die "--shared-cache needs a DIR"
             shared_cache="$2"; shift ;;
@@ -229,6 +234,9 @@ if [[ $scope_given -eq 0 ]]; then
         scope=(--user)
     fi
 fi
+
+# ---------------------------------------------------------------------------- chromium
+[[ $chromium -eq 1 ]] && ensure_chromium
 
 # ---------------------------------------------------------------------------- kernelspec
 step "writing kernelspec"
