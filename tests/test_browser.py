@@ -103,6 +103,12 @@ def check_footer(cell, where: str) -> str:
     assert text.startswith(("✓", "✗", "■")), f"{where}: last output is not a footer: {last.inner_text()!r}"
     box = last.locator(".rustmeter-footer").bounding_box()
     assert box and box["height"] >= 8 and box["width"] >= 100, f"{where}: footer box {box}"
+    # A narrow output wraps the line between fields, never inside one.
+    split = last.locator(".rustmeter-footer").evaluate(
+        "el => [...el.querySelectorAll('span')].filter(s => s.getClientRects().length > 1)"
+        ".map(s => s.textContent)"
+    )
+    assert not split, f"{where}: footer fields broken across lines: {split}"
     for img in images_loaded(last):
         assert img["complete"] and img["natural"] > 0, f"{where}: chart not decoded: {img}"
         assert 20 <= img["height"] <= 200 and 2 <= img["width"] / img["height"] <= 8, (
