@@ -14,10 +14,7 @@ from playwright.sync_api import Locator, Page
 
 from browser_helpers import ARTIFACTS
 
-CELL = ".jp-Notebook .jp-Cell"
 CODE_CELL = ".jp-Notebook .jp-CodeCell"
-# A cell's prompt reads "[*]:" while it is queued or running, "[N]:" when done.
-RUNNING_PROMPT = "[*]:"
 DONE_PROMPT = re.compile(r"\[\d+\]:")
 
 

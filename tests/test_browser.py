@@ -17,7 +17,6 @@ installed.
 """
 from __future__ import annotations
 
-import json
 import time
 
 import nbformat
