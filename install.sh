@@ -46,6 +46,9 @@ options:
                      read-only crate registry (DIR/cargo) and shared cache (DIR/cache)
                      that kernels use offline, register the kernelspec under DIR/share
                      unless a scope is given (see docs/classroom.md); run as root
+  --no-chromium      don't try to install Chromium (which the browser test drives);
+                     by default, as root without Chromium, install.sh runs
+                     apt-get install chromium (the test skips when it is missing)
   --uninstall        remove the "$KERNEL_NAME" kernelspec and exit
   -h, --help         show this help
 
@@ -80,6 +83,7 @@ prewarm=1
 shared_cache=""
 class_dir=""
 CLASS_PREWARM_ENV=()
+chromium=1
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -103,6 +107,7 @@ while [[ $# -gt 0 ]]; do
             extra_env+=("${1#--env=}") ;;
         --uninstall) uninstall=1 ;;
         --no-prewarm) prewarm=0 ;;
+        --no-chromium) chromium=0 ;;
         --shared-cache)
             [[ $# -ge 2 ]] || die "--shared-cache needs a DIR"
             shared_cache="$2"; shift ;;
@@ -273,6 +278,9 @@ if [[ $scope_given -eq 0 ]]; then
         scope=(--user)
     fi
 fi
+
+# ---------------------------------------------------------------------------- chromium
+[[ $chromium -eq 1 ]] && ensure_chromium
 
 # ---------------------------------------------------------------------------- kernelspec
 step "writing kernelspec"

@@ -9,6 +9,7 @@
 #   KERNEL_NAME  the kernelspec name (rustmeter)
 #   PY_PACKAGES  what install.sh pip-installs into the venv
 #   PY_MODULES   the import names that make a Python "usable" for this project
+#   CHROMIUM     the browser tests/test_browser.py drives (Debian's chromium package)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -19,8 +20,11 @@ esac
 BIN="$TARGET_DIR/release/rustmeter"
 VENV="$ROOT/.venv"
 KERNEL_NAME="rustmeter"
-PY_PACKAGES=(jupyterlab jupyter_client nbclient nbformat nbconvert jupyter_kernel_test pytest ipykernel)
-PY_MODULES="jupyterlab, jupyter_client, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel"
+# notebook = Notebook 7; playwright drives Chromium in tests/test_browser.py (its own
+# browser download is not used: `playwright install` needs network access we may not have).
+PY_PACKAGES=(jupyterlab notebook jupyter_client nbclient nbformat nbconvert jupyter_kernel_test pytest ipykernel playwright)
+PY_MODULES="jupyterlab, notebook, jupyter_client, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel, playwright"
+CHROMIUM="${RUSTMETER_CHROMIUM:-/usr/bin/chromium}"
 
 step() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -74,4 +78,24 @@ use_project_env() {
         export PATH="$VENV/bin:$PATH"
         export JUPYTER_PREFER_ENV_PATH=1
     fi
+}
+
+# ensure_chromium: makes sure the browser test has Chromium at $CHROMIUM. When it is
+# missing and we are root on a Debian-like system, installs the chromium package (bounded
+# by a timeout); otherwise, or when that fails, warns: the browser test then skips.
+ensure_chromium() {
+    [[ -x "$CHROMIUM" ]] && return 0
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        step "installing Chromium for the browser test (apt-get install chromium)"
+        if timeout 600 apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+            || { timeout 300 apt-get update >/dev/null 2>&1 \
+                 && timeout 600 apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; }; then
+            [[ -x "$CHROMIUM" ]] && return 0
+        fi
+        warn "could not install Chromium with apt-get: tests/test_browser.py will skip"
+    else
+        warn "Chromium not found at $CHROMIUM (apt-get install chromium as root, or set" \
+             "RUSTMETER_CHROMIUM): tests/test_browser.py will skip"
+    fi
+    return 0
 }

@@ -50,6 +50,7 @@ elif [[ $build -eq 1 ]]; then
 fi
 use_project_env "$PY"
 export RUSTMETER_BIN="$BIN"
+[[ $py_tests -eq 1 ]] && ensure_chromium  # for tests/test_browser.py; skips when it can't
 
 logs="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-test.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT

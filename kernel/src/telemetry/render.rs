@@ -222,10 +222,10 @@ pub fn html(t: &CellTelemetry, mode: Mode) -> String {
          padding-top: 0.3em; margin-top: 0.2em\" title=\"{}\">{}</div>",
         0.85 * scale,
         escape(&tooltip(t)),
-        escape(&line)
+        line_html(&line)
     );
     if mode != Mode::Compact && t.run_ms >= CHART_MIN_MS && t.samples.len() >= CHART_MIN_SAMPLES {
-        out.push_str(&format!("<div class=\"rustmeter-charts\" style=\"display: flex; gap: 0.8em; margin-top: 0.25em; font-size: {scale:.2}em\">"));
+        out.push_str(&format!("<div class=\"rustmeter-charts\" style=\"display: flex; flex-wrap: wrap; gap: 0.8em; margin-top: 0.25em; font-size: {scale:.2}em\">"));
         for chart in charts(t) {
             out.push_str(&format!(
                 "<img src=\"data:image/svg+xml;base64,{}\" alt=\"{}\" title=\"{}\" style=\"height: 3.2em; width: 12em\">",
@@ -237,6 +237,20 @@ pub fn html(t: &CellTelemetry, mode: Mode) -> String {
         out.push_str("</div>");
     }
     out
+}
+
+/// The line with each field kept whole: a narrow output (or `:telemetry big`) wraps
+/// between fields, never inside one ("memory 13 / MB").
+fn line_html(line: &str) -> String {
+    line.split(" │ ")
+        .map(|part| {
+            format!(
+                "<span style=\"white-space: nowrap\">{}</span>",
+                escape(part)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" │ ")
 }
 
 fn tooltip(t: &CellTelemetry) -> String {
@@ -556,6 +570,22 @@ mod tests {
         let line = text_line(&t);
         assert!(line.contains("peak +10.0 GB"), "{line}");
         assert!(line.contains("1,004"));
+    }
+
+    #[test]
+    fn html_wraps_between_fields_only() {
+        let t = ran(2000.0);
+        let h = html(&t, Mode::Big);
+        let fields: Vec<String> = text_line(&t).split(" │ ").map(escape).collect();
+        assert!(fields.len() >= 3, "{fields:?}");
+        for field in &fields {
+            assert!(
+                h.contains(&format!(
+                    "<span style=\"white-space: nowrap\">{field}</span>"
+                )),
+                "{field} not kept whole in {h}"
+            );
+        }
     }
 
     #[test]
