@@ -7,11 +7,17 @@
 #   scripts/class-hub.sh start NAME...                the hub, in the foreground, for NAMEs
 #   scripts/class-hub.sh remove-learners NAME...      delete the accounts and their homes
 #
+# Options after `setup` go to install.sh: e.g. --memory-limit 2G --thread-limit 12000 cap
+# each learner's kernel (see docs/classroom.md); setup then also has install.sh point the
+# kernels at a cgroup per learner, which add-learners creates and hands to the learner.
+#
 # environment: RUSTMETER_CLASS_DIR (default /opt/rustmeter), RUSTMETER_HUB_PORT (8000),
 # RUSTMETER_HUB_IP (127.0.0.1), RUSTMETER_CLASS_PYTHON (the python3 that DIR/venv, where
 # the hub and the learners' servers run, is made from; all users must be able to run it;
 # default /usr/bin/python3), PYTHON (the Python install.sh registers the kernelspec with;
-# default the project's .venv).
+# default the project's .venv), RUSTMETER_CLASS_CGROUP (where the learners' cgroups go:
+# `root`, the default, directly under each cgroup hierarchy's root; `here`, under this
+# shell's own cgroups, for a container that must stay inside its own).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -22,7 +28,7 @@ HUB_DIR="$CLASS_DIR/hub"
 CHP_VERSION="4"   # configurable-http-proxy major version JupyterHub 5/6 work with
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # The Python environment the hub and the learners' servers run from: DIR/venv, made from a
@@ -44,6 +50,49 @@ need_root() {
 
 valid_name() {
     [[ "$1" =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || die "not a valid learner account name: '$1' (lowercase letters, digits, - and _)"
+}
+
+# ---------------------------------------------------------------------------- cgroups
+# Memory and thread caps (install.sh --memory-limit/--thread-limit) need a cgroup each
+# learner may create its kernels' groups in. setup records one base directory per
+# controller in $CGROUP_BASES; add-learners makes BASE/NAME and chowns it to the learner.
+CGROUP_BASES="$HUB_DIR/cgroup-bases"
+
+# Prints "MOUNT OWN-PATH" of the cgroup v1 hierarchy carrying controller $1, if mounted.
+cgroup_v1() {
+    local ctl="$1" mount root path
+    read -r root mount < <(awk -v c="$ctl" '{
+        for (i = 7; i <= NF; i++) if ($i == "-") {
+            if ($(i + 1) == "cgroup" && ("," $(i + 3) ",") ~ ("," c ",")) { print $4, $5; exit }
+            break
+        } }' /proc/self/mountinfo) || return 1
+    [[ -n "$mount" ]] || return 1
+    path="$(awk -F: -v c="$ctl" '("," $2 ",") ~ ("," c ",") { print $3; exit }' /proc/self/cgroup)"
+    [[ "$root" == "/" ]] || path="${path#"$root"}"
+    printf '%s %s\n' "$mount" "${path:-/}"
+}
+
+# Writes $CGROUP_BASES and prints the RUSTMETER_CGROUP_PARENT value, or nothing (with a
+# warning) where cgroup v1 memory/pids are not mounted.
+record_cgroup_bases() {
+    local where="${RUSTMETER_CLASS_CGROUP:-root}" ctl mount own base bases=()
+    [[ "$where" == root || "$where" == here ]] \
+        || die "RUSTMETER_CLASS_CGROUP must be 'root' or 'here', got: $where"
+    for ctl in memory pids; do
+        read -r mount own < <(cgroup_v1 "$ctl") || { mount=""; own=""; }
+        if [[ -z "$mount" ]]; then
+            warn "no cgroup v1 '$ctl' hierarchy mounted: learners' kernels get no $ctl cap (cgroup v2: delegate by hand, see docs/classroom.md)"
+            continue
+        fi
+        [[ "$where" == here ]] || own="/"
+        base="${mount}${own%/}/rustmeter-class"
+        mkdir -p "$base" || die "cannot create the class cgroup $base"
+        bases+=("$base")
+    done
+    printf '%s\n' ${bases[@]+"${bases[@]}"} >"$CGROUP_BASES"
+    local parent=""
+    for base in ${bases[@]+"${bases[@]}"}; do parent+="${parent:+:}$base/{user}"; done
+    printf '%s\n' "$parent"
 }
 
 cmd_setup() {
@@ -68,8 +117,24 @@ cmd_setup() {
         npm install --silent --no-fund --no-audit --prefix "$HUB_DIR" "configurable-http-proxy@$CHP_VERSION" \
             || die "npm install configurable-http-proxy failed: is the npm registry reachable?"
     fi
-    step "installing rustmeter in class mode into $CLASS_DIR (./install.sh --class $CLASS_DIR $*)"
-    PYTHON="$py" "$ROOT/install.sh" --class "$CLASS_DIR" "$@"
+    local args=("$@") parent
+    if [[ " $* " == *" --memory-limit"* || " $* " == *" --thread-limit"* ]]; then
+        parent="$(record_cgroup_bases)"
+        [[ -z "$parent" ]] || args+=(--env "RUSTMETER_CGROUP_PARENT=$parent")
+    else
+        rm -f "$CGROUP_BASES"
+    fi
+    step "installing rustmeter in class mode into $CLASS_DIR (./install.sh --class $CLASS_DIR ${args[*]})"
+    PYTHON="$py" "$ROOT/install.sh" --class "$CLASS_DIR" "${args[@]}"
+}
+
+# The learner's own cgroup in every recorded base (none when setup set no caps).
+learner_cgroups() {
+    [[ -f "$CGROUP_BASES" ]] || return 0
+    local base
+    while read -r base; do
+        [[ -n "$base" ]] && printf '%s/%s\n' "$base" "$1"
+    done <"$CGROUP_BASES"
 }
 
 cmd_add_learners() {
@@ -87,6 +152,12 @@ cmd_add_learners() {
         home="$(getent passwd "$name" | cut -d: -f6)"
         # Some distributions create homes 0755: a learner must not read another's work.
         chmod 700 "$home" || die "cannot make $home private"
+        # Delegated to the learner: their kernels make their capped groups inside it.
+        local group
+        while read -r group; do
+            [[ -n "$group" ]] || continue
+            mkdir -p "$group" && chown -R "$name:" "$group" || die "cannot delegate cgroup $group to $name"
+        done < <(learner_cgroups "$name")
     done
 }
 
@@ -113,6 +184,13 @@ cmd_remove_learners() {
             # Kernels leave their (empty, 0700) base folder in /tmp: remove it before the
             # uid is given to someone else.
             rm -rf "${TMPDIR:-/tmp}/rustmeter-$uid"
+            # Kernels remove their own groups; one killed with its kernel is left empty.
+            local group
+            while read -r group; do
+                [[ -d "$group" ]] || continue
+                find "$group" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+                rmdir "$group" 2>/dev/null || warn "cgroup $group is still in use: remove it once its processes end"
+            done < <(learner_cgroups "$name")
             echo "removed learner $name"
         fi
     done

@@ -51,15 +51,19 @@ LEARNERS = [f"rmlearner{i}" for i in range(1, 6)]
 NOTEBOOK = NOTEBOOKS / "04-async.ipynb"
 CELL_TIMEOUT = 600
 SKIPPED_TAGS = {"raises-exception", "exercise", "self-check"}
-# The last cell asks each learner's demo server for its address.
+# The last cells show the caps in force and ask each learner's demo server for its address.
+LIMITS_PROBE = ":limits"
 PORT_PROBE = 'println!("demo port {}", server.addr.port());'
+# The class's caps (docs/classroom.md): the threads notebook needs 10,000 threads.
+CLASS_CAPS = ["--memory-limit", "2G", "--thread-limit", "12000"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the class hub test creates system users: run as root")
 
 
 def script(*args: str, timeout: float = 900) -> str:
-    """Runs scripts/class-hub.sh; the binary is the one the test run built (RUSTMETER_BIN)."""
-    env = dict(os.environ, RUSTMETER_CLASS_DIR=str(CLASS_DIR), PYTHON=sys.executable)
+    """Runs scripts/class-hub.sh; the binary is the one the test run built (RUSTMETER_BIN).
+    The learners' cgroups go under the test's own (`here`): a container may not leave its."""
+    env = dict(os.environ, RUSTMETER_CLASS_DIR=str(CLASS_DIR), PYTHON=sys.executable, RUSTMETER_CLASS_CGROUP="here")
     binary = os.environ.get("RUSTMETER_BIN")
     if binary:
         env["CARGO_TARGET_DIR"] = str(Path(binary).resolve().parent.parent)
@@ -97,7 +101,7 @@ def key_cells() -> list[CellRun]:
         if not SKIPPED_TAGS & set(c.metadata.get("tags", []))
     ]
     assert "setup" in cells[0].tags, "the async tutorial must start with its setup cell"
-    return cells + [CellRun(source=PORT_PROBE, tags=["port-probe"])]
+    return cells + [CellRun(source=LIMITS_PROBE, tags=["limits-probe"]), CellRun(source=PORT_PROBE, tags=["port-probe"])]
 
 
 def run_as(user: str, *command: str) -> subprocess.CompletedProcess:
@@ -109,7 +113,7 @@ def class_hub():
     """The class install, five learners and a running hub; all but the install removed after."""
     script("remove-learners", *LEARNERS)  # a clean slate if an earlier run was killed
     started = time.monotonic()
-    script("setup", "--no-build")
+    script("setup", "--no-build", *CLASS_CAPS)
     setup_s = time.monotonic() - started
     script("add-learners", *LEARNERS)
     port = free_port_triple()
@@ -211,6 +215,7 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
             probe = "".join(o.get("text", "") for o in results[name]["cells"][-1].outputs)
             ports[name] = probe.split("demo port ")[-1].split()[0] if "demo port " in probe else None
         assert not problems, "\n".join(problems)
+        check_caps_enforced(results)
         assert None not in ports.values() and len(set(ports.values())) == len(LEARNERS), \
             f"demo servers must each have their own port: {ports}"
 
@@ -224,6 +229,18 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
         for r in results.values():
             if "kernel" in r:
                 r["kernel"].close()
+
+
+def check_caps_enforced(results: dict) -> None:
+    """Every learner's kernel runs its code under the class's memory and thread caps, in a
+    cgroup inside the one add-learners delegated to that learner."""
+    for name in LEARNERS:
+        cell = next(c for c in results[name]["cells"] if "limits-probe" in c.tags)
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        for what in ("memory: 2 GiB", "threads: 12000 threads"):
+            line = next((l for l in text.splitlines() if l.startswith(what)), "")
+            assert "enforced by" in line and f"/rustmeter-class/{name}/" in line, \
+                f"{name}'s kernel: {what} cap not enforced in the learner's cgroup:\n{text}"
 
 
 def check_shared_cache_hits() -> dict[str, list[str]]:
