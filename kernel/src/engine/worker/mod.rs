@@ -1,0 +1,216 @@
+//! The engine thread: owns evcxr's `CommandContext` and runs requests in order — cells
+//! (planned by [`super::cell`], run through evcxr, a shell or rustmeter itself),
+//! completion and inspection. Reports through [`CellEvent`]s; never touches sockets.
+//!
+//! Owns the order of requests and each cell's bookkeeping (phase, child pid, limits,
+//! the outcome sent to the pump). The parts: `start` brings evcxr up, `steps` runs a
+//! planned cell's steps, `lookups` answers completion and inspection.
+
+mod lookups;
+mod start;
+mod steps;
+
+use super::cell::{self, Session};
+use super::pump::PumpCommand;
+use super::time_limit::{self, TimeLimit};
+use super::{
+    report, CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase, Request,
+};
+use crate::workdir::WorkDir;
+use lookups::{complete, inspect};
+use start::run_prelude;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Lives on the engine thread.
+pub(super) struct Worker {
+    control: Arc<Control>,
+    workdir: Arc<WorkDir>,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    pending: Arc<AtomicU32>,
+    session: Session,
+    shim_root: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    limits: Arc<crate::limits::Limits>,
+    /// Limit problems (caps that cannot be enforced, a bad `RUSTMETER_CELL_TIMEOUT`) not
+    /// yet shown; the next cell shows them once, on stderr.
+    limit_warnings: Vec<String>,
+    time_limit: Option<TimeLimit>,
+}
+
+struct Evcxr {
+    context: evcxr::CommandContext,
+    pump: crossbeam_channel::Sender<PumpCommand>,
+}
+
+impl Worker {
+    pub(super) fn new(
+        control: Arc<Control>,
+        workdir: Arc<WorkDir>,
+        events: mpsc::UnboundedSender<EngineEvent>,
+        pending: Arc<AtomicU32>,
+        limits: Arc<crate::limits::Limits>,
+    ) -> Worker {
+        let mut limit_warnings = limits.problems().to_vec();
+        let time_limit = time_limit::from_env().unwrap_or_else(|error| {
+            limit_warnings.push(error);
+            None
+        });
+        Worker {
+            limit_warnings,
+            limits,
+            control,
+            workdir,
+            events,
+            pending,
+            session: Session::default(),
+            shim_root: crate::workdir::cache_dir().join("shims"),
+            env: Vec::new(),
+            time_limit,
+        }
+    }
+
+    pub(super) fn run(mut self, requests: std::sync::mpsc::Receiver<Request>) {
+        let mut evcxr = match self.start_evcxr() {
+            Ok(e) => Some(e),
+            Err(message) => {
+                log(&format!("evcxr failed to start: {message}"));
+                None
+            }
+        };
+        self.control.set_phase(Phase::Idle);
+        while let Ok(request) = requests.recv() {
+            match request {
+                Request::Execute {
+                    cell,
+                    code,
+                    allow_stdin,
+                } => match evcxr.as_mut() {
+                    Some(e) => self.execute(e, cell, &code, allow_stdin),
+                    None => {
+                        self.pending.fetch_sub(1, Ordering::SeqCst);
+                        self.send(cell, CellEvent::Finished(CellOutcome::Error(report::message(
+                                "kernel error",
+                                "The Rust engine (evcxr) could not start; see the kernel log. Check that \
+                                 cargo and rustc are on PATH.",
+                            ))))
+                    }
+                },
+                Request::Complete {
+                    code,
+                    cursor,
+                    reply,
+                } => {
+                    let result = evcxr
+                        .as_mut()
+                        .map(|e| complete(&mut e.context, &code, cursor));
+                    let _ = reply.send(result.unwrap_or_default());
+                }
+                Request::Inspect {
+                    code,
+                    cursor,
+                    reply,
+                } => {
+                    let result = evcxr
+                        .as_mut()
+                        .map(|e| inspect(&mut e.context, &code, cursor));
+                    let _ = reply.send(result.unwrap_or_default());
+                }
+            }
+        }
+    }
+
+    fn refresh_child_pid(&self, context: &evcxr::CommandContext) -> u32 {
+        let handle = context.process_handle();
+        let pid = handle.lock().map(|c| c.id()).unwrap_or(0);
+        self.control.child_pid.store(pid, Ordering::SeqCst);
+        pid
+    }
+
+    fn send(&self, cell: CellId, event: CellEvent) {
+        let _ = self.events.send(EngineEvent { cell, event });
+    }
+
+    fn execute(&mut self, evcxr: &mut Evcxr, cell: CellId, code: &str, allow_stdin: bool) {
+        let serial = self.control.cell_serial.fetch_add(1, Ordering::SeqCst) + 1;
+        self.control.interrupted.store(false, Ordering::SeqCst);
+        self.control.timed_out.store(false, Ordering::SeqCst);
+        if let Some(channel) = &self.control.cancel {
+            channel.drain();
+        }
+        self.control.set_phase(Phase::Compiling);
+        if let Some(limit) = &self.time_limit {
+            time_limit::watch(Arc::clone(&self.control), serial, limit.duration);
+        }
+        let _ = evcxr.pump.send(PumpCommand::Start(cell));
+        let pid_before = self.refresh_child_pid(&evcxr.context);
+        self.send(
+            cell,
+            CellEvent::Started {
+                child_pid: pid_before,
+            },
+        );
+        for warning in std::mem::take(&mut self.limit_warnings) {
+            self.send(
+                cell,
+                CellEvent::Stream {
+                    stderr: true,
+                    text: format!("rustmeter: {warning}\n"),
+                },
+            );
+        }
+        let counters_before = self.limits.counters();
+        let variables_before: Vec<String> = evcxr
+            .context
+            .variables_and_types()
+            .map(|(name, _)| name.to_string())
+            .collect();
+
+        let outcome = match cell::plan(code, &self.session, &self.shim_root) {
+            Err(message) => CellOutcome::Error(report::message("command error", message)),
+            Ok(steps) => self.run_steps(evcxr, cell, steps, allow_stdin),
+        };
+
+        let pid_after = self.refresh_child_pid(&evcxr.context);
+        let restarted = pid_after != pid_before;
+        let lost = if restarted {
+            variables_before
+        } else {
+            Vec::new()
+        };
+        let outcome = if self.control.interrupted.load(Ordering::SeqCst) {
+            match self.time_limit.as_ref() {
+                Some(limit) if self.control.timed_out.load(Ordering::SeqCst) => {
+                    CellOutcome::Error(report::timed_out(&limit.text, lost, restarted))
+                }
+                _ => CellOutcome::Error(report::interrupted(lost, restarted)),
+            }
+        } else {
+            match outcome {
+                // Worded by the pump, which also saw what the child wrote on stderr.
+                CellOutcome::Error(mut e) if e.kind == ErrorKind::Crashed => {
+                    e.lost_variables = lost;
+                    CellOutcome::Error(e)
+                }
+                other => other,
+            }
+        };
+        self.control.set_phase(Phase::Idle);
+        // Not busy any more before the reply can reach the client, so a completion
+        // request sent right after the reply is answered for real.
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        let hits = self.limits.hits_since(counters_before);
+        let _ = evcxr.pump.send(PumpCommand::Finish(cell, outcome, hits));
+        if restarted {
+            // A new child has neither our panic hook nor the flush function.
+            run_prelude(&mut evcxr.context);
+            let pid = self.refresh_child_pid(&evcxr.context);
+            self.limit_warnings.extend(self.limits.check_member(pid));
+        }
+    }
+}
+
+fn log(message: &str) {
+    eprintln!("[rustmeter] {message}");
+}

@@ -1,0 +1,76 @@
+//! Starting evcxr: the child command (isolated, in the caps, with the cancel channel),
+//! the dependency cache's build environment, the output pump thread and the prelude.
+//! Runs once per worker, and the prelude again after each child restart.
+
+use super::{log, Evcxr, Worker};
+use crate::engine::prelude;
+use crate::engine::process;
+use crate::engine::pump::Pump;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+impl Worker {
+    pub(super) fn start_evcxr(&mut self) -> Result<Evcxr, String> {
+        // evcxr reads its build folder from EVCXR_TMPDIR, set by the server at start-up
+        // while it was still single-threaded.
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut command = std::process::Command::new(exe);
+        command.env("RUSTMETER_CHILD_ENV_FILE", self.workdir.child_env_file());
+        // Where the `rustmeter` crate in cells reads earlier cells' telemetry.
+        command.env("RUSTMETER_TELEMETRY_DIR", self.workdir.telemetry_dir());
+        command.env("RUSTMETER_LABELS_DIR", crate::workdir::labels_dir());
+        process::isolate(&mut command);
+        // Each child evcxr starts from this command, restarts included, lands in the caps.
+        self.limits.attach(&mut command);
+        if let Some(channel) = &self.control.cancel {
+            channel.inherit(&mut command);
+        }
+        let (context, outputs) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            evcxr::EvalContext::with_subprocess_command(command)
+        }))
+        .map_err(|_| "evcxr panicked while starting".to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut context = evcxr::CommandContext::with_eval_context(context);
+        // The shared dependency cache: cargo runs this binary as its rustc wrapper. Part
+        // of evcxr's config, so it survives child restarts and `:clear`.
+        for (key, value) in crate::depcache::build_envs(&self.workdir.build_events_file()) {
+            let line = format!(":build_env {key}={value}");
+            match std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(&line))) {
+                Ok(Ok(_)) => {}
+                _ => log(&format!(
+                    "could not set {key} for builds: dependency cache off"
+                )),
+            }
+        }
+        let (pump_tx, pump_rx) = crossbeam_channel::unbounded();
+        let pump = Pump {
+            stdout: outputs.stdout,
+            stderr: outputs.stderr,
+            commands: pump_rx,
+            events: self.events.clone(),
+            control: Arc::clone(&self.control),
+        };
+        std::thread::Builder::new()
+            .name("output-pump".into())
+            .spawn(move || pump.run())
+            .map_err(|e| e.to_string())?;
+        let pid = self.refresh_child_pid(&context);
+        self.limit_warnings.extend(self.limits.check_member(pid));
+        run_prelude(&mut context);
+        Ok(Evcxr {
+            context,
+            pump: pump_tx,
+        })
+    }
+}
+
+pub(super) fn run_prelude(context: &mut evcxr::CommandContext) {
+    let source = prelude::source();
+    match std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(&source))) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log(&format!(
+            "prelude cell failed (panics will show as output only): {e}"
+        )),
+        Err(_) => log("prelude cell panicked inside evcxr"),
+    }
+}

@@ -1,0 +1,185 @@
+//! One running cell: publishes what the engine reports for it until it finishes, with
+//! the live footer and the compile progress, and answers its input prompts on stdin.
+//! Replies and the final footer are the caller's (`super::execute`).
+
+use super::live_build::LiveBuild;
+use super::publish::{publish_background, publish_live, publish_output};
+use super::RecentParents;
+use crate::engine::{CellEvent, CellId, CellOutcome, EngineEvent};
+use crate::server::meter::{CellMeter, Display};
+use crate::server::overflow::{self, OutputBudget, Route};
+use crate::server::{log, wire, Kernel};
+use crate::telemetry::render;
+use jupyter_protocol::{InputRequest, JupyterMessage, JupyterMessageContent};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The live footer appears once the user's code has run this long …
+const LIVE_AFTER_MS: f64 = 500.0;
+/// … and is refreshed this often (≥ 2 updates a second).
+const LIVE_EVERY: Duration = Duration::from_millis(400);
+
+/// Compile progress is read this often while a cell compiles (republished at least
+/// every `live_build::PROGRESS_HEARTBEAT`).
+const PROGRESS_EVERY: Duration = Duration::from_millis(300);
+
+/// Publishes what the engine reports for `cell` until it finishes, with the live footer.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_events(
+    kernel: &Arc<Kernel>,
+    parent: &JupyterMessage,
+    cell: CellId,
+    silent: bool,
+    shown: Display,
+    code: &str,
+    meter: &mut CellMeter,
+    events: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    recent: &RecentParents,
+) -> CellOutcome {
+    let live_id = format!("rustmeter-live-{cell}");
+    let mut live_shown = false;
+    let saved_to = crate::workdir::cache_dir()
+        .join("outputs")
+        .join(format!("kernel-{}-cell-{cell}.txt", std::process::id()));
+    let mut budget = OutputBudget::new(overflow::limit_from_env(), saved_to);
+    let mut ticker = tokio::time::interval(LIVE_EVERY);
+    let mut build = (!silent).then(|| LiveBuild::start(kernel, cell, code));
+    let mut build_ticker = tokio::time::interval(PROGRESS_EVERY);
+    let outcome = loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = build_ticker.tick(), if build.is_some() => {
+                if let Some(build) = build.as_mut() {
+                    build.tick(kernel, parent);
+                }
+                continue;
+            }
+            _ = ticker.tick(), if shown != Display::Off => {
+                if let Some((run_ms, view)) = meter.live().filter(|(ms, _)| *ms >= LIVE_AFTER_MS) {
+                    let line = render::live_line(run_ms, view.cpu_cores_now, view.threads, view.rss_bytes);
+                    publish_live(kernel, parent, &live_id, line, live_shown);
+                    live_shown = true;
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else {
+            break CellOutcome::Error(crate::engine::report::message(
+                "kernel error",
+                "the engine stopped",
+            ));
+        };
+        if event.cell != cell {
+            publish_background(kernel, recent, event);
+            continue;
+        }
+        match event.event {
+            CellEvent::Finished(outcome) => break outcome,
+            CellEvent::Started { child_pid } => meter.started(child_pid, shown != Display::Off),
+            CellEvent::RunStarted { at } => {
+                meter.run_started(at);
+                if let Some(build) = build.as_mut() {
+                    build.collapse(kernel, parent);
+                }
+            }
+            CellEvent::RunEnded { at } => meter.run_ended(at),
+            CellEvent::Note { key, value } => meter.note(key, value),
+            CellEvent::InputRequest {
+                prompt,
+                password,
+                reply,
+            } => {
+                let answer = ask_input(kernel, parent, prompt, password).await;
+                let _ = reply.send(answer);
+            }
+            other if silent => drop(other),
+            CellEvent::Stream { stderr, text } => match budget.route(text) {
+                Route::Publish(text) => {
+                    publish_output(kernel, parent, CellEvent::Stream { stderr, text })
+                }
+                Route::PublishThenNote(text, note) => {
+                    publish_output(kernel, parent, CellEvent::Stream { stderr, text });
+                    publish_output(
+                        kernel,
+                        parent,
+                        CellEvent::Stream {
+                            stderr: true,
+                            text: note,
+                        },
+                    );
+                }
+                Route::Saved => {}
+            },
+            other => publish_output(kernel, parent, other),
+        }
+    };
+    if let Some(mut build) = build {
+        build.collapse(kernel, parent);
+        if !build.tracker.lines.is_empty() {
+            *kernel
+                .last_build_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(build.tracker.log(cell));
+        }
+    }
+    if let Some(summary) = budget.summary() {
+        publish_output(
+            kernel,
+            parent,
+            CellEvent::Stream {
+                stderr: true,
+                text: summary,
+            },
+        );
+    }
+    if live_shown {
+        // Emptied, so the final footer is the one footer of this cell.
+        publish_live(kernel, parent, &live_id, String::new(), true);
+    }
+    outcome
+}
+
+/// Sends an `input_request` on stdin to the client that asked for this cell and waits
+/// for its `input_reply`.
+async fn ask_input(
+    kernel: &Kernel,
+    parent: &JupyterMessage,
+    prompt: String,
+    password: bool,
+) -> String {
+    let mut stdin = kernel.stdin.lock().await;
+    let request = wire::child_of(InputRequest { prompt, password }, parent);
+    let asked = request.header.msg_id.clone();
+    if let Err(e) = stdin.send(request).await {
+        log(&format!("stdin: could not send input_request: {e}"));
+        return String::new();
+    }
+    let answer = async {
+        loop {
+            match stdin.read().await {
+                // Only the answer to this prompt counts, not a late one to an older prompt.
+                Ok(message) => match message.content {
+                    JupyterMessageContent::InputReply(reply)
+                        if message
+                            .parent_header
+                            .as_ref()
+                            .is_none_or(|p| p.msg_id == asked) =>
+                    {
+                        return reply.value;
+                    }
+                    _ => log("stdin: ignored a message that does not answer the current prompt"),
+                },
+                Err(e) => {
+                    log(&format!("stdin: skipped a bad message: {e}"));
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    // An interrupt while the prompt is open ends the wait (the cell is being stopped).
+    tokio::select! {
+        value = answer => value,
+        _ = kernel.engine.interrupted() => String::new(),
+    }
+}
