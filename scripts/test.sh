@@ -65,9 +65,10 @@ passed=0 failed=0 skipped=0
 # ---------------------------------------------------------------------------- cargo test
 cargo_status="skipped"
 if [[ $cargo_tests -eq 1 ]]; then
-    step "running Rust tests (cargo test --release --locked)"
+    step "running Rust tests (cargo test --release --locked --no-fail-fast)"
     set +e
-    cargo test --release --locked 2>&1 | tee "$logs/cargo.log"
+    # --no-fail-fast: one failing test binary must not hide the others' results.
+    cargo test --release --locked --no-fail-fast 2>&1 | tee "$logs/cargo.log"
     rc=${PIPESTATUS[0]}
     set -e
     # cargo prints "test result: ok. 3 passed; 0 failed; 1 ignored; ..." per test binary.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod forge;
+pub mod sockets;
 
 use jupyter_protocol::{
     ConnectionInfo, ExecuteRequest, InterruptRequest, JupyterMessage, JupyterMessageContent,
@@ -156,6 +157,35 @@ impl TestKernel {
         }
         // Killed on drop until `TestKernel` owns it, so a failed start leaves no kernel.
         let mut process = Reaper(Some(command.spawn().expect("start the kernel")));
+        if !options.ipc {
+            // Connect only once the kernel listens: a client retrying a connect to a port
+            // nobody listens on yet can be handed that very port as its own source port and
+            // connect to itself (zeromq then reports "sockets combination is not
+            // compatible"), which happened with several kernels starting at once.
+            let pid = process.0.as_ref().unwrap().id();
+            let wanted: Vec<u16> = vec![
+                info.shell_port,
+                info.iopub_port,
+                info.stdin_port,
+                info.control_port,
+                info.hb_port,
+            ];
+            let start = Instant::now();
+            loop {
+                let listening: Vec<u16> = sockets::tcp_listeners(pid)
+                    .into_iter()
+                    .map(|(_, port)| port)
+                    .collect();
+                if wanted.iter().all(|p| listening.contains(p)) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the kernel did not listen on {wanted:?} within 60 s (listening: {listening:?})"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         if options.ipc {
             // zeromq's ipc connect fails (rather than retries) before the file exists.
             let shell = std::path::PathBuf::from(format!("{}-{}", info.ip, info.shell_port));
