@@ -236,7 +236,8 @@ def check_caps_enforced(results: dict) -> None:
     cgroup inside the one add-learners delegated to that learner."""
     for name in LEARNERS:
         cell = next(c for c in results[name]["cells"] if "limits-probe" in c.tags)
-        text = "".join(o.get("text", "") for o in cell.outputs)
+        # `:limits` answers with its result (text/plain), not a stream.
+        text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in cell.outputs)
         for what in ("memory: 2 GiB", "threads: 12000 threads"):
             line = next((l for l in text.splitlines() if l.startswith(what)), "")
             assert "enforced by" in line and f"/rustmeter-class/{name}/" in line, \

@@ -82,7 +82,10 @@ pub mod __rustmeter {
         SEEN.load(Ordering::Acquire) && interrupted()
     }
 
-    fn start_watcher() {
+    /// Starts the thread that wakes interrupted awaits. The kernel calls it with the tokio
+    /// declaration, so the thread exists before any learner's cell counts threads (a
+    /// thread appearing during a measured cell would be charged to it).
+    pub fn start_watcher() {
         static WATCHER: Once = Once::new();
         WATCHER.call_once(|| {
             if let Some(fd) = channel() {

@@ -99,9 +99,11 @@ pub fn dep_line(root: &Path, spec: ShimSpec, extra_features: &[String]) -> std::
         dir.display()
     );
     if spec == TOKIO {
-        // Compiled with the declaration, so it costs no build of its own.
+        // Compiled with the declaration, so it costs no build of its own; the watcher
+        // thread starts now, not inside the first measured async cell.
         line.push('\n');
         line.push_str(INTERRUPTIBLE_IMPORT);
+        line.push_str("\ntokio::__rustmeter::start_watcher();");
     }
     Ok(line)
 }
