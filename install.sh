@@ -46,6 +46,10 @@ options:
                      read-only crate registry (DIR/cargo) and shared cache (DIR/cache)
                      that kernels use offline, register the kernelspec under DIR/share
                      unless a scope is given (see docs/classroom.md); run as root
+  --no-spare         no warm spare kernels (RUSTMETER_SPARE=0): by default each kernel
+                     launch starts one warmed-up kernel (about 0.5 GB while it waits,
+                     30 min at most) that serves the next launch (a restart, the next
+                     notebook) in about a second; --class turns them off
   --no-chromium      don't try to install Chromium (which the browser test drives);
                      by default, as root without Chromium, install.sh runs
                      apt-get install chromium (the test skips when it is missing)
@@ -108,6 +112,7 @@ while [[ $# -gt 0 ]]; do
         --uninstall) uninstall=1 ;;
         --no-prewarm) prewarm=0 ;;
         --no-chromium) chromium=0 ;;
+        --no-spare) extra_env+=("RUSTMETER_SPARE=0") ;;
         --shared-cache)
             [[ $# -ge 2 ]] || die "--shared-cache needs a DIR"
             shared_cache="$2"; shift ;;
@@ -203,6 +208,9 @@ else
     step "skipping build (--no-build)"
 fi
 [[ -x "$BIN" ]] || die "kernel binary $BIN not found: run ./install.sh without --no-build"
+# Spares started by an earlier build would never serve this one (their key names the
+# binary): free their memory now.
+"$BIN" spares stop >/dev/null 2>&1 || true
 
 # ---------------------------------------------------------------------------- prewarm
 if [[ -n "$class_dir" ]]; then

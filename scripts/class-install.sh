@@ -62,6 +62,12 @@ class_prepare() {
         "CARGO_HOME=$dir/cargo"
         "CARGO_NET_OFFLINE=true"
     )
+    # A warm spare costs each learner about 0.5 GB while it waits; a class sizes memory
+    # for the kernels in use (docs/classroom.md). --env RUSTMETER_SPARE=1 keeps them.
+    case " ${extra_env[*]} " in
+        *" RUSTMETER_SPARE="*) ;;
+        *) extra_env+=("RUSTMETER_SPARE=0") ;;
+    esac
 }
 
 # class_finish DIR: after prewarm, everything in DIR readable by all and writable by none

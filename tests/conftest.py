@@ -5,6 +5,7 @@ hand, tests that need the kernel skip with the reason when it is not installed.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,11 @@ from kernel_helpers import (  # noqa: E402  (re-exported for the test modules)
     run_cell,
     stream_text,
 )
+
+# Warm spare kernels (a launch served by an already warm kernel) are tested on their own in
+# test_spare.py; every other test expects each launch to start its own kernel. Kernels
+# inherit this unless a test sets it.
+os.environ.setdefault("RUSTMETER_SPARE", "0")
 
 __all__ = ["run_cell", "outputs", "stream_text", "result_data", "describe"]
 

@@ -176,6 +176,7 @@ def start_kernel_as(user: User, binary: str, env: dict[str, str], workdir: Path)
         "LOGNAME": user.name,
         "PATH": f"{shared_toolchain()}:/usr/local/bin:/usr/bin:/bin",
         "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "RUSTMETER_SPARE": "0",
         **env,
     }
     as_user = {}

@@ -1,6 +1,6 @@
 //! `rustmeter doctor`: a pre-class check of one machine, printed as ✓ / ! / ✗ lines —
 //! toolchain and std sources, the kernelspec in use, limits against what the tutorials
-//! need, RAM and cores, the linker.
+//! need, RAM and cores, the linker, warm spare kernels.
 //!
 //! Read-only: it inspects and reports, and never installs or changes anything.
 
@@ -47,7 +47,37 @@ pub fn examine() -> Vec<Finding> {
     out.push(linker());
     out.push(dependency_cache());
     out.push(limits());
+    out.push(spares());
     out
+}
+
+fn spares() -> Finding {
+    if !crate::spare::enabled() {
+        return finding(
+            Verdict::Good,
+            "warm spare kernels: off here (RUSTMETER_SPARE=0); each launch starts its own kernel",
+            "",
+        );
+    }
+    let waiting = crate::spare::waiting();
+    let mb: Vec<String> = waiting
+        .iter()
+        .map(|(pid, rss)| format!("pid {pid}: {} MB", rss / 1_000_000))
+        .collect();
+    finding(
+        Verdict::Good,
+        format!(
+            "warm spare kernels: on; {} waiting{} (each launch keeps one warmed-up kernel, \
+             about 0.5 GB, for the next launch with the same folder and settings)",
+            waiting.len(),
+            if mb.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", mb.join(", "))
+            }
+        ),
+        "",
+    )
 }
 
 /// The report as text (green/yellow/red marks with `color`), and whether nothing was bad.

@@ -13,5 +13,6 @@ pub mod engine;
 pub mod install;
 pub mod limits;
 pub mod server;
+pub mod spare;
 pub mod telemetry;
 pub mod workdir;

@@ -36,6 +36,7 @@ const USAGE: &str = "usage:
                                               the tutorials' demo server (started by
                                               rustmeter::demo::start in a cell)
   rustmeter doctor                            check this machine before a class
+  rustmeter spares stop                       stop this user's warm spare kernels
   rustmeter prewarm [--cache DIR]             compile tokio (full) and the rustmeter crate into
                                               the dependency cache (DIR: e.g. a shared tier)
   rustmeter --version";
@@ -48,6 +49,19 @@ fn run(args: &[String]) -> Result<(), String> {
                 .ok_or("kernel needs --connection-file FILE")?;
             rustmeter_kernel::server::run_kernel(PathBuf::from(file)).map_err(|e| format!("{e:#}"))
         }
+        // Internal: a warm spare kernel, started by a kernel launch (see `spare`).
+        Some("spare") => {
+            let key = flag_value(args, "--key").ok_or("spare needs --key KEY")?;
+            rustmeter_kernel::spare::run_spare(&key).map_err(|e| format!("{e:#}"))
+        }
+        Some("spares") => match args.get(1).map(String::as_str) {
+            Some("stop") => {
+                let n = rustmeter_kernel::spare::stop_all();
+                println!("stopped {n} warm spare kernel(s)");
+                Ok(())
+            }
+            _ => Err("usage: rustmeter spares stop".into()),
+        },
         Some("install-kernelspec") => {
             let dir = flag_value(args, "--dir").ok_or("install-kernelspec needs --dir DIR")?;
             let rust_src = flag_value(args, "--rust-src").map(PathBuf::from);

@@ -31,6 +31,11 @@ pub use syntax::Completeness;
 /// Identifies one execution; 0 is the kernel's own hidden work.
 pub type CellId = u64;
 
+/// The id of hidden warm-up cells (a warm spare kernel's canonical dependencies): they
+/// leave pending limit warnings for the learner's first cell and are followed by a
+/// rust-analyzer warm-up over the new dependencies.
+pub const WARM_CELL: CellId = CellId::MAX;
+
 /// Something a running cell did, in order.
 #[derive(Debug)]
 pub enum CellEvent {
@@ -185,6 +190,26 @@ enum Request {
     },
 }
 
+/// Stops an engine from any thread: see [`Engine::shutdown`].
+pub struct EngineStopper {
+    control: Arc<Control>,
+    workdir: Arc<WorkDir>,
+    limits: Arc<crate::limits::Limits>,
+}
+
+impl EngineStopper {
+    pub fn stop(&self) {
+        let child = self.control.child_pid.load(Ordering::SeqCst);
+        process::kill_group(child);
+        let shell = self.control.shell_pgid.load(Ordering::SeqCst);
+        process::kill_group(shell);
+        process::kill_compile_tree(self.control.kernel_pid, 0);
+        // After the kill: a cgroup can only be removed once its processes are gone.
+        self.limits.remove();
+        self.workdir.remove();
+    }
+}
+
 /// The server's handle on the engine.
 pub struct Engine {
     requests: std::sync::mpsc::Sender<Request>,
@@ -313,14 +338,22 @@ impl Engine {
 
     /// Kills everything this kernel started and removes its folder. For shutdown.
     pub fn shutdown(&self) {
-        let child = self.control.child_pid.load(Ordering::SeqCst);
-        process::kill_group(child);
-        let shell = self.control.shell_pgid.load(Ordering::SeqCst);
-        process::kill_group(shell);
-        process::kill_compile_tree(self.control.kernel_pid, 0);
-        // After the kill: a cgroup can only be removed once its processes are gone.
-        self.limits.remove();
-        self.workdir.remove();
+        self.stopper().stop();
+    }
+
+    /// What [`Engine::shutdown`] needs, for a thread that does not own the engine (a
+    /// served spare whose launcher died).
+    pub fn stopper(&self) -> EngineStopper {
+        EngineStopper {
+            control: Arc::clone(&self.control),
+            workdir: Arc::clone(&self.workdir),
+            limits: Arc::clone(&self.limits),
+        }
+    }
+
+    /// This kernel's work folder.
+    pub fn workdir_path(&self) -> std::path::PathBuf {
+        self.workdir.path.clone()
     }
 
     /// Where finished cells' telemetry is written for the `rustmeter` crate in cells.

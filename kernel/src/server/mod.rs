@@ -35,7 +35,18 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
 
 /// Runs the kernel until a shutdown request. Returns an error only if it cannot start.
+/// With warm spares on (see [`crate::spare`]), a ready spare serves this launch and this
+/// process stays as its proxy; either way a spare is started for the next launch.
 pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
+    let spare_key = crate::spare::enabled()
+        .then(crate::spare::current_key)
+        .and_then(Result::ok);
+    if let Some(key) = &spare_key {
+        if let Some(claimed) = crate::spare::claim(key, &connection_file) {
+            crate::spare::ensure(key);
+            claimed.serve_as_proxy();
+        }
+    }
     let text = std::fs::read_to_string(&connection_file)
         .with_context(|| format!("cannot read connection file {}", connection_file.display()))?;
     // The parse error is reported without the file's content: it holds the key.
@@ -46,19 +57,30 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
             e.classify_text()
         )
     })?;
+    if let Some(key) = &spare_key {
+        crate::spare::ensure(key);
+    }
     let workdir = WorkDir::create().context("cannot create the kernel's work folder")?;
     std::fs::create_dir_all(workdir.evcxr_dir())?;
     // Still single-threaded here: the only safe moment to set evcxr's folder.
     std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(async {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let engine = Engine::start(workdir, events_tx);
+        serve(info, engine, events_rx).await
+    })
+}
+
+/// The kernel's own async runtime: two I/O threads (the engine has its own thread).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("kernel-io")
         .enable_all()
-        .build()?;
-    runtime.block_on(serve(info, workdir))
+        .build()
 }
 
-trait ClassifyText {
+pub(crate) trait ClassifyText {
     fn classify_text(&self) -> String;
 }
 
@@ -110,13 +132,18 @@ impl Kernel {
     }
 }
 
-async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
+/// Serves `info`'s sockets with an engine that may already be warm (a spare's).
+pub async fn serve(
+    info: ConnectionInfo,
+    engine: Engine,
+    events_rx: mpsc::UnboundedReceiver<crate::engine::EngineEvent>,
+) -> anyhow::Result<()> {
     let session = uuid::Uuid::new_v4().to_string();
     // With the guard, zeromq binds private ipc endpoints and the guard listens on the
     // connection file's; without it, zeromq binds the connection file's endpoints itself.
     let guard = guard::Settings::from_env()?;
     let bound = match &guard {
-        Some(_) => guard::private_endpoints(&info, &workdir.path),
+        Some(_) => guard::private_endpoints(&info, &engine.workdir_path()),
         None => info.clone(),
     };
     let shell = create_kernel_shell_connection(&bound, &session)
@@ -146,8 +173,6 @@ async fn serve(info: ConnectionInfo, workdir: WorkDir) -> anyhow::Result<()> {
     let iopub = IoPub { tx: iopub_tx };
     iopub.send(wire::orphan(Status::starting()));
 
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let engine = Engine::start(workdir, events_tx);
     let settings = meter::Settings::new(engine.telemetry_dir(), crate::workdir::labels_dir());
     let (exec_tx, exec_rx) = mpsc::unbounded_channel();
     let key = shell.mac.clone();

@@ -150,6 +150,9 @@ impl TestKernel {
             .arg("kernel")
             .arg("--connection-file")
             .arg(&file)
+            // Warm spares are tested on their own (tests/test_spare.py); elsewhere each
+            // launch starts its own kernel, as the tests expect.
+            .env("RUSTMETER_SPARE", "0")
             .envs(options.env.iter().copied());
         let log_file = options.capture_log.then(|| dir.join("kernel.log"));
         if let Some(log) = &log_file {

@@ -15,6 +15,7 @@ use super::pump::PumpCommand;
 use super::time_limit::{self, TimeLimit};
 use super::{
     report, CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase, Request,
+    WARM_CELL,
 };
 use crate::workdir::WorkDir;
 use lookups::{complete, inspect};
@@ -151,7 +152,11 @@ impl Worker {
                 child_pid: pid_before,
             },
         );
-        for warning in std::mem::take(&mut self.limit_warnings) {
+        let warnings = match cell {
+            WARM_CELL => Vec::new(),
+            _ => std::mem::take(&mut self.limit_warnings),
+        };
+        for warning in warnings {
             self.send(
                 cell,
                 CellEvent::Stream {
@@ -207,6 +212,9 @@ impl Worker {
             run_prelude(&mut evcxr.context);
             let pid = self.refresh_child_pid(&evcxr.context);
             self.limit_warnings.extend(self.limits.check_member(pid));
+        }
+        if cell == WARM_CELL {
+            start::warm_analysis(&mut evcxr.context, start::WARM_ANALYSIS_TOKIO);
         }
     }
 }

@@ -1,0 +1,284 @@
+//! Warm spare kernels: a kernel launch finds an already warmed-up kernel of the same
+//! user, program, folder and environment, hands it the connection file and its standard
+//! streams, and stays behind as a thin proxy (signals forwarded, exits when the spare
+//! does). Every launch then starts one spare for the next launch (a restart, the next
+//! notebook), so that launch's first cell finds evcxr, rust-analyzer and tokio ready.
+//!
+//! Owns the spare's identity (the key), its files under `<runtime base>/spares` and its
+//! life cycle; the hand-over wire format is `handover`, the launcher side `proxy`, the
+//! spare side `spare`. Knows the server only through [`crate::server::serve`].
+//!
+//! `RUSTMETER_SPARE=0` turns spares off; `RUSTMETER_SPARE_IDLE` (default `30m`) is how
+//! long an unclaimed spare waits before it exits.
+
+mod handover;
+mod proxy;
+mod waiting;
+
+pub use proxy::{claim, Claimed};
+pub use waiting::run as run_spare;
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const VAR: &str = "RUSTMETER_SPARE";
+pub const IDLE_VAR: &str = "RUSTMETER_SPARE_IDLE";
+const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// Spares are on unless `RUSTMETER_SPARE` is `0`, `off`, `false` or `no`.
+pub fn enabled() -> bool {
+    match std::env::var(VAR) {
+        Ok(v) => !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "off" | "false" | "no"
+        ),
+        Err(_) => true,
+    }
+}
+
+/// How long an unclaimed spare lives; a bad value is reported and the default used.
+pub fn idle_limit() -> Duration {
+    match std::env::var(IDLE_VAR) {
+        Err(_) => DEFAULT_IDLE,
+        Ok(text) => match crate::engine::time_limit::parse(&text) {
+            Ok(Some(limit)) => limit.duration,
+            Ok(None) => DEFAULT_IDLE,
+            Err(e) => {
+                log(&format!("{IDLE_VAR}: {e}; using 30m"));
+                DEFAULT_IDLE
+            }
+        },
+    }
+}
+
+/// Variables that differ between launches of the same kernel and must not keep a spare
+/// from matching. Cells of a served spare see the values of the launch that started it.
+fn volatile(name: &str) -> bool {
+    name.starts_with("JPY_") || matches!(name, "PWD" | "OLDPWD" | "SHLVL" | "_")
+}
+
+/// What a spare must share with a launch to serve it: this program (path, size, time),
+/// the user, the working folder and every non-volatile environment variable. A served
+/// spare therefore behaves exactly as the launch's own kernel would have.
+pub fn current_key() -> std::io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let exe = std::env::current_exe()?;
+    let meta = std::fs::metadata(&exe)?;
+    let cwd = std::env::current_dir()?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut feed = |bytes: &[u8]| {
+        digest.update(bytes);
+        digest.update(&[0]);
+    };
+    feed(exe.as_os_str().as_bytes());
+    feed(format!("{} {} {}", meta.len(), meta.mtime(), meta.mtime_nsec()).as_bytes());
+    feed(unsafe { libc::getuid() }.to_string().as_bytes());
+    feed(cwd.as_os_str().as_bytes());
+    let mut vars: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| !k.to_str().is_some_and(volatile))
+        .collect();
+    vars.sort();
+    for (k, v) in vars {
+        feed(k.as_bytes());
+        feed(v.as_bytes());
+    }
+    let hash = digest.finish();
+    Ok(hash.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// `<runtime base>/spares`, private to the user like the base.
+pub fn dir() -> PathBuf {
+    crate::workdir::base_dir().join("spares")
+}
+
+fn create_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+fn lock_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("{key}.lock"))
+}
+
+fn socket_path(dir: &Path, key: &str, pid: u32) -> PathBuf {
+    dir.join(format!("{key}-{pid}.sock"))
+}
+
+fn pid_path(dir: &Path, key: &str, pid: u32) -> PathBuf {
+    dir.join(format!("{key}-{pid}.spare"))
+}
+
+/// The proxy file a launcher leaves while it serves through a spare: `proxy-<launcher
+/// pid>` holding the spare's pid, for tools that measure the kernel's process tree.
+pub fn proxy_file(launcher: u32) -> PathBuf {
+    dir().join(format!("proxy-{launcher}"))
+}
+
+/// An exclusive lock per key: held by the one spare that warms or waits for that key.
+struct KeyLock {
+    /// Open for as long as the lock is held: closing it releases the `flock`.
+    _file: std::fs::File,
+}
+
+impl KeyLock {
+    fn try_take(dir: &Path, key: &str) -> Option<KeyLock> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path(dir, key))
+            .ok()?;
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        taken.then_some(KeyLock { _file: file })
+    }
+}
+
+/// Starts a spare for this launch's key unless one already warms or waits. The spare is
+/// its own session (not in the launch's process group) and is never waited for.
+pub fn ensure(key: &str) {
+    let Ok(dir) = create_dir() else { return };
+    remove_stale_proxy_files(&dir);
+    match KeyLock::try_take(&dir, key) {
+        Some(lock) => drop(lock),
+        None => return,
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let log_file = std::fs::File::create(dir.join(format!("{key}.log")));
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(["spare", "--key", key])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    match log_file {
+        Ok(file) => command.stderr(file),
+        Err(_) => command.stderr(std::process::Stdio::null()),
+    };
+    // Double fork: the spare is re-parented at once, so no launcher keeps a zombie.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            match libc::fork() {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+    match command.spawn() {
+        Ok(mut child) => {
+            let _ = child.wait();
+        }
+        Err(e) => log(&format!("could not start a warm spare: {e}")),
+    }
+}
+
+/// Proxy files of launchers that were killed (a proxy removes its own when it can).
+fn remove_stale_proxy_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix("proxy-"));
+        if let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) {
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Stops every spare of this user (after an upgrade, or before measuring without them).
+/// Returns how many were signalled.
+pub fn stop_all() -> usize {
+    let mut stopped = 0;
+    for (_, pid) in spare_pids(&dir()) {
+        if is_spare(pid) && unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0 {
+            stopped += 1;
+        }
+    }
+    stopped
+}
+
+/// `(pid, RSS in bytes)` of this user's live spares, for `rustmeter doctor`.
+pub fn waiting() -> Vec<(u32, u64)> {
+    spare_pids(&dir())
+        .into_iter()
+        .filter(|(_, pid)| is_spare(*pid))
+        .map(|(_, pid)| {
+            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+            (pid, rss * 1024)
+        })
+        .collect()
+}
+
+/// `(key, pid)` of every spare that announced itself.
+fn spare_pids(dir: &Path) -> Vec<(String, u32)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".spare")?.to_string();
+            let (key, pid) = name.rsplit_once('-')?;
+            Some((key.to_string(), pid.parse().ok()?))
+        })
+        .collect()
+}
+
+fn is_spare(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .nth(1)
+                .is_some_and(|arg| arg == b"spare")
+        })
+        .unwrap_or(false)
+}
+
+fn log(message: &str) {
+    let _ = writeln!(std::io::stderr(), "[rustmeter] {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volatile_variables_are_only_the_launch_specific_ones() {
+        assert!(volatile("JPY_PARENT_PID"));
+        assert!(volatile("JPY_SESSION_NAME"));
+        assert!(volatile("PWD"));
+        assert!(!volatile("RUSTMETER_CELL_TIMEOUT"));
+        assert!(!volatile("PATH"));
+        assert!(!volatile("HOME"));
+    }
+
+    #[test]
+    fn the_key_is_stable_and_hex() {
+        let a = current_key().unwrap();
+        assert_eq!(a, current_key().unwrap());
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

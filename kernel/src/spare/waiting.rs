@@ -1,0 +1,222 @@
+//! The spare's side (`rustmeter spare --key K`): warm a kernel up without any client —
+//! evcxr, the prelude, rust-analyzer, and the tutorials' canonical dependency line — then
+//! wait on a Unix socket for one launch with the same key, take over its connection file
+//! and standard streams, and serve it as an ordinary kernel.
+//!
+//! Owns the waiting and the take-over; the kernel itself is [`crate::server::serve`].
+
+use super::handover;
+use crate::engine::{CellEvent, CellOutcome, Engine, EngineEvent, WARM_CELL};
+use crate::server::ClassifyText;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The canonical dependency line of the tutorials and the prewarm (so it is a cache hit),
+/// and the `rustmeter` crate, declared by naming it without calling anything.
+const WARM_CELLS: [&str; 2] = [
+    crate::depcache::prewarm::CANONICAL_CELLS[0],
+    "{ let _ = rustmeter::interrupted; }",
+];
+
+/// A spare starts warming this long after the launch that started it, so it does not
+/// compete with that launch's own first cell.
+const START_DELAY: Duration = Duration::from_secs(4);
+
+pub fn run(key: &str) -> anyhow::Result<()> {
+    let dir = super::create_dir()?;
+    let Some(lock) = super::KeyLock::try_take(&dir, key) else {
+        return Ok(()); // another spare already warms or waits for this key
+    };
+    if super::current_key()? != key {
+        anyhow::bail!("the environment differs from the launch that asked for this spare");
+    }
+    let pid = std::process::id();
+    let pid_file = super::pid_path(&dir, key, pid);
+    std::fs::write(&pid_file, "")?;
+    std::thread::sleep(START_DELAY);
+    wait_for_a_free_core();
+    let workdir = crate::workdir::WorkDir::create()?;
+    std::fs::create_dir_all(workdir.evcxr_dir())?;
+    // Still single-threaded here: the only safe moment to set evcxr's folder.
+    std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
+    let runtime = crate::server::runtime()?;
+    let result = runtime.block_on(warm_then_serve(&dir, key, &pid_file, lock, workdir));
+    let _ = std::fs::remove_file(&pid_file);
+    result
+}
+
+async fn warm_then_serve(
+    dir: &Path,
+    key: &str,
+    pid_file: &Path,
+    lock: super::KeyLock,
+    workdir: crate::workdir::WorkDir,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let engine = Engine::start(workdir, events_tx);
+    for code in WARM_CELLS {
+        engine.execute(WARM_CELL, code.to_string(), false);
+        if let Err(e) = finish_warm_cell(&mut events).await {
+            super::log(&format!("spare warm-up `{code}` failed: {e}"));
+        }
+    }
+    super::log(&format!(
+        "spare {key} warm in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let socket = super::socket_path(dir, key, std::process::id());
+    let taken = tokio::task::spawn_blocking({
+        let socket = socket.clone();
+        let pid_file = pid_file.to_path_buf();
+        move || wait_for_launch(&socket, &pid_file, lock, super::idle_limit())
+    })
+    .await?;
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(pid_file);
+    let Some((link, info, launcher)) = taken else {
+        super::log("spare not claimed in time; exiting");
+        engine.shutdown();
+        return Ok(());
+    };
+    let stopper = engine.stopper();
+    std::thread::Builder::new()
+        .name("spare-link".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut link = link;
+            let mut buffer = [0u8; 64];
+            while matches!(link.read(&mut buffer), Ok(n) if n > 0) {}
+            // The launcher is gone (killed): nobody can reach this kernel any more.
+            super::log("the launching process is gone; shutting down");
+            let _ = std::fs::remove_file(super::proxy_file(launcher));
+            stopper.stop();
+            std::process::exit(0);
+        })?;
+    crate::server::serve(info, engine, events).await
+}
+
+async fn finish_warm_cell(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> Result<(), String> {
+    while let Some(event) = events.recv().await {
+        if let CellEvent::Finished(outcome) = event.event {
+            return match outcome {
+                CellOutcome::Error(e) => Err(format!("{} {}", e.ename, e.evalue)),
+                _ => Ok(()),
+            };
+        }
+    }
+    Err("the engine stopped".into())
+}
+
+/// Waits until the machine has a core to spare for three seconds in a row (at most ten
+/// minutes): warming costs about 10 CPU-seconds, which must not slow the cells of
+/// kernels in use, e.g. a whole class starting at once.
+fn wait_for_a_free_core() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut calm = 0;
+    let mut last = cpu_times();
+    while calm < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cpu_times();
+        if let (Some((busy0, total0)), Some((busy1, total1))) = (last, now) {
+            let busy_cores = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * cores;
+            calm = if busy_cores <= cores - 0.75 {
+                calm + 1
+            } else {
+                0
+            };
+        }
+        last = now;
+    }
+}
+
+/// `(busy, total)` jiffies of all cores, from `/proc/stat`; busy = at normal priority.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    // Idle, iowait and niced time: background work at low priority does not count.
+    let free = fields.get(3)? + fields.get(4).unwrap_or(&0) + fields.get(1).unwrap_or(&0);
+    Some((total.saturating_sub(free), total))
+}
+
+/// Listens until one launch of this user hands over a readable connection file, or the
+/// idle limit passes. The socket appears only now, when the spare is warm. Before the
+/// launch hears "ok", this spare's files and key lock are gone, so the launch can start
+/// the next spare at once.
+fn wait_for_launch(
+    socket: &Path,
+    pid_file: &Path,
+    lock: super::KeyLock,
+    idle: Duration,
+) -> Option<(UnixStream, jupyter_protocol::ConnectionInfo, u32)> {
+    let temporary = socket.with_extension("sock.tmp");
+    let _ = std::fs::remove_file(&temporary);
+    let listener = UnixListener::bind(&temporary).ok()?;
+    std::fs::rename(&temporary, socket).ok()?;
+    let deadline = Instant::now() + idle;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let mut poll = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(60_000) as i32;
+        if unsafe { libc::poll(&mut poll, 1, ms) } <= 0 {
+            continue;
+        }
+        let Ok((link, _)) = listener.accept() else {
+            continue;
+        };
+        if let Some((info, launcher)) = take_over(&link) {
+            let _ = std::fs::remove_file(socket);
+            let _ = std::fs::remove_file(pid_file);
+            drop(lock);
+            handover::write_reply(&link, Ok(std::process::id())).ok()?;
+            super::log(&format!("warm spare serving the launch of pid {launcher}"));
+            return Some((link, info, launcher));
+        }
+    }
+}
+
+/// Checks one hand-over; on success the launch's streams become this process's.
+fn take_over(link: &UnixStream) -> Option<(jupyter_protocol::ConnectionInfo, u32)> {
+    if handover::peer_uid(link) != Some(unsafe { libc::getuid() }) {
+        return None;
+    }
+    let _ = link.set_read_timeout(Some(Duration::from_secs(5)));
+    let (request, fds) = handover::receive(link).ok()?;
+    let _ = link.set_read_timeout(None);
+    let info = std::fs::read_to_string(&request.connection_file)
+        .map_err(|e| format!("cannot read the connection file: {e}"))
+        .and_then(|text| {
+            serde_json::from_str::<jupyter_protocol::ConnectionInfo>(&text)
+                .map_err(|e| format!("the connection file is not valid: {}", e.classify_text()))
+        });
+    let info = match (info, fds.len()) {
+        (Ok(info), 3) => info,
+        (Ok(_), n) => {
+            let _ = handover::write_reply(link, Err(&format!("expected 3 descriptors, got {n}")));
+            return None;
+        }
+        (Err(why), _) => {
+            let _ = handover::write_reply(link, Err(&why));
+            return None;
+        }
+    };
+    for (target, fd) in fds.iter().enumerate() {
+        unsafe { libc::dup2(fd.as_raw_fd(), target as i32) };
+    }
+    Some((info, request.launcher_pid))
+}

@@ -1,0 +1,203 @@
+"""Warm spare kernels through jupyter_client: a launch starts a spare for the next launch;
+that launch is served by the spare (already warm: evcxr, rust-analyzer and tokio ready)
+while the launched process stays as its proxy; a launch from another folder or with
+another environment is not served; the spare and its proxy go away together however the
+kernel ends (shutdown request, SIGKILL of the launched process, SIGTERM).
+
+Every kernel here has RUSTMETER_SPARE=1 and a private RUSTMETER_RUNTIME_DIR, so these
+spares never serve (or are served by) anything outside this module.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kernel_helpers import KERNEL_NAME, STARTUP_TIMEOUT, result_data, run_cell, stream_text
+
+SPARE_READY_TIMEOUT = 300  # s: a spare waits 4 s, then for a free core, then warms (~15 s)
+CANONICAL_DEP = ':dep tokio = { version = "1", features = ["full"] }'
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Spares:
+    """The private runtime folder and what is in its spares/ folder."""
+
+    def __init__(self, base: Path, folder: Path):
+        self.base = base
+        self.folder = folder
+        self.env = {**os.environ, "RUSTMETER_SPARE": "1", "RUSTMETER_RUNTIME_DIR": str(base)}
+
+    @property
+    def dir(self) -> Path:
+        return self.base / "spares"
+
+    def ready(self) -> list[int]:
+        return [int(p.stem.rsplit("-", 1)[1]) for p in self.dir.glob("*.sock")]
+
+    def announced(self) -> list[int]:
+        return [int(p.stem.rsplit("-", 1)[1]) for p in self.dir.glob("*.spare")]
+
+    def wait_ready(self) -> int:
+        return wait_until(self.ready, SPARE_READY_TIMEOUT, f"a warm spare in {self.dir}")[0]
+
+    def served_by(self, launcher: int) -> int | None:
+        try:
+            return int((self.dir / f"proxy-{launcher}").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def launch(self, env: dict[str, str] | None = None, cwd: Path | None = None):
+        from jupyter_client.manager import KernelManager
+
+        km = KernelManager(kernel_name=KERNEL_NAME)
+        km.start_kernel(env=env or self.env, cwd=str(cwd or self.folder))
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
+        return km, kc
+
+    def stop_all(self):
+        binary = os.environ.get("RUSTMETER_BIN")
+        if binary is None:
+            from jupyter_client.kernelspec import KernelSpecManager
+
+            binary = KernelSpecManager().get_kernel_spec(KERNEL_NAME).argv[0]
+        subprocess.run([binary, "spares", "stop"], env=self.env, capture_output=True, timeout=30)
+        wait_until(lambda: not [p for p in self.announced() if pid_alive(p)], 30, "spares to stop")
+
+
+@pytest.fixture()
+def spares(rustmeter_installed, tmp_path):
+    base = tmp_path / "runtime"
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    s = Spares(base, folder)
+    try:
+        yield s
+    finally:
+        s.stop_all()
+
+
+def value(iopub) -> str:
+    data = result_data(iopub) or {}
+    return str(data.get("text/plain", "")).strip()
+
+
+def telemetry(reply) -> dict:
+    return reply["metadata"].get("rustmeter") or {}
+
+
+def test_a_second_launch_is_served_by_the_warm_spare_the_first_started(spares):
+    km1, kc1 = spares.launch()
+    try:
+        assert spares.served_by(km1.provisioner.process.pid) is None, "no spare existed yet"
+        reply, iopub = run_cell(kc1, "let a = 1;\na")
+        assert value(iopub) == "1"
+        spare = spares.wait_ready()
+    finally:
+        kc1.stop_channels()
+        km1.shutdown_kernel(now=False)
+
+    km2, kc2 = spares.launch()
+    launcher = km2.provisioner.process.pid
+    try:
+        assert spares.served_by(launcher) == spare, "the launch was not handed to the ready spare"
+        with open(f"/proc/{spare}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[1] == b"spare"
+        # The warm-up cells left nothing a learner can see: no telemetry, no variables.
+        reply, iopub = run_cell(kc2, "rustmeter::last().is_none()")
+        assert value(iopub) == "true", iopub
+        reply, iopub = run_cell(kc2, ":vars")
+        assert "rustmeter_warm" not in str(iopub)
+        reply, iopub = run_cell(kc2, "let x = 41;\nx + 1")
+        assert value(iopub) == "42"
+        assert (telemetry(reply).get("queue_ms") or 0) < 1000, telemetry(reply)
+        # The canonical dependency line is already there: nothing to build.
+        reply, iopub = run_cell(kc2, CANONICAL_DEP)
+        assert "already shared" in stream_text(iopub), iopub
+        reply, iopub = run_cell(kc2, "tokio::time::sleep(std::time::Duration::from_millis(5)).await;\nx")
+        assert value(iopub) == "41"
+        # Interrupts reach the spare (message mode, over control).
+        msg_id = kc2.execute("tokio::time::sleep(std::time::Duration::from_secs(120)).await;")
+        time.sleep(2)
+        km2.interrupt_kernel()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = kc2.get_iopub_msg(timeout=20)
+            if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status" \
+                    and m["content"]["execution_state"] == "idle":
+                break
+        else:
+            raise AssertionError("the interrupted cell did not end")
+        reply, iopub = run_cell(kc2, "x * 2")
+        assert value(iopub) == "82", "variables survive the interrupt"
+        # This launch started the next spare.
+        wait_until(lambda: [p for p in spares.announced() if p != spare], 30, "the next spare")
+    finally:
+        kc2.stop_channels()
+        km2.shutdown_kernel(now=False)
+    wait_until(lambda: not pid_alive(spare), 20, "the served spare to exit after shutdown")
+    assert not pid_alive(launcher)
+    assert not (spares.base / f"kernel-{spare}").exists(), "the spare's work folder was removed"
+
+
+def test_another_folder_or_environment_is_not_served(spares, tmp_path):
+    km1, kc1 = spares.launch()
+    kc1.stop_channels()
+    km1.shutdown_kernel(now=False)
+    spares.wait_ready()
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    for env, cwd in ((None, other), ({**spares.env, "RUSTMETER_CELL_TIMEOUT": "1m"}, None)):
+        km, kc = spares.launch(env=env, cwd=cwd)
+        try:
+            assert spares.served_by(km.provisioner.process.pid) is None
+            reply, iopub = run_cell(kc, "std::env::current_dir().unwrap().display().to_string()")
+            assert str(cwd or spares.folder) in value(iopub)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    assert spares.ready(), "the unmatched spare is still waiting"
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_the_spare_ends_with_its_launcher(spares, how):
+    km1, kc1 = spares.launch()
+    kc1.stop_channels()
+    km1.shutdown_kernel(now=False)
+    spare = spares.wait_ready()
+
+    km, kc = spares.launch()
+    launcher = km.provisioner.process.pid
+    assert spares.served_by(launcher) == spare
+    reply, iopub = run_cell(kc, "let y = 2;\ny")
+    child = int(telemetry(reply).get("pid") or 0)
+    kc.stop_channels()
+    os.kill(launcher, getattr(signal, how))
+    wait_until(lambda: not pid_alive(spare), 20, f"the spare to exit after {how} of its launcher")
+    if child:
+        wait_until(lambda: not pid_alive(child), 20, "the spare's user-code child to exit")
+    km.shutdown_kernel(now=True)
