@@ -201,3 +201,46 @@ def test_the_spare_ends_with_its_launcher(spares, how):
     if child:
         wait_until(lambda: not pid_alive(child), 20, "the spare's user-code child to exit")
     km.shutdown_kernel(now=True)
+
+
+def api_call(server, method: str, path: str, body: dict | None = None) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.base}/api/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {server.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        text = response.read()
+        return json.loads(text) if text else {}
+
+
+def test_a_kernel_restart_in_jupyterlab_is_served_by_a_spare(spares, monkeypatch):
+    """Under jupyter_server each launch gets its own JPY_* variables; the spare must still
+    match, or a learner's restart would never be instant."""
+    from browser_helpers import start_server
+
+    monkeypatch.setenv("RUSTMETER_SPARE", "1")
+    monkeypatch.setenv("RUSTMETER_RUNTIME_DIR", str(spares.base))
+    server = start_server("lab")
+    try:
+        session = api_call(server, "POST", "sessions", {
+            "path": "01-welcome.ipynb", "name": "01-welcome.ipynb", "type": "notebook",
+            "kernel": {"name": KERNEL_NAME},
+        })
+        kernel = session["kernel"]["id"]
+        spare = spares.wait_ready()
+        api_call(server, "POST", f"kernels/{kernel}/restart")
+        proxies = wait_until(lambda: [p for p in spares.dir.glob("proxy-*")
+                                      if p.read_text().strip() == str(spare)], 30,
+                             "the restarted kernel to be served by the spare")
+        assert pid_alive(int(proxies[0].name.split("-")[1])), "the proxy (the launched process) runs"
+        wait_until(lambda: api_call(server, "GET", f"kernels/{kernel}")["execution_state"] == "idle",
+                   60, "the restarted kernel to be idle")
+        api_call(server, "DELETE", f"sessions/{session['id']}")
+        wait_until(lambda: not pid_alive(spare), 30, "the served spare to exit with its session")
+    finally:
+        server.stop()

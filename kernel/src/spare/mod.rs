@@ -147,7 +147,7 @@ impl KeyLock {
 /// its own session (not in the launch's process group) and is never waited for.
 pub fn ensure(key: &str) {
     let Ok(dir) = create_dir() else { return };
-    remove_stale_proxy_files(&dir);
+    remove_stale_files(&dir);
     match KeyLock::try_take(&dir, key) {
         Some(lock) => drop(lock),
         None => return,
@@ -184,15 +184,25 @@ pub fn ensure(key: &str) {
     }
 }
 
-/// Proxy files of launchers that were killed (a proxy removes its own when it can).
-fn remove_stale_proxy_files(dir: &Path) {
+/// Files of processes that are gone: proxy files of killed launchers, and the socket and
+/// pid file of spares that were stopped by a signal. (Each removes its own when it can.)
+fn remove_stale_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let pid = name.to_str().and_then(|n| n.strip_prefix("proxy-"));
-        if let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) {
+        let Some(name) = name.to_str() else { continue };
+        let pid = match name.strip_prefix("proxy-") {
+            Some(pid) => pid,
+            None => match name.rsplit_once('-') {
+                Some((_, rest)) if rest.ends_with(".sock") || rest.ends_with(".spare") => {
+                    rest.split('.').next().unwrap_or("")
+                }
+                _ => continue,
+            },
+        };
+        if let Ok(pid) = pid.parse::<i32>() {
             if unsafe { libc::kill(pid, 0) } != 0 {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -272,6 +282,29 @@ mod tests {
         assert!(!volatile("RUSTMETER_CELL_TIMEOUT"));
         assert!(!volatile("PATH"));
         assert!(!volatile("HOME"));
+    }
+
+    #[test]
+    fn files_of_gone_processes_are_removed_and_live_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("rm-spares-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = std::process::id();
+        let gone = 0x3fff_fff0u32; // above any pid_max
+        let names = [
+            format!("proxy-{gone}"),
+            format!("abcd-{gone}.sock"),
+            format!("abcd-{gone}.spare"),
+            format!("proxy-{me}"),
+            format!("abcd-{me}.sock"),
+            "abcd.lock".to_string(),
+        ];
+        for name in &names {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        remove_stale_files(&dir);
+        let left: Vec<bool> = names.iter().map(|n| dir.join(n).exists()).collect();
+        assert_eq!(left, [false, false, false, true, true, true]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
