@@ -12,7 +12,7 @@ mod awaits;
 mod cell;
 pub mod interrupt;
 mod prelude;
-mod process;
+pub(crate) mod process;
 mod pump;
 pub mod report;
 pub mod shims;
@@ -168,7 +168,13 @@ impl Control {
     }
 
     fn set_phase(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::SeqCst);
+        let before = self.phase.swap(phase as u8, Ordering::SeqCst);
+        let running = Phase::Running as u8;
+        match (before == running, phase as u8 == running) {
+            (false, true) => crate::spare::pause::stop_spares(),
+            (true, false) => crate::spare::pause::continue_spares(),
+            _ => {}
+        }
     }
 }
 
@@ -188,6 +194,15 @@ enum Request {
         cursor: usize,
         reply: oneshot::Sender<Inspection>,
     },
+}
+
+type OnIdle = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+fn run_once(on_idle: &OnIdle) {
+    let then = on_idle.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(then) = then {
+        then();
+    }
 }
 
 /// Stops an engine from any thread: see [`Engine::shutdown`].
@@ -217,6 +232,7 @@ pub struct Engine {
     pending: Arc<AtomicU32>,
     workdir: Arc<WorkDir>,
     limits: Arc<crate::limits::Limits>,
+    on_idle: OnIdle,
 }
 
 impl Engine {
@@ -268,7 +284,25 @@ impl Engine {
             pending,
             workdir,
             limits,
+            on_idle: Arc::default(),
         }
+    }
+
+    /// Calls `then` on another thread once the engine is first idle (warmed up, and no
+    /// cell running or queued), or at shutdown if that comes first.
+    pub fn when_idle(&self, then: impl FnOnce() + Send + 'static) {
+        *self.on_idle.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(then));
+        let control = Arc::clone(&self.control);
+        let pending = Arc::clone(&self.pending);
+        let on_idle = Arc::clone(&self.on_idle);
+        let _ = std::thread::Builder::new()
+            .name("when-idle".into())
+            .spawn(move || {
+                while pending.load(Ordering::SeqCst) > 0 || control.phase() != Phase::Idle {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                run_once(&on_idle);
+            });
     }
 
     /// Queues a cell; its events follow on the events channel.
@@ -338,6 +372,7 @@ impl Engine {
 
     /// Kills everything this kernel started and removes its folder. For shutdown.
     pub fn shutdown(&self) {
+        run_once(&self.on_idle);
         self.stopper().stop();
     }
 

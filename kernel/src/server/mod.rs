@@ -36,8 +36,10 @@ use tokio::sync::{mpsc, Mutex};
 
 /// Runs the kernel until a shutdown request. Returns an error only if it cannot start.
 /// With warm spares on (see [`crate::spare`]), a ready spare serves this launch and this
-/// process stays as its proxy; either way a spare is started for the next launch.
+/// process stays as its proxy; either way a spare is started for the next launch (at
+/// once when served, else when this kernel is first idle).
 pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
+    crate::spare::note_launch_environment();
     let spare_key = crate::spare::enabled()
         .then(crate::spare::current_key)
         .and_then(Result::ok);
@@ -57,9 +59,6 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
             e.classify_text()
         )
     })?;
-    if let Some(key) = &spare_key {
-        crate::spare::ensure(key);
-    }
     let workdir = WorkDir::create().context("cannot create the kernel's work folder")?;
     std::fs::create_dir_all(workdir.evcxr_dir())?;
     // Still single-threaded here: the only safe moment to set evcxr's folder.
@@ -67,6 +66,11 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let engine = Engine::start(workdir, events_tx);
+        // The spare for the next launch warms up once this kernel has (and its first
+        // cells ran), not alongside.
+        if let Some(key) = spare_key {
+            engine.when_idle(move || crate::spare::ensure(&key));
+        }
         serve(info, engine, events_rx).await
     })
 }

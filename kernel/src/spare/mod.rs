@@ -12,6 +12,7 @@
 //! long an unclaimed spare waits before it exits.
 
 mod handover;
+pub mod pause;
 mod proxy;
 mod waiting;
 
@@ -123,6 +124,14 @@ pub fn proxy_file(launcher: u32) -> PathBuf {
     dir().join(format!("proxy-{launcher}"))
 }
 
+/// A Unix socket path is limited to 107 bytes, which a deep runtime folder exceeds: bind
+/// and connect through `/proc/self/fd/<folder fd>/<name>` instead (about 50 bytes).
+/// `folder` must stay open while the path is used.
+fn socket_address(folder: &std::fs::File, name: &std::ffi::OsStr) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    Path::new(&format!("/proc/self/fd/{}", folder.as_raw_fd())).join(name)
+}
+
 /// An exclusive lock per key: held by the one spare that warms or waits for that key.
 struct KeyLock {
     /// Open for as long as the lock is held: closing it releases the `flock`.
@@ -143,8 +152,19 @@ impl KeyLock {
     }
 }
 
-/// Starts a spare for this launch's key unless one already warms or waits. The spare is
-/// its own session (not in the launch's process group) and is never waited for.
+/// `EVCXR_TMPDIR` as the launch had it, before the kernel pointed it at its own folder:
+/// a spare must start from the launch's environment, or its key would differ.
+static LAUNCH_EVCXR_TMPDIR: std::sync::OnceLock<Option<std::ffi::OsString>> =
+    std::sync::OnceLock::new();
+
+/// Remembers the launch's environment; call before the kernel changes any of it.
+pub fn note_launch_environment() {
+    let _ = LAUNCH_EVCXR_TMPDIR.set(std::env::var_os("EVCXR_TMPDIR"));
+}
+
+/// Starts a spare for this launch's key unless one already warms or waits, and stops the
+/// user's spares for other keys. The spare is its own session (not in the launch's
+/// process group) and is never waited for.
 pub fn ensure(key: &str) {
     let Ok(dir) = create_dir() else { return };
     remove_stale_files(&dir);
@@ -152,11 +172,23 @@ pub fn ensure(key: &str) {
         Some(lock) => drop(lock),
         None => return,
     }
+    // One spare per user: a spare for another folder or other settings is most likely
+    // stale (the learner moved on), and each holds about 0.5 GB.
+    for (other, pid) in spare_pids(&dir) {
+        if other != key && is_spare(pid) {
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
     let log_file = std::fs::File::create(dir.join(format!("{key}.log")));
     let mut command = std::process::Command::new(exe);
+    match LAUNCH_EVCXR_TMPDIR.get() {
+        Some(Some(value)) => command.env("EVCXR_TMPDIR", value),
+        Some(None) => command.env_remove("EVCXR_TMPDIR"),
+        None => &mut command,
+    };
     command
         .args(["spare", "--key", key])
         .stdin(std::process::Stdio::null())

@@ -30,7 +30,20 @@ pub fn claim(key: &str, connection_file: &Path) -> Option<Claimed> {
         if !(name.starts_with(&prefix) && name.ends_with(".sock")) {
             continue;
         }
-        let Ok(link) = UnixStream::connect(entry.path()) else {
+        // A spare stopped while another kernel's code runs (see `pause`) must answer now.
+        let pid = name.trim_end_matches(".sock").rsplit('-').next();
+        if let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) {
+            for p in std::iter::once(pid as u32)
+                .chain(crate::engine::process::descendants(pid as u32, &[]))
+            {
+                unsafe { libc::kill(p as i32, libc::SIGCONT) };
+            }
+        }
+        let Ok(folder) = std::fs::File::open(&dir) else {
+            return None;
+        };
+        let Ok(link) = UnixStream::connect(super::socket_address(&folder, &entry.file_name()))
+        else {
             continue;
         };
         if handover::peer_uid(&link) != Some(unsafe { libc::getuid() }) {

@@ -162,7 +162,18 @@ fn wait_for_launch(
 ) -> Option<(UnixStream, jupyter_protocol::ConnectionInfo, u32)> {
     let temporary = socket.with_extension("sock.tmp");
     let _ = std::fs::remove_file(&temporary);
-    let listener = UnixListener::bind(&temporary).ok()?;
+    let folder = std::fs::File::open(temporary.parent()?).ok()?;
+    let listener = match UnixListener::bind(super::socket_address(&folder, temporary.file_name()?))
+    {
+        Ok(listener) => listener,
+        Err(e) => {
+            super::log(&format!(
+                "spare cannot listen at {}: {e}",
+                temporary.display()
+            ));
+            return None;
+        }
+    };
     std::fs::rename(&temporary, socket).ok()?;
     let deadline = Instant::now() + idle;
     loop {
