@@ -176,7 +176,7 @@ pub fn ensure(key: &str) {
     // stale (the learner moved on), and each holds about 0.5 GB.
     for (other, pid) in spare_pids(&dir) {
         if other != key && is_spare(pid) {
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            terminate(pid);
         }
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -216,8 +216,9 @@ pub fn ensure(key: &str) {
     }
 }
 
-/// Files of processes that are gone: proxy files of killed launchers, and the socket and
-/// pid file of spares that were stopped by a signal. (Each removes its own when it can.)
+/// Files of processes that are gone: proxy files of killed launchers, the socket and pid
+/// file of spares that were stopped by a signal (each removes its own when it can), and
+/// the lock and log of keys that no spare holds.
 fn remove_stale_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -225,6 +226,15 @@ fn remove_stale_files(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        if let Some(key) = name.strip_suffix(".lock") {
+            // A key nobody warms or waits for any more: its lock and log go too.
+            if let Some(lock) = KeyLock::try_take(dir, key) {
+                let _ = std::fs::remove_file(dir.join(format!("{key}.log")));
+                let _ = std::fs::remove_file(entry.path());
+                drop(lock);
+            }
+            continue;
+        }
         let pid = match name.strip_prefix("proxy-") {
             Some(pid) => pid,
             None => match name.rsplit_once('-') {
@@ -247,11 +257,21 @@ fn remove_stale_files(dir: &Path) {
 pub fn stop_all() -> usize {
     let mut stopped = 0;
     for (_, pid) in spare_pids(&dir()) {
-        if is_spare(pid) && unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0 {
+        if is_spare(pid) && terminate(pid) {
             stopped += 1;
         }
     }
     stopped
+}
+
+/// SIGTERM to a spare, then SIGCONT to it and everything under it: a spare stopped while
+/// code ran elsewhere (see `pause`) would otherwise keep the signal pending.
+fn terminate(pid: u32) -> bool {
+    let sent = unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0;
+    for p in std::iter::once(pid).chain(crate::engine::process::descendants(pid, &[])) {
+        unsafe { libc::kill(p as i32, libc::SIGCONT) };
+    }
+    sent
 }
 
 /// `(pid, RSS in bytes)` of this user's live spares, for `rustmeter doctor`.
@@ -329,13 +349,15 @@ mod tests {
             format!("proxy-{me}"),
             format!("abcd-{me}.sock"),
             "abcd.lock".to_string(),
+            "abcd.log".to_string(),
         ];
         for name in &names {
             std::fs::write(dir.join(name), "").unwrap();
         }
         remove_stale_files(&dir);
         let left: Vec<bool> = names.iter().map(|n| dir.join(n).exists()).collect();
-        assert_eq!(left, [false, false, false, true, true, true]);
+        // Nobody holds abcd's lock: its lock and log go too.
+        assert_eq!(left, [false, false, false, true, true, false, false]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
