@@ -62,6 +62,15 @@ class Spares:
     def wait_ready(self) -> int:
         return wait_until(self.ready, SPARE_READY_TIMEOUT, f"a warm spare in {self.dir}")[0]
 
+    def seed(self) -> int:
+        """Runs one kernel to its first idle moment (when it starts the next spare) and
+        shuts it down; returns the pid of the spare once that is ready."""
+        km, kc = self.launch()
+        run_cell(kc, "1")
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+        return self.wait_ready()
+
     def served_by(self, launcher: int) -> int | None:
         try:
             return int((self.dir / f"proxy-{launcher}").read_text())
@@ -164,11 +173,7 @@ def test_a_second_launch_is_served_by_the_warm_spare_the_first_started(spares):
 
 
 def test_another_folder_or_environment_is_not_served_and_replaces_the_spare(spares, tmp_path):
-    km1, kc1 = spares.launch()
-    run_cell(kc1, "1")  # a kernel starts the next spare once it is warm and idle
-    kc1.stop_channels()
-    km1.shutdown_kernel(now=False)
-    first = spares.wait_ready()
+    first = spares.seed()
 
     other = tmp_path / "elsewhere"
     other.mkdir()
@@ -191,11 +196,7 @@ def test_another_folder_or_environment_is_not_served_and_replaces_the_spare(spar
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_the_spare_ends_with_its_launcher(spares, how):
-    km1, kc1 = spares.launch()
-    run_cell(kc1, "1")  # a kernel starts the next spare once it is warm and idle
-    kc1.stop_channels()
-    km1.shutdown_kernel(now=False)
-    spare = spares.wait_ready()
+    spare = spares.seed()
 
     km, kc = spares.launch()
     launcher = km.provisioner.process.pid
