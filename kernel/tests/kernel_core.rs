@@ -115,8 +115,52 @@ async fn queued_cells_are_aborted_after_an_error() {
     tolerant.stop_on_error = false;
     let id = k.send_execute(tolerant).await;
     let next = k.send_execute(ExecuteRequest::new("2".into())).await;
-    k.collect_until_idle(&id, Duration::from_secs(120)).await;
+    // Sent right after the aborted replies: they ran, they were not swept up in the abort.
+    let out = k.collect_until_idle(&id, Duration::from_secs(120)).await;
+    assert!(out.iter().any(|o| o.msg_type == "error"), "{out:?}");
     let out = k.collect_until_idle(&next, Duration::from_secs(120)).await;
+    assert!(
+        out.iter().any(|o| o.msg_type == "execute_result"),
+        "{out:?}"
+    );
+
+    for expected in [id, next] {
+        let reply = k.read_shell_reply(Duration::from_secs(60)).await;
+        assert_eq!(reply.parent_header.unwrap().msg_id, expected);
+    }
+
+    // A cell sent once the error reply arrived, while many aborts are still being
+    // answered, runs: only requests received before the failure are aborted.
+    let failing = k
+        .send_execute(ExecuteRequest::new("panic!(\"again\")".into()))
+        .await;
+    let mut waiting = Vec::new();
+    for i in 0..300 {
+        let code = format!("println!(\"queued {i}\")");
+        waiting.push(k.send_execute(ExecuteRequest::new(code)).await);
+    }
+    let reply = k.read_shell_reply(Duration::from_secs(300)).await;
+    assert_eq!(reply.parent_header.unwrap().msg_id, failing);
+    let late = k.send_execute(ExecuteRequest::new("40 + 2".into())).await;
+    let mut replies = Vec::new();
+    for _ in 0..waiting.len() + 1 {
+        let reply = k.read_shell_reply(Duration::from_secs(120)).await;
+        let content = serde_json::to_value(&reply.content).unwrap();
+        replies.push((
+            reply.parent_header.unwrap().msg_id,
+            content["status"].as_str().unwrap().to_string(),
+        ));
+    }
+    let (last_id, last_status) = replies.pop().unwrap();
+    assert_eq!((last_id, last_status.as_str()), (late.clone(), "ok"));
+    assert!(
+        replies
+            .iter()
+            .zip(&waiting)
+            .all(|((id, status), w)| id == w && status == "aborted"),
+        "{replies:?}"
+    );
+    let out = k.collect_until_idle(&late, Duration::from_secs(120)).await;
     assert!(
         out.iter().any(|o| o.msg_type == "execute_result"),
         "{out:?}"

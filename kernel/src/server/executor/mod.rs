@@ -78,31 +78,37 @@ pub async fn run(
     let mut recent = RecentParents {
         cells: VecDeque::new(),
     };
+    // A request that arrived after a failure, taken off the queue while aborting.
+    let mut held: Option<Queued> = None;
     loop {
-        let queued = tokio::select! {
-            q = queue.recv() => match q { Some(q) => q, None => return },
-            e = events.recv() => {
-                match e {
-                    Some(event) => publish_background(&kernel, &recent, event),
-                    None => return,
+        let queued = if let Some(q) = held.take() {
+            q
+        } else {
+            tokio::select! {
+                q = queue.recv() => match q { Some(q) => q, None => return },
+                e = events.recv() => {
+                    match e {
+                        Some(event) => publish_background(&kernel, &recent, event),
+                        None => return,
+                    }
+                    continue;
                 }
-                continue;
             }
         };
         let cell = next_cell;
         next_cell += 1;
         let silent = queued.request.silent;
-        let failed = execute(&kernel, &queued, cell, &mut count, &mut events, &recent).await;
+        let failed_at = execute(&kernel, &queued, cell, &mut count, &mut events, &recent).await;
         if !silent {
             recent.remember(cell, queued.message.clone());
         }
-        if failed && queued.request.stop_on_error && !silent {
-            abort_waiting(&kernel, &mut queue, count).await;
+        if let Some(failed_at) = failed_at.filter(|_| queued.request.stop_on_error && !silent) {
+            held = abort_waiting(&kernel, &mut queue, count, failed_at).await;
         }
     }
 }
 
-/// Runs one cell to the end; true if it failed.
+/// Runs one cell to the end. If it failed: when, just before its reply was sent.
 async fn execute(
     kernel: &Arc<Kernel>,
     queued: &Queued,
@@ -110,7 +116,7 @@ async fn execute(
     count: &mut usize,
     events: &mut mpsc::UnboundedReceiver<EngineEvent>,
     recent: &RecentParents,
-) -> bool {
+) -> Option<Instant> {
     let parent = &queued.message;
     let request = &queued.request;
     let silent = request.silent;
@@ -261,9 +267,10 @@ async fn execute(
         reply.metadata["rustmeter"] = telemetry.to_json();
         reply.metadata["rustmeter_overhead_ms"] = overhead_ms.into();
     }
+    let replied_at = Instant::now();
     send_shell(kernel, reply).await;
     kernel.iopub.status(Status::idle(), parent);
-    failed
+    failed.then_some(replied_at)
 }
 
 fn status_word(failed: bool) -> &'static str {
@@ -274,13 +281,19 @@ fn status_word(failed: bool) -> &'static str {
     }
 }
 
-/// Requests already queued when a cell failed are answered `aborted` without running.
+/// Requests received before a cell failed (at `failed_at`) are answered `aborted` without
+/// running. The first request received later is returned to run: a client that saw the
+/// error and sent new cells at once must not lose them to this abort.
 async fn abort_waiting(
     kernel: &Arc<Kernel>,
     queue: &mut mpsc::UnboundedReceiver<Queued>,
     count: usize,
-) {
+    failed_at: Instant,
+) -> Option<Queued> {
     while let Ok(queued) = queue.try_recv() {
+        if queued.received > failed_at {
+            return Some(queued);
+        }
         let parent = &queued.message;
         kernel.iopub.status(Status::busy(), parent);
         let reply = ExecuteReply {
@@ -292,6 +305,7 @@ async fn abort_waiting(
         send_shell(kernel, wire::child_of(reply, parent)).await;
         kernel.iopub.status(Status::idle(), parent);
     }
+    None
 }
 
 async fn send_shell(kernel: &Kernel, reply: JupyterMessage) {
