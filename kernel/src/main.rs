@@ -9,6 +9,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // cargo runs this binary as rustc's wrapper (the dependency cache): before anything
     // else, as neither hook below applies to that process.
+    // rustc runs this binary as the cell crate's linker (to time the link): before the
+    // wrapper check, whose marker the linker inherits.
+    if rustmeter_kernel::depcache::link::is_link_invocation() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(rustmeter_kernel::depcache::link::run(&args));
+    }
     if rustmeter_kernel::depcache::is_wrapper_invocation() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         std::process::exit(rustmeter_kernel::depcache::wrapper::run(&args));

@@ -269,3 +269,60 @@ async fn cells_read_telemetry_through_the_shipped_crate_and_compare_labels() {
     let r = k.execute(":compare nosuch").await;
     assert_eq!(r.status(), "error");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compile_time_is_split_by_the_builds_own_reports() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut k = TestKernel::start().await;
+    assert_eq!(k.execute("let x = 41;").await.status(), "ok");
+
+    let parts_of = |r: &support::Executed| {
+        let p = r.telemetry()["compile_parts"].clone();
+        assert!(p.is_object(), "no compile_parts: {}", r.telemetry());
+        let n = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{k} in {p}"));
+        let sum = n("deps_ms") + n("rustc_ms") + n("link_ms") + n("load_ms") + n("other_ms");
+        // The parts add up to compile_ms (other_ms is the remainder, never negative).
+        assert!(
+            (sum - r.num("compile_ms")).abs() < 2.0 && n("other_ms") >= 0.0,
+            "parts {p} vs compile_ms {}",
+            r.num("compile_ms")
+        );
+        p
+    };
+
+    // A steady cell: one build of the cell crate (a std value needs no second compile),
+    // rustc and the link both measured.
+    let r = k.execute("x + 1").await;
+    assert_eq!(r.result_text().as_deref(), Some("42"));
+    let p = parts_of(&r);
+    assert_eq!(p["cell_builds"], 1, "{p}");
+    assert!(p["rustc_ms"].as_f64().unwrap() > 0.0, "{p}");
+    assert!(p["link_ms"].as_f64().unwrap() > 0.0, "{p}");
+    assert_eq!(p["deps_ms"], 0.0, "{p}");
+
+    // A dependency: its crate is part of the cell's compile time.
+    let r = k
+        .execute(":dep itoa = \"1\"\nitoa::Buffer::new().format(7).len()")
+        .await;
+    assert_eq!(r.result_text().as_deref(), Some("1"), "{:?}", r.outputs);
+    let p = parts_of(&r);
+    assert!(p["deps_ms"].as_f64().unwrap() > 0.0, "{p}");
+
+    // A compile error: rustc ran, nothing was linked or loaded.
+    let r = k.execute("let y: u8 = \"no\";").await;
+    assert_eq!(r.status(), "error");
+    let p = parts_of(&r);
+    assert_eq!(
+        (p["link_ms"].as_f64(), p["load_ms"].as_f64()),
+        (Some(0.0), Some(0.0)),
+        "{p}"
+    );
+
+    // Commands that build nothing have no parts.
+    let r = k.execute(":vars").await;
+    assert!(
+        r.telemetry()["compile_parts"].is_null(),
+        "{}",
+        r.telemetry()
+    );
+}

@@ -27,6 +27,7 @@
 
 pub mod digest;
 pub mod key;
+pub mod link;
 pub mod prewarm;
 pub mod record;
 pub mod rewrite;

@@ -85,8 +85,9 @@ fn summarize(events: &str) -> String {
                 crate_name,
                 outcome,
                 ms,
+                ..
             } => Some((crate_name, outcome, ms)),
-            BuildEvent::Start { .. } => None,
+            BuildEvent::Start { .. } | BuildEvent::Link { .. } => None,
         })
         .collect();
     let count = |o: &str| ends.iter().filter(|e| e.1 == o).count();

@@ -17,10 +17,13 @@
 //!
 //! **Build events** — the file named by `RUSTMETER_BUILD_EVENTS`, for progress display:
 //! ```text
-//! start <crate> <pid>
-//! end <crate> hit|miss|pass <ms>
+//! start <crate> <pid> <unix-µs>
+//! end <crate> hit|miss|pass <ms> <unix-µs>
+//! link <crate> <ms> <unix-µs>
 //! ```
-//! `pass` = not cacheable (the cell crate, build scripts): rustc ran unchanged.
+//! `pass` = not cacheable (the cell crate, build scripts): rustc ran unchanged. `link`
+//! comes from this executable run as that rustc's linker (`depcache::link`), before
+//! the crate's `end`. The time stamp is when the line was written; older files lack it.
 
 use std::io::Write;
 use std::path::Path;
@@ -85,28 +88,52 @@ impl Events {
 
     pub fn start(&self, crate_name: &str) {
         if let Some(path) = &self.path {
-            append_line(path, &format!("start {crate_name} {}", std::process::id()));
+            let pid = std::process::id();
+            append_line(path, &format!("start {crate_name} {pid} {}", unix_us()));
         }
     }
 
     pub fn end(&self, crate_name: &str, outcome: &str, ms: u128) {
         if let Some(path) = &self.path {
-            append_line(path, &format!("end {crate_name} {outcome} {ms}"));
+            append_line(
+                path,
+                &format!("end {crate_name} {outcome} {ms} {}", unix_us()),
+            );
+        }
+    }
+
+    pub fn link(&self, crate_name: &str, ms: u128) {
+        if let Some(path) = &self.path {
+            append_line(path, &format!("link {crate_name} {ms} {}", unix_us()));
         }
     }
 }
 
-/// One parsed line of a build-events file.
+/// Microseconds since the Unix epoch: comparable across the wrapper's processes.
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// One parsed line of a build-events file; `at_us` is when it was written (`unix_us`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildEvent {
     Start {
         crate_name: String,
         pid: u32,
+        at_us: Option<u64>,
     },
     End {
         crate_name: String,
         outcome: String,
         ms: u64,
+        at_us: Option<u64>,
+    },
+    Link {
+        crate_name: String,
+        ms: u64,
+        at_us: Option<u64>,
     },
 }
 
@@ -116,11 +143,18 @@ pub fn parse_event(line: &str) -> Option<BuildEvent> {
         "start" => Some(BuildEvent::Start {
             crate_name: parts.next()?.to_string(),
             pid: parts.next()?.parse().ok()?,
+            at_us: parts.next().and_then(|t| t.parse().ok()),
         }),
         "end" => Some(BuildEvent::End {
             crate_name: parts.next()?.to_string(),
             outcome: parts.next()?.to_string(),
             ms: parts.next()?.parse().ok()?,
+            at_us: parts.next().and_then(|t| t.parse().ok()),
+        }),
+        "link" => Some(BuildEvent::Link {
+            crate_name: parts.next()?.to_string(),
+            ms: parts.next()?.parse().ok()?,
+            at_us: parts.next().and_then(|t| t.parse().ok()),
         }),
         _ => None,
     }
@@ -137,16 +171,27 @@ mod tests {
             Some(BuildEvent::End {
                 crate_name: "tokio".into(),
                 outcome: "hit".into(),
-                ms: 12
+                ms: 12,
+                at_us: None,
             })
         );
         assert_eq!(
-            parse_event("start itoa 77"),
+            parse_event("start itoa 77 1700000000000001"),
             Some(BuildEvent::Start {
                 crate_name: "itoa".into(),
-                pid: 77
+                pid: 77,
+                at_us: Some(1_700_000_000_000_001),
+            })
+        );
+        assert_eq!(
+            parse_event("link ctx 31 5"),
+            Some(BuildEvent::Link {
+                crate_name: "ctx".into(),
+                ms: 31,
+                at_us: Some(5),
             })
         );
         assert_eq!(parse_event("garbage"), None);
+        assert_eq!(parse_event("link ctx"), None);
     }
 }

@@ -37,10 +37,24 @@ pub fn run(args: &[String]) -> i32 {
     let (code, outcome) = if inv.cacheable(&roots) {
         cached(&inv, &roots, &label)
     } else {
-        (run_rustc(&inv).0, "pass")
+        let (inv, link_env) = timed_link(inv, &label);
+        (run_rustc(&inv, &link_env).0, "pass")
     };
     events.end(&label, outcome, started.elapsed().as_millis());
     code
+}
+
+/// `inv` with this executable as its linker, so the link is timed (`super::link`), and
+/// the environment that tells it which linker to run.
+fn timed_link(mut inv: Invocation, label: &str) -> (Invocation, Vec<(String, String)>) {
+    let exe = std::env::current_exe().ok();
+    match exe.and_then(|exe| super::link::timed(&inv.args, label, &exe)) {
+        Some((args, env)) => {
+            inv.args = args;
+            (inv, env)
+        }
+        None => (inv, Vec::new()),
+    }
 }
 
 fn cached(inv: &Invocation, roots: &Roots, label: &str) -> (i32, &'static str) {
@@ -61,7 +75,7 @@ fn cached(inv: &Invocation, roots: &Roots, label: &str) -> (i32, &'static str) {
         Ok(key) => key,
         Err(e) => {
             record("-", "error", t0, &format!("key: {e}"));
-            return (run_rustc(inv).0, "miss");
+            return (run_rustc(inv, &[]).0, "miss");
         }
     };
     for tier in &tiers.lookup {
@@ -88,7 +102,7 @@ fn cached(inv: &Invocation, roots: &Roots, label: &str) -> (i32, &'static str) {
         }
     }
     let t0 = Instant::now();
-    let (code, stderr) = run_rustc(inv);
+    let (code, stderr) = run_rustc(inv, &[]);
     record(&key, "miss", t0, "");
     if code == 0 {
         let t1 = Instant::now();
@@ -104,11 +118,13 @@ fn cached(inv: &Invocation, roots: &Roots, label: &str) -> (i32, &'static str) {
     (code, "miss")
 }
 
-/// Runs the real rustc, copying its stderr through line by line as it comes (cargo
-/// reads artifact notifications from it while rustc still works) and keeping a copy.
-fn run_rustc(inv: &Invocation) -> (i32, String) {
+/// Runs the real rustc with `env` added, copying its stderr through line by line as it
+/// comes (cargo reads artifact notifications from it while rustc still works) and
+/// keeping a copy.
+fn run_rustc(inv: &Invocation, env: &[(String, String)]) -> (i32, String) {
     let child = Command::new(&inv.rustc)
         .args(&inv.args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stderr(Stdio::piped())
         .spawn();
     let mut child = match child {

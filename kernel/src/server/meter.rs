@@ -2,9 +2,10 @@
 //! sampler, which moments are compile and which are run, and the kernel's telemetry
 //! settings (`:telemetry`, `:label`, previous runs). Holds no rendering logic.
 
+use super::progress::BuildTimes;
 use crate::telemetry::render::Mode;
 use crate::telemetry::sampler::{children_cpu_ms, LiveView, Sampler};
-use crate::telemetry::{CellStatus, CellTelemetry, VERSION};
+use crate::telemetry::{CellStatus, CellTelemetry, CompileParts, VERSION};
 use crate::workdir::write_atomic;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -146,6 +147,7 @@ pub struct CellMeter {
     run_total: Duration,
     pid: u32,
     notes: serde_json::Map<String, serde_json::Value>,
+    build: Option<BuildTimes>,
     /// Time this meter itself spent on the cell's critical path (start and finish).
     pub overhead: Duration,
 }
@@ -162,6 +164,7 @@ impl CellMeter {
             run_total: Duration::ZERO,
             pid: 0,
             notes: Default::default(),
+            build: None,
             overhead: Duration::ZERO,
         }
     }
@@ -200,6 +203,37 @@ impl CellMeter {
         self.notes.insert(key, value);
     }
 
+    /// What the cell's build reported, to split its compile time.
+    pub fn build_times(&mut self, times: BuildTimes) {
+        self.build = Some(times);
+    }
+
+    /// `compile_ms` split by the build's own reports; `None` when no crate was built.
+    fn compile_parts(&self, compile_ms: f64) -> Option<CompileParts> {
+        let b = self
+            .build
+            .as_ref()
+            .filter(|b| b.cell_builds > 0 || b.deps.is_some())?;
+        let deps_ms = b
+            .deps
+            .map_or(0.0, |(from, to)| ms(to.saturating_duration_since(from)));
+        let link_ms = b.cell_link_ms as f64;
+        let rustc_ms = (b.cell_ms as f64 - link_ms).max(0.0);
+        let load_ms = match (b.cell_ended, self.first_run) {
+            (Some(end), Some(run)) => ms(run.saturating_duration_since(end)),
+            _ => 0.0,
+        };
+        let other_ms = (compile_ms - deps_ms - rustc_ms - link_ms - load_ms).max(0.0);
+        Some(CompileParts {
+            deps_ms,
+            rustc_ms,
+            link_ms,
+            load_ms,
+            other_ms,
+            cell_builds: b.cell_builds,
+        })
+    }
+
     pub fn run_ended(&mut self, at: Instant) {
         if let Some(since) = self.run_since.take() {
             self.run_total += at.saturating_duration_since(since);
@@ -235,6 +269,7 @@ impl CellMeter {
             t.wall_ms = wall_ms;
             t.pid = self.pid;
             t.notes = std::mem::take(&mut self.notes);
+            t.compile_parts = self.compile_parts(compile_ms);
             return t;
         };
         let m = sampler.finish(now);
@@ -264,6 +299,7 @@ impl CellMeter {
             other_cores: m.other_cores,
             previous_run_ms: None,
             pid: self.pid,
+            compile_parts: self.compile_parts(compile_ms),
         }
     }
 }

@@ -49,6 +49,23 @@ pub struct Tracker {
     pub lines: Vec<(f64, String)>,
     /// Crates this kernel compiled before this cell (not rebuilt; not in the total).
     pub built_before: HashSet<String>,
+    /// When the build steps happened, from the events' time stamps.
+    pub times: BuildTimes,
+    /// `started` as Unix µs, to place the events' stamps on this clock.
+    started_us: u64,
+}
+
+/// When a cell's build steps happened (on the kernel's clock), for `CompileParts`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildTimes {
+    /// First dependency start and last dependency end.
+    pub deps: Option<(Instant, Instant)>,
+    /// rustc on the cell crate, links included, summed over its runs.
+    pub cell_ms: u64,
+    pub cell_link_ms: u64,
+    pub cell_builds: u32,
+    /// When the last run of rustc on the cell crate ended.
+    pub cell_ended: Option<Instant>,
 }
 
 impl Tracker {
@@ -61,7 +78,7 @@ impl Tracker {
             .filter_map(parse_event)
             .filter_map(|e| match e {
                 BuildEvent::End { crate_name, .. } => Some(crate_name),
-                BuildEvent::Start { .. } => None,
+                BuildEvent::Start { .. } | BuildEvent::Link { .. } => None,
             })
             .collect();
         Tracker {
@@ -75,6 +92,8 @@ impl Tracker {
             cell_running: false,
             lines: Vec::new(),
             built_before,
+            times: BuildTimes::default(),
+            started_us: crate::depcache::record::unix_us(),
         }
     }
 
@@ -110,20 +129,51 @@ impl Tracker {
         changed
     }
 
+    /// An event's stamp on this tracker's clock (`started` + the difference).
+    fn instant_of(&self, at_us: Option<u64>) -> Option<Instant> {
+        let at_us = at_us?;
+        let started = self.started;
+        match at_us.checked_sub(self.started_us) {
+            Some(after) => started.checked_add(std::time::Duration::from_micros(after)),
+            None => started.checked_sub(std::time::Duration::from_micros(self.started_us - at_us)),
+        }
+    }
+
     fn apply(&mut self, event: BuildEvent) {
         match event {
             BuildEvent::Start { crate_name, .. } if crate_name == CELL_CRATE => {
                 self.cell_running = true
             }
-            BuildEvent::Start { crate_name, .. } => self.running.push(crate_name),
+            BuildEvent::Start {
+                crate_name, at_us, ..
+            } => {
+                if let Some(at) = self.instant_of(at_us) {
+                    let deps = self.times.deps.get_or_insert((at, at));
+                    deps.0 = deps.0.min(at);
+                }
+                self.running.push(crate_name)
+            }
+            BuildEvent::Link { crate_name, ms, .. } => {
+                if crate_name == CELL_CRATE {
+                    self.times.cell_link_ms += ms;
+                }
+            }
             BuildEvent::End {
                 crate_name,
                 outcome,
                 ms,
+                at_us,
             } => {
+                let at = self.instant_of(at_us);
                 if crate_name == CELL_CRATE {
                     self.cell_running = false;
+                    self.times.cell_ms += ms;
+                    self.times.cell_builds += 1;
+                    self.times.cell_ended = at.or(self.times.cell_ended);
                     return;
+                }
+                if let (Some(at), Some(deps)) = (at, self.times.deps.as_mut()) {
+                    deps.1 = deps.1.max(at);
                 }
                 if let Some(i) = self.running.iter().position(|c| *c == crate_name) {
                     self.running.remove(i);

@@ -65,6 +65,29 @@ pub struct CellTelemetry {
     /// Run time of the previous run of this same cell, for "was 2.0 s".
     pub previous_run_ms: Option<f64>,
     pub pid: u32,
+    /// Where `compile_ms` went; null when nothing was compiled or it was not measured.
+    #[serde(default)]
+    pub compile_parts: Option<CompileParts>,
+}
+
+/// A cell's compile time split by what the build reported. The parts add up to
+/// `compile_ms`: `other_ms` is what no build step accounts for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CompileParts {
+    /// Dependency crates, first start to last end: cache restores and rustc runs.
+    pub deps_ms: f64,
+    /// rustc on the cell's crate, without its link.
+    pub rustc_ms: f64,
+    /// Linking the cell's crate (a shared library).
+    pub link_ms: f64,
+    /// From the cell crate's build end to its code starting: cargo finishing, the
+    /// library loaded into the process that runs it.
+    pub load_ms: f64,
+    /// The rest: the crate written, cargo's metadata, resolve and freshness checks,
+    /// and the work after the code ran.
+    pub other_ms: f64,
+    /// rustc runs of the cell's crate (a cell can be built more than once).
+    pub cell_builds: u32,
 }
 
 impl CellTelemetry {
@@ -98,6 +121,7 @@ impl CellTelemetry {
             other_cores: None,
             previous_run_ms: None,
             pid: 0,
+            compile_parts: None,
         }
     }
 

@@ -76,7 +76,14 @@ pub(super) async fn run_events(
         }
         match event.event {
             CellEvent::Finished(outcome) => break outcome,
-            CellEvent::Started { child_pid } => meter.started(child_pid, shown != Display::Off),
+            CellEvent::Started { child_pid } => {
+                meter.started(child_pid, shown != Display::Off);
+                // Builds before this were the kernel's warm-up (the cell's queue time).
+                if let Some(build) = build.as_mut() {
+                    build.tracker.poll();
+                    build.tracker.times = Default::default();
+                }
+            }
             CellEvent::RunStarted { at } => {
                 meter.run_started(at);
                 if let Some(build) = build.as_mut() {
@@ -116,6 +123,8 @@ pub(super) async fn run_events(
     };
     if let Some(mut build) = build {
         build.collapse(kernel, parent);
+        build.tracker.poll();
+        meter.build_times(build.tracker.times.clone());
         if !build.tracker.lines.is_empty() {
             *kernel
                 .last_build_log
