@@ -303,3 +303,43 @@ async fn interrupt_stops_a_runaway_cell_and_restart_leaves_nothing_behind() {
         Some("42")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_print_as_evcxr_prints_them() {
+    let mut k = TestKernel::start().await;
+    let text = |r: &support::Executed| r.result_text().unwrap_or_else(|| panic!("{:?}", r.outputs));
+    let builds = |r: &support::Executed| r.telemetry()["compile_parts"]["cell_builds"].clone();
+
+    // std values: `{:?}`, compiled once.
+    let r = k
+        .execute("let v = vec![1, 2];\n(v.clone(), Some(\"a\"), 2.5f64)")
+        .await;
+    assert_eq!(text(&r), "([1, 2], Some(\"a\"), 2.5)");
+    assert_eq!(builds(&r), 1);
+    let r = k
+        .execute("std::collections::BTreeMap::from([(1u8, 'x')])")
+        .await;
+    assert_eq!(text(&r), "{1: 'x'}");
+
+    // The learner's own Debug type: evcxr's path, the same text.
+    let r = k
+        .execute("#[derive(Debug)] struct Point { x: i32 }\nPoint { x: 3 }")
+        .await;
+    assert_eq!(text(&r), "Point { x: 3 }");
+
+    // An inherent evcxr_display wins, on the learner's type and through a reference.
+    let r = k
+        .execute(
+            "struct Shown;\nimpl Shown { fn evcxr_display(&self) { println!(\"EVCXR_BEGIN_CONTENT text/html\\n<b>shown</b>\\nEVCXR_END_CONTENT\"); } }\nShown",
+        )
+        .await;
+    let data = &r.of_type("execute_result")[0].content["data"];
+    assert_eq!(data["text/html"], "<b>shown</b>", "{data}");
+
+    // `:fmt` and `:types` change how values print, and are honoured.
+    assert_eq!(k.execute(":fmt {:#?}").await.status(), "ok");
+    assert_eq!(text(&k.execute("v.clone()").await), "[\n    1,\n    2,\n]");
+    assert_eq!(k.execute(":types").await.status(), "ok");
+    let r = k.execute("7u8").await;
+    assert!(text(&r).contains("u8"), "{:?}", text(&r));
+}

@@ -56,6 +56,7 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         let pid = self.refresh_child_pid(&context);
         self.limit_warnings.extend(self.limits.check_member(pid));
+        define_quick_display(&mut context);
         run_prelude(&mut context);
         warm_analysis(&mut context, WARM_ANALYSIS);
         Ok(Evcxr {
@@ -73,6 +74,25 @@ pub(super) fn run_prelude(context: &mut evcxr::CommandContext) {
             "prelude cell failed (panics will show as output only): {e}"
         )),
         Err(_) => log("prelude cell panicked inside evcxr"),
+    }
+}
+
+/// Items evcxr keeps across cells and child restarts (not across `:clear`, after which
+/// values take evcxr's slower path again).
+fn define_quick_display(context: &mut evcxr::CommandContext) {
+    set_items(context, prelude::QUICK_DISPLAY);
+}
+
+/// After `:fmt`/`:types`: values are printed by evcxr, as those commands ask.
+pub(super) fn quick_display_off(context: &mut evcxr::CommandContext) {
+    set_items(context, prelude::QUICK_DISPLAY_OFF);
+}
+
+fn set_items(context: &mut evcxr::CommandContext, items: &str) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(items))) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log(&format!("could not define display items: {e}")),
+        Err(_) => log("display items panicked inside evcxr"),
     }
 }
 

@@ -29,6 +29,9 @@ impl Worker {
             let result = match step {
                 Step::Evcxr(code) => {
                     let r = self.run_evcxr(evcxr, cell, &code, allow_stdin);
+                    if crate::engine::prelude::changes_value_format(&code) {
+                        super::start::quick_display_off(&mut evcxr.context);
+                    }
                     // `:clear` empties evcxr's state, dependencies included.
                     if code.lines().any(|l| l.trim() == ":clear") {
                         self.session.shims.clear();
@@ -45,6 +48,9 @@ impl Worker {
                         }
                         other => other,
                     };
+                    if crate::engine::prelude::changes_value_format(&original) {
+                        super::start::quick_display_off(&mut evcxr.context);
+                    }
                     if original.lines().any(|l| l.trim() == ":clear") {
                         self.session.shims.clear();
                     }
