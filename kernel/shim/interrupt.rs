@@ -185,4 +185,30 @@ pub mod __rustmeter {
     }
 
     impl<T: IntoFuture> RmInterruptible for T {}
+
+    /// evcxr runs an async cell as `runtime_guard.block_on(async { … })`. The runtime's
+    /// own `block_on` is generic over the future, so every async cell compiled tokio's
+    /// scheduler loop again (about 0.3 s of rustc per cell on 2 cores). This method is
+    /// found first (on the guard itself, before auto-deref reaches the runtime's), boxes
+    /// the cell's future and runs it through one function compiled here, once. Same
+    /// runtime, same lock held, same panics: only the future's type is erased.
+    pub trait RmBlockOn {
+        fn block_on<F: Future>(self, future: F) -> F::Output;
+    }
+
+    impl RmBlockOn for std::sync::MutexGuard<'_, ::tokio::runtime::Runtime> {
+        fn block_on<F: Future>(self, future: F) -> F::Output {
+            let mut output = None;
+            block_on_boxed(&self, Box::pin(async { output = Some(future.await) }));
+            output.expect("block_on returns once the future is done")
+        }
+    }
+
+    #[inline(never)]
+    pub fn block_on_boxed(
+        runtime: &::tokio::runtime::Runtime,
+        future: Pin<Box<dyn Future<Output = ()> + '_>>,
+    ) {
+        runtime.block_on(future)
+    }
 }

@@ -55,11 +55,7 @@ pub type TimedLink = (Vec<String>, Vec<(String, String)>);
 /// leave it as it is: it links no shared library, this executable is unknown, or its
 /// linker is not a C compiler driver (rustc infers a linker's flavor from its file name,
 /// which naming ourselves would change).
-pub fn timed(
-    args: &[String],
-    crate_name: &str,
-    exe: &Path,
-) -> Option<TimedLink> {
+pub fn timed(args: &[String], crate_name: &str, exe: &Path) -> Option<TimedLink> {
     let links_shared = args
         .windows(2)
         .any(|w| w[0] == "--crate-type" && (w[1] == "dylib" || w[1] == "cdylib"));

@@ -68,6 +68,10 @@ pub const TOKIO_INTERRUPT_SOURCE: &str = include_str!("../../shim/interrupt.rs")
 pub const INTERRUPTIBLE_IMPORT: &str =
     "use tokio::__rustmeter::RmInterruptible as __RmInterruptible;";
 
+/// The trait that runs async cells through the shim's one compiled `block_on` (see
+/// `RmBlockOn` in the shim's source): an async cell then compiles no tokio code.
+pub const BLOCK_ON_IMPORT: &str = "use tokio::__rustmeter::RmBlockOn as __RmBlockOn;";
+
 pub const ALL: [ShimSpec; 2] = [TOKIO, RAYON];
 
 /// `RUSTMETER_SHARED_DEPS=0` turns shims off: evcxr's own static linking (one copy per
@@ -103,6 +107,8 @@ pub fn dep_line(root: &Path, spec: ShimSpec, extra_features: &[String]) -> std::
         // thread starts now, not inside the first measured async cell.
         line.push('\n');
         line.push_str(INTERRUPTIBLE_IMPORT);
+        line.push('\n');
+        line.push_str(BLOCK_ON_IMPORT);
         line.push_str("\ntokio::__rustmeter::start_watcher();");
     }
     Ok(line)
