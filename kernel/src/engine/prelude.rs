@@ -2,8 +2,8 @@
 //!
 //! It runs inside the cells' shared `libstd.so` (not this binary's std), which is the only
 //! place a panic hook or a stdout flush reaches user code. Everything sits inside one
-//! block, so evcxr keeps no items or variables from it and later cells compile no faster
-//! or slower because of it.
+//! block, so evcxr keeps no items or variables from it. The one exception is
+//! [`QUICK_DISPLAY`], items kept on purpose, compiled with the first prelude.
 
 use crate::child_runtime::{END_OF_CELL, END_OF_CELL_FN, PANIC};
 

@@ -56,8 +56,12 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         let pid = self.refresh_child_pid(&context);
         self.limit_warnings.extend(self.limits.check_member(pid));
-        define_quick_display(&mut context);
-        run_prelude(&mut context);
+        // One compile: the display items, then the prelude block; the prelude alone if
+        // the items were refused.
+        let both = format!("{}\n{}", prelude::QUICK_DISPLAY, prelude::source());
+        if !execute_hidden(&mut context, &both) {
+            run_prelude(&mut context);
+        }
         warm_analysis(&mut context, WARM_ANALYSIS);
         Ok(Evcxr {
             context,
@@ -66,33 +70,28 @@ impl Worker {
     }
 }
 
+/// The prelude again, in a restarted child (evcxr keeps the display items).
 pub(super) fn run_prelude(context: &mut evcxr::CommandContext) {
-    let source = prelude::source();
-    match std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(&source))) {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => log(&format!(
-            "prelude cell failed (panics will show as output only): {e}"
-        )),
-        Err(_) => log("prelude cell panicked inside evcxr"),
-    }
-}
-
-/// Items evcxr keeps across cells and child restarts (not across `:clear`, after which
-/// values take evcxr's slower path again).
-fn define_quick_display(context: &mut evcxr::CommandContext) {
-    set_items(context, prelude::QUICK_DISPLAY);
+    execute_hidden(context, &prelude::source());
 }
 
 /// After `:fmt`/`:types`: values are printed by evcxr, as those commands ask.
 pub(super) fn quick_display_off(context: &mut evcxr::CommandContext) {
-    set_items(context, prelude::QUICK_DISPLAY_OFF);
+    execute_hidden(context, prelude::QUICK_DISPLAY_OFF);
 }
 
-fn set_items(context: &mut evcxr::CommandContext, items: &str) {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(items))) {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => log(&format!("could not define display items: {e}")),
-        Err(_) => log("display items panicked inside evcxr"),
+/// Runs kernel code no learner sees; a failure only loses what it would have added.
+fn execute_hidden(context: &mut evcxr::CommandContext, code: &str) -> bool {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(code))) {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            log(&format!("a hidden kernel cell failed: {e}"));
+            false
+        }
+        Err(_) => {
+            log("a hidden kernel cell panicked inside evcxr");
+            false
+        }
     }
 }
 
