@@ -60,7 +60,20 @@ class Spares:
         return [int(p.stem.rsplit("-", 1)[1]) for p in self.dir.glob("*.spare")]
 
     def wait_ready(self) -> int:
-        return wait_until(self.ready, SPARE_READY_TIMEOUT, f"a warm spare in {self.dir}")[0]
+        try:
+            return wait_until(self.ready, SPARE_READY_TIMEOUT, f"a warm spare in {self.dir}")[0]
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """What the spares folder holds, the spares' logs and the busiest processes."""
+        import subprocess
+
+        files = sorted(p.name for p in self.dir.glob("*")) if self.dir.exists() else []
+        logs = "\n".join(f"{p.name}: {p.read_text(errors='replace')[-2000:]!r}" for p in self.dir.glob("*.log"))
+        top = subprocess.run(["ps", "-eo", "pid,ppid,stat,pcpu,etime,args", "--sort=-pcpu"],
+                             capture_output=True, text=True).stdout.splitlines()[:12]
+        return f"files: {files}\nlogs:\n{logs}\nbusiest processes:\n" + "\n".join(top)
 
     def seed(self) -> int:
         """Runs one kernel to its first idle moment (when it starts the next spare) and

@@ -37,6 +37,14 @@ pub fn signal(pid: u32, signal: i32) {
     }
 }
 
+/// Sends `signal` to `root` and every process under it; returns the pids it reached.
+pub fn signal_tree(root: u32, signal: i32) -> Vec<u32> {
+    std::iter::once(root)
+        .chain(descendants(root, &[]))
+        .filter(|pid| *pid > 1 && unsafe { libc::kill(*pid as i32, signal) } == 0)
+        .collect()
+}
+
 /// `(pid, ppid, pgid)` of every process, read from `/proc/*/stat`.
 fn process_table() -> Vec<(u32, u32, u32)> {
     let mut table = Vec::new();

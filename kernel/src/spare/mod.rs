@@ -268,9 +268,7 @@ pub fn stop_all() -> usize {
 /// code ran elsewhere (see `pause`) would otherwise keep the signal pending.
 fn terminate(pid: u32) -> bool {
     let sent = unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0;
-    for p in std::iter::once(pid).chain(crate::engine::process::descendants(pid, &[])) {
-        unsafe { libc::kill(p as i32, libc::SIGCONT) };
-    }
+    crate::engine::process::signal_tree(pid, libc::SIGCONT);
     sent
 }
 

@@ -25,13 +25,7 @@ pub fn stop_spares() {
     }
     let mut stopped = STOPPED.lock().unwrap_or_else(|p| p.into_inner());
     for root in roots {
-        let mut tree = vec![root];
-        tree.extend(crate::engine::process::descendants(root, &[]));
-        for pid in tree {
-            if unsafe { libc::kill(pid as i32, libc::SIGSTOP) } == 0 {
-                stopped.push(pid);
-            }
-        }
+        stopped.extend(crate::engine::process::signal_tree(root, libc::SIGSTOP));
     }
 }
 

@@ -27,17 +27,27 @@ const START_DELAY: Duration = Duration::from_secs(4);
 
 pub fn run(key: &str) -> anyhow::Result<()> {
     let dir = super::create_dir()?;
+    let pid = std::process::id();
     let Some(lock) = super::KeyLock::try_take(&dir, key) else {
-        return Ok(()); // another spare already warms or waits for this key
+        super::log(&format!(
+            "spare {pid}: another spare holds key {key}; exiting"
+        ));
+        return Ok(());
     };
     if super::current_key()? != key {
         anyhow::bail!("the environment differs from the launch that asked for this spare");
     }
-    let pid = std::process::id();
+    super::log(&format!("spare {pid} started for key {key}"));
     let pid_file = super::pid_path(&dir, key, pid);
     std::fs::write(&pid_file, "")?;
     std::thread::sleep(START_DELAY);
-    wait_for_a_free_core();
+    let waited = wait_for_a_free_core();
+    if waited >= FREE_CORE_PATIENCE {
+        super::log(&format!(
+            "spare {pid}: no core was free for {} s; warming up anyway",
+            waited.as_secs()
+        ));
+    }
     let workdir = crate::workdir::WorkDir::create()?;
     std::fs::create_dir_all(workdir.evcxr_dir())?;
     // Still single-threaded here: the only safe moment to set evcxr's folder.
@@ -114,12 +124,16 @@ async fn finish_warm_cell(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> 
 /// Waits until the machine has a core to spare for three seconds in a row (at most ten
 /// minutes): warming costs about 10 CPU-seconds, which must not slow the cells of
 /// kernels in use, e.g. a whole class starting at once.
-fn wait_for_a_free_core() {
+/// Waits until one core has been mostly free of normal-priority work for 3 s, at most
+/// [`FREE_CORE_PATIENCE`]; returns how long it waited. Running code in this user's
+/// kernels stops spares anyway (`pause`), so this only keeps a warm-up from landing on a
+/// machine already busy compiling.
+fn wait_for_a_free_core() -> Duration {
+    let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let deadline = Instant::now() + Duration::from_secs(600);
     let mut calm = 0;
     let mut last = cpu_times();
-    while calm < 3 && Instant::now() < deadline {
+    while calm < 3 && started.elapsed() < FREE_CORE_PATIENCE {
         std::thread::sleep(Duration::from_secs(1));
         let now = cpu_times();
         if let (Some((busy0, total0)), Some((busy1, total1))) = (last, now) {
@@ -132,21 +146,19 @@ fn wait_for_a_free_core() {
         }
         last = now;
     }
+    started.elapsed()
 }
+
+/// How long a spare waits for a free core before warming up anyway: a machine busy for
+/// longer is busy with something that will not end for a spare's sake.
+const FREE_CORE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// `(busy, total)` jiffies of all cores, from `/proc/stat`; busy = at normal priority.
 fn cpu_times() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
+    let t = crate::telemetry::sampler::machine_cpu_ticks()?;
+    let total: u64 = t.iter().sum();
     // Idle, iowait and niced time: background work at low priority does not count.
-    let free = fields.get(3)? + fields.get(4).unwrap_or(&0) + fields.get(1).unwrap_or(&0);
+    let free = t[3] + t[4] + t[1];
     Some((total.saturating_sub(free), total))
 }
 

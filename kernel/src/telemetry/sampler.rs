@@ -146,26 +146,29 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The machine's CPU time since boot by kind, in clock ticks: the first line of
+/// `/proc/stat` (user, nice, system, idle, iowait, irq, softirq, steal; 0 where the
+/// kernel reports fewer).
+pub fn machine_cpu_ticks() -> Option<[u64; 8]> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut fields = stat.lines().next()?.split_whitespace();
+    if fields.next() != Some("cpu") {
+        return None;
+    }
+    let mut ticks = [0u64; 8];
+    for (tick, field) in ticks.iter_mut().zip(fields) {
+        *tick = field.parse().ok()?;
+    }
+    Some(ticks)
+}
+
 /// CPU time (ms) all programs on the machine have used since boot, from `/proc/stat`.
 pub fn machine_busy_ms() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<f64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-    let busy: f64 = fields
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, v)| v)
-        .sum();
+    let t = machine_cpu_ticks()?;
+    // Busy is all but idle and iowait.
+    let busy: u64 = t.iter().sum::<u64>() - t[3] - t[4];
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(busy * 1000.0 / hz)
+    Some(busy as f64 * 1000.0 / hz)
 }
 
 /// User+system CPU time of this process's waited-for children, in ms.
