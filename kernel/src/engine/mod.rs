@@ -198,9 +198,14 @@ enum Request {
 
 type OnIdle = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 
+/// Runs the idle action unless it ran already. The lock is held while it runs, so a
+/// shutdown waits for an action in flight on the idle thread: that action starts the
+/// next spare, and the shutdown's kill of this kernel's process tree would otherwise
+/// catch the spare between its fork and its `setsid` (seen in the test suite as a spare
+/// that never started).
 fn run_once(on_idle: &OnIdle) {
-    let then = on_idle.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(then) = then {
+    let mut slot = on_idle.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(then) = slot.take() {
         then();
     }
 }
