@@ -29,13 +29,7 @@ impl Worker {
             let result = match step {
                 Step::Evcxr(code) => {
                     let r = self.run_evcxr(evcxr, cell, &code, allow_stdin);
-                    if crate::engine::prelude::changes_value_format(&code) {
-                        super::start::quick_display_off(&mut evcxr.context);
-                    }
-                    // `:clear` empties evcxr's state, dependencies included.
-                    if code.lines().any(|l| l.trim() == ":clear") {
-                        self.session.shims.clear();
-                    }
+                    self.after_evcxr_commands(evcxr, &code);
                     r
                 }
                 Step::InterruptibleEvcxr { code, original } => {
@@ -48,12 +42,7 @@ impl Worker {
                         }
                         other => other,
                     };
-                    if crate::engine::prelude::changes_value_format(&original) {
-                        super::start::quick_display_off(&mut evcxr.context);
-                    }
-                    if original.lines().any(|l| l.trim() == ":clear") {
-                        self.session.shims.clear();
-                    }
+                    self.after_evcxr_commands(evcxr, &original);
                     r
                 }
                 Step::DeclareShim {
@@ -92,6 +81,17 @@ impl Worker {
             }
         }
         CellOutcome::Ok { data }
+    }
+
+    /// Keeps the kernel's view of evcxr's state in step with the commands `code` ran.
+    fn after_evcxr_commands(&mut self, evcxr: &mut Evcxr, code: &str) {
+        if crate::engine::prelude::changes_value_format(code) {
+            super::start::quick_display_off(&mut evcxr.context);
+        }
+        // `:clear` empties evcxr's state, dependencies included.
+        if code.lines().any(|l| l.trim() == ":clear") {
+            self.session.shims.clear();
+        }
     }
 
     fn run_evcxr(

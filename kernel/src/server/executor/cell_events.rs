@@ -124,7 +124,7 @@ pub(super) async fn run_events(
     if let Some(mut build) = build {
         build.collapse(kernel, parent);
         build.tracker.poll();
-        meter.build_times(build.tracker.times.clone());
+        meter.build_times(std::mem::take(&mut build.tracker.times));
         if !build.tracker.lines.is_empty() {
             *kernel
                 .last_build_log
