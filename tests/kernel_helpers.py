@@ -4,8 +4,11 @@ Nothing here starts a kernel by itself: conftest.py's fixtures do.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from queue import Empty
@@ -134,3 +137,20 @@ def describe(iopub_msgs: list[dict[str, Any]]) -> str:
         else:
             lines.append(m["msg_type"])
     return "\n".join(lines) or "(no iopub messages)"
+
+
+@contextlib.contextmanager
+def busy_loops(count: int):
+    """`count` processes spinning on a core each for the duration of the block: a loaded
+    machine, as a class or a build beside the kernel makes it."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdout=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield spinners
+    finally:
+        for process in spinners:
+            process.kill()
+        for process in spinners:
+            process.wait(10)

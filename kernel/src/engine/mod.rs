@@ -62,7 +62,8 @@ pub enum CellEvent {
     Started {
         child_pid: u32,
     },
-    /// Compilation is over and the user's code started running (when the pump saw it).
+    /// Compilation is over and the user's code started running (stamped by the user-code
+    /// process, not when the kernel read it).
     RunStarted {
         at: std::time::Instant,
     },

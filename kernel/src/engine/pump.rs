@@ -7,7 +7,9 @@
 //! `Finish` after those lines, because it is one thread reading in turn.
 
 use super::{CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase};
-use crate::child_runtime::{CLEAR, DISPLAY, NOTE, NO_EOL, PANIC, RUN_END, RUN_START};
+use crate::child_runtime::{
+    stamp_instant, CLEAR, DISPLAY, NOTE, NO_EOL, PANIC, RUN_END, RUN_START,
+};
 use crossbeam_channel::{select, Receiver};
 use serde_json::Value;
 use std::sync::Arc;
@@ -112,26 +114,18 @@ impl Pump {
             );
             return self.on_stdout(cell, in_cell, line[at..].to_string(), panic);
         }
-        if line == RUN_START {
+        if let Some(stamp) = line.strip_prefix(RUN_START) {
             if in_cell {
                 self.control.set_phase(Phase::Running);
             }
-            self.send(
-                cell,
-                CellEvent::RunStarted {
-                    at: std::time::Instant::now(),
-                },
-            );
-        } else if line == RUN_END {
+            let at = stamp_instant(stamp).unwrap_or_else(std::time::Instant::now);
+            self.send(cell, CellEvent::RunStarted { at });
+        } else if let Some(stamp) = line.strip_prefix(RUN_END) {
             if in_cell {
                 self.control.set_phase(Phase::Compiling);
             }
-            self.send(
-                cell,
-                CellEvent::RunEnded {
-                    at: std::time::Instant::now(),
-                },
-            );
+            let at = stamp_instant(stamp).unwrap_or_else(std::time::Instant::now);
+            self.send(cell, CellEvent::RunEnded { at });
         } else if let Some(json) = line.strip_prefix(DISPLAY) {
             if let Some(event) = display_event(json) {
                 self.send(cell, event);
