@@ -95,11 +95,21 @@ record_cgroup_bases() {
     printf '%s\n' "$parent"
 }
 
+# The `class-admin` service's token (scripts, the hub test), root-only: made here, part of
+# the install, so it exists before the hub first starts; an existing one is kept.
+make_admin_token() {
+    local token="$HUB_DIR/admin-token"
+    [[ -s "$token" ]] && return 0
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$token.new" && mv -f "$token.new" "$token") \
+        || die "cannot write the hub's admin token $token"
+}
+
 cmd_setup() {
     need_root setup
     local py
     py="$(hub_python)"
     mkdir -p "$CLASS_DIR" "$HUB_DIR" && chmod 755 "$CLASS_DIR" && chmod 700 "$HUB_DIR"
+    make_admin_token
     if ! "$CLASS_VENV/bin/python" -c 'import jupyterhub, jupyterlab' >/dev/null 2>&1; then
         [[ -x "$BASE_PYTHON" ]] || die "$BASE_PYTHON not found: set RUSTMETER_CLASS_PYTHON to a python3 all users can run"
         step "creating $CLASS_VENV with $BASE_PYTHON and installing ${HUB_PACKAGES[*]} (pip)"
@@ -211,6 +221,7 @@ cmd_start() {
     [[ -x "$HUB_DIR/node_modules/.bin/configurable-http-proxy" ]] \
         || die "configurable-http-proxy missing in $HUB_DIR: run '$0 setup' first"
     [[ -x "$CLASS_VENV/bin/jupyterhub-singleuser" ]] || die "no JupyterHub in $CLASS_VENV: run '$0 setup' first"
+    [[ -s "$HUB_DIR/admin-token" ]] || die "no admin token in $HUB_DIR: run '$0 setup' first"
     py="$CLASS_VENV/bin/python"
     export RUSTMETER_CLASS_DIR="$CLASS_DIR" RUSTMETER_HUB_LEARNERS="$learners"
     export RUSTMETER_HUB_PORT="${RUSTMETER_HUB_PORT:-8000}"

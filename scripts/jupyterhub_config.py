@@ -15,7 +15,6 @@ The admin token for scripts (creating learners' tokens, starting servers) is the
 `class-admin` service's, kept in DIR/hub/admin-token (root-only).
 """
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -31,11 +30,13 @@ state = hub_dir / "state"
 state.mkdir(parents=True, exist_ok=True)
 os.chmod(hub_dir, 0o700)  # the database, cookie secret and admin token are root's
 
-token_file = hub_dir / "admin-token"
-if not token_file.exists():
-    token_file.touch(mode=0o600)
-    token_file.write_text(secrets.token_hex(32))
-admin_token = token_file.read_text().strip()
+token_file = hub_dir / "admin-token"  # made by `class-hub.sh setup`
+try:
+    admin_token = token_file.read_text().strip()
+except FileNotFoundError:
+    sys.exit(f"{token_file} is missing: run scripts/class-hub.sh setup first")
+if not admin_token:
+    sys.exit(f"{token_file} is empty: remove it and run scripts/class-hub.sh setup")
 
 c.JupyterHub.bind_url = f"http://{ip}:{port}"
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 1}"

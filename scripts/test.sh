@@ -55,6 +55,31 @@ export RUSTMETER_BIN="$BIN"
 logs="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-test.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT
 
+# ---------------------------------------------------------------------------- fresh state
+# The tests start from nothing this repository does not create, so a machine that earlier
+# runs prepared cannot hide a missing set-up step: a new HOME (dependency caches, labels,
+# Jupyter's runtime files, spares), a new TMPDIR (kernels' work folders) and a new class
+# install for the hub test, all removed or replaced by the next run. The toolchain stays
+# where rustup put it.
+export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+[[ -z "${PYENV_ROOT:-}" && -d "$HOME/.pyenv" ]] && export PYENV_ROOT="$HOME/.pyenv"
+mkdir -p "$logs/home" "$logs/tmp"
+# TMPDIR is shared like /tmp (tests hand folders in it to other accounts); HOME is private.
+chmod 755 "$logs" && chmod 700 "$logs/home" && chmod 1777 "$logs/tmp"
+export HOME="$logs/home" TMPDIR="$logs/tmp"
+unset XDG_CACHE_HOME XDG_DATA_HOME XDG_CONFIG_HOME XDG_RUNTIME_DIR JUPYTER_RUNTIME_DIR JUPYTER_DATA_DIR
+# A kernelspec registered with --user lived in the old HOME: register it in the environment.
+if ! kernelspec_is_current "$PY"; then
+    step "registering the kernelspec in the test environment (./install.sh --no-build --no-prewarm)"
+    "$ROOT/install.sh" --no-build --no-prewarm
+    kernelspec_is_current "$PY" || die "the kernelspec $KERNEL_NAME does not point at $BIN for $PY"
+fi
+if [[ -z "${RUSTMETER_CLASS_DIR:-}" && "$(id -u)" -eq 0 ]]; then
+    # The hub test's class install (scripts/class-hub.sh setup), made anew by every run.
+    export RUSTMETER_CLASS_DIR=/opt/rustmeter-test/class
+    rm -rf "$RUSTMETER_CLASS_DIR"
+fi
+
 # sum_of WORDS-REGEX: adds up the N of every "N <word>" on stdin ("3 passed", "1 failed").
 sum_of() {
     awk -v re="^($1)[;,.]?$" '{ for (i = 2; i <= NF; i++) if ($i ~ re && $(i-1) ~ /^[0-9]+$/) s += $(i-1) }

@@ -30,14 +30,21 @@ class Hub:
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return requests.request(method, f"{self.url}/hub/api{path}", headers=self.admin, timeout=60, **kwargs)
 
-    def wait_up(self, timeout: float) -> None:
+    def wait_up(self, timeout: float, process=None) -> None:
+        """Waits until the hub's API answers an admin request (the token works), failing at
+        once when the hub's `process` (a Popen) has exited."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if self.api("GET", "/").ok:
+                reply = self.api("GET", "/users")
+                if reply.ok:
                     return
+                if reply.status_code in (401, 403):
+                    raise AssertionError(f"JupyterHub refused the admin token: {reply.status_code} {reply.text[:200]}")
             except requests.ConnectionError:
                 pass
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"JupyterHub exited ({process.returncode}) before its API answered")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"JupyterHub did not answer at {self.url} within {timeout:.0f} s")
             time.sleep(0.5)

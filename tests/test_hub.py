@@ -14,9 +14,11 @@ cannot read another's home, kernel connection file or kernel folder. Prints the 
 figures (total and per-learner wall time, peak memory and CPU of the machine) and the
 sizing table docs/classroom.md quotes.
 
-Needs root (useradd, setuid servers). Keeps the class install in RUSTMETER_CLASS_DIR
-(default /opt/rustmeter) between runs, like a real class machine; removes the learners,
-their homes, the hub's processes and its state.
+Needs root (useradd, setuid servers). The class install goes to RUSTMETER_CLASS_DIR
+(scripts/test.sh makes a new one for every run; by hand the default is /opt/rustmeter, kept
+between runs like a real class machine); `class-hub.sh setup` makes the hub's admin token
+before the hub first starts. Removes the learners, their homes, the hub's processes and
+its state (also at the start, after a killed run).
 """
 from __future__ import annotations
 
@@ -111,7 +113,9 @@ def run_as(user: str, *command: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def class_hub():
     """The class install, five learners and a running hub; all but the install removed after."""
-    script("remove-learners", *LEARNERS)  # a clean slate if an earlier run was killed
+    # A clean slate if an earlier run was killed: its learners and the hub's database.
+    script("remove-learners", *LEARNERS)
+    shutil.rmtree(CLASS_DIR / "hub" / "state", ignore_errors=True)
     started = time.monotonic()
     script("setup", "--no-build", *CLASS_CAPS)
     setup_s = time.monotonic() - started
@@ -119,11 +123,13 @@ def class_hub():
     port = free_port_triple()
     env = dict(os.environ, RUSTMETER_CLASS_DIR=str(CLASS_DIR), RUSTMETER_HUB_PORT=str(port))
     log = open(CLASS_DIR / "hub" / "test-hub.log", "w")
+    # setup made the token (part of the install); the hub reads it when it starts.
+    token = (CLASS_DIR / "hub" / "admin-token").read_text().strip()
     hub_process = subprocess.Popen([str(SCRIPT), "start", *LEARNERS], env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
-        hub = Hub(f"http://127.0.0.1:{port}", (CLASS_DIR / "hub" / "admin-token").read_text().strip())
-        hub.wait_up(120)
+        hub = Hub(f"http://127.0.0.1:{port}", token)
+        hub.wait_up(120, hub_process)
         yield hub, setup_s
     finally:
         # SIGTERM: JupyterHub stops the learners' servers (and their kernels) and the proxy.
