@@ -48,7 +48,47 @@ pub fn examine() -> Vec<Finding> {
     out.push(dependency_cache());
     out.push(limits());
     out.push(spares());
+    out.push(orphans());
     out
+}
+
+/// Kernels whose launcher is gone, and processes cells started whose kernel is gone.
+fn orphans() -> Finding {
+    use crate::launcher::OrphanKind;
+    let watch = match crate::launcher::watch_enabled() {
+        Ok(true) => "kernels end with the process that launched them".to_string(),
+        Ok(false) => format!(
+            "kernels keep running after their launcher exits ({}=off)",
+            crate::launcher::WATCH_VARIABLE
+        ),
+        Err(e) => return finding(Verdict::Bad, e, "set it to on or off"),
+    };
+    let found = crate::launcher::orphans();
+    if found.is_empty() {
+        return finding(Verdict::Good, format!("{watch}; none left running"), "");
+    }
+    let lines: Vec<String> = found
+        .iter()
+        .map(|o| match o.kind {
+            OrphanKind::Kernel { launcher } => format!(
+                "kernel pid {} (its launcher {launcher} is gone): {}",
+                o.pid, o.command
+            ),
+            OrphanKind::CellProcess { kernel } => format!(
+                "pid {} started by a cell of kernel {kernel}, which is gone: {}",
+                o.pid, o.command
+            ),
+        })
+        .collect();
+    finding(
+        Verdict::Warn,
+        format!(
+            "{watch}; {} process(es) left by launches that are gone:\n    {}",
+            found.len(),
+            lines.join("\n    ")
+        ),
+        "stop them with kill PID (the next kernel started stops cell processes by itself)",
+    )
 }
 
 fn spares() -> Finding {

@@ -11,6 +11,7 @@ pub mod depcache;
 pub mod doctor;
 pub mod engine;
 pub mod install;
+pub mod launcher;
 pub mod limits;
 pub mod server;
 pub mod spare;

@@ -1,6 +1,7 @@
 //! Per-kernel scratch space: evcxr's build folder and rustmeter's runtime files live in
 //! `<base>/kernel-<pid>`, removed on shutdown; folders of kernels that died without
-//! cleaning up are removed when the next kernel starts. Owns nothing else.
+//! cleaning up are removed when the next kernel starts, and the processes their cells left
+//! are stopped (see `launcher`). Owns nothing else.
 
 use std::path::{Path, PathBuf};
 
@@ -37,12 +38,14 @@ pub fn labels_dir() -> PathBuf {
 }
 
 impl WorkDir {
-    /// Creates this kernel's folder (0700) after removing those of dead kernels.
+    /// Creates this kernel's folder (0700) after removing those of dead kernels and
+    /// stopping the processes their cells left running.
     pub fn create() -> std::io::Result<WorkDir> {
         let base = base_dir();
         std::fs::create_dir_all(&base)?;
         set_private(&base);
         remove_stale(&base);
+        crate::launcher::stop_orphaned_cell_processes();
         let path = base.join(format!("kernel-{}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         set_private(&path);

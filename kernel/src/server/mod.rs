@@ -40,12 +40,23 @@ use tokio::sync::{mpsc, Mutex};
 /// once when served, else when this kernel is first idle).
 pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
     crate::spare::note_launch_environment();
+    let launcher = crate::launcher::launcher();
     let spare_key = crate::spare::enabled()
         .then(crate::spare::current_key)
         .and_then(Result::ok);
     if let Some(key) = &spare_key {
         if let Some(claimed) = crate::spare::claim(key, &connection_file) {
             crate::spare::ensure(key);
+            if let Some(launcher) = launcher {
+                // The proxy's exit closes the link: the spare then shuts down as a kernel.
+                crate::launcher::watch(launcher, move || {
+                    log(&format!(
+                        "the launching process {launcher} is gone; shutting down"
+                    ));
+                    let _ = std::fs::remove_file(crate::spare::proxy_file(std::process::id()));
+                    std::process::exit(0);
+                });
+            }
             claimed.serve_as_proxy();
         }
     }
@@ -63,9 +74,20 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(workdir.evcxr_dir())?;
     // Still single-threaded here: the only safe moment to set evcxr's folder.
     std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
+    crate::launcher::mark_kernel_process();
     runtime()?.block_on(async {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let engine = Engine::start(workdir, events_tx);
+        if let Some(launcher) = launcher {
+            let stopper = engine.stopper();
+            crate::launcher::watch(launcher, move || {
+                log(&format!(
+                    "the launching process {launcher} is gone; shutting down"
+                ));
+                stopper.stop();
+                std::process::exit(0);
+            });
+        }
         // The spare for the next launch warms up once this kernel has (and its first
         // cells ran), not alongside.
         if let Some(key) = spare_key {

@@ -57,7 +57,9 @@ pub fn idle_limit() -> Duration {
 /// Variables that differ between launches of the same kernel and must not keep a spare
 /// from matching. Cells of a served spare see the values of the launch that started it.
 fn volatile(name: &str) -> bool {
-    name.starts_with("JPY_") || matches!(name, "PWD" | "OLDPWD" | "SHLVL" | "_")
+    name.starts_with("JPY_")
+        || name == crate::launcher::KERNEL_PID_VARIABLE
+        || matches!(name, "PWD" | "OLDPWD" | "SHLVL" | "_")
 }
 
 /// What a spare must share with a launch to serve it: this program (path, size, time),
@@ -190,6 +192,7 @@ pub fn ensure(key: &str) {
         None => &mut command,
     };
     command
+        .env_remove(crate::launcher::KERNEL_PID_VARIABLE) // a spare outlives this kernel
         .args(["spare", "--key", key])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null());

@@ -52,6 +52,7 @@ pub fn run(key: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(workdir.evcxr_dir())?;
     // Still single-threaded here: the only safe moment to set evcxr's folder.
     std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
+    crate::launcher::mark_kernel_process();
     let runtime = crate::server::runtime()?;
     let result = runtime.block_on(warm_then_serve(&dir, key, &pid_file, lock, workdir));
     let _ = std::fs::remove_file(&pid_file);

@@ -54,6 +54,7 @@ impl Worker {
         limits: Arc<crate::limits::Limits>,
     ) -> Worker {
         let mut limit_warnings = limits.problems().to_vec();
+        limit_warnings.extend(crate::launcher::watch_enabled().err());
         let time_limit = time_limit::from_env().unwrap_or_else(|error| {
             limit_warnings.push(error);
             None

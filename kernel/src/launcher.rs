@@ -1,0 +1,287 @@
+//! The process that launched this kernel, and what happens when it is gone.
+//!
+//! A Jupyter server, a notebook tool or a script starts a kernel and is expected to stop
+//! it; when that process is killed (an out-of-memory kill, a crash, a `timeout`) nobody
+//! will. As ipykernel does, a kernel watches its launcher — `JPY_PARENT_PID` when set
+//! (jupyter_client, Jupyter servers), else its parent at start — and shuts down as on a
+//! `shutdown_request` when it is gone. `RUSTMETER_WATCH_LAUNCHER=off` opts out, for a
+//! kernel deliberately left running by a launcher that exits.
+//!
+//! Also finds what such launches left behind: kernels whose launcher is gone, and
+//! processes cells started (they carry [`KERNEL_PID_VARIABLE`]) whose kernel is gone.
+//!
+//! A leaf: reads `/proc` and the environment, never the server, engine or spares; what
+//! "shut down" means is the caller's closure.
+
+use std::time::Duration;
+
+/// The switch: on (default) or off.
+pub const WATCH_VARIABLE: &str = "RUSTMETER_WATCH_LAUNCHER";
+/// Set in every kernel process to its own pid, so the user-code process and everything
+/// cells start carry the pid of the kernel they belong to.
+pub const KERNEL_PID_VARIABLE: &str = "RUSTMETER_KERNEL_PID";
+/// How often a launcher is checked where the kernel cannot be told of its exit.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Whether kernels watch their launcher; a bad value is an error naming the variable.
+pub fn watch_enabled() -> Result<bool, String> {
+    match std::env::var(WATCH_VARIABLE) {
+        Err(_) => Ok(true),
+        Ok(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "" | "1" | "on" | "true" | "yes" => Ok(true),
+            "0" | "off" | "false" | "no" => Ok(false),
+            _ => Err(format!(
+                "{WATCH_VARIABLE}={text:?} is not a switch (use on or off; 1/0, true/false and \
+                 yes/no work too); the kernel watches its launcher"
+            )),
+        },
+    }
+}
+
+/// The process to watch: `JPY_PARENT_PID` when it names a live ancestor of this process
+/// (a value inherited from some other launch is not trusted), else the parent. `None`
+/// when the switch is off or the launcher is init (pid 1 is never gone, only replaced).
+pub fn launcher() -> Option<u32> {
+    if !watch_enabled().unwrap_or(true) {
+        return None;
+    }
+    let parent = std::os::unix::process::parent_id();
+    let named = std::env::var("JPY_PARENT_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .filter(|pid| ancestors(std::process::id()).contains(pid));
+    Some(named.unwrap_or(parent)).filter(|pid| *pid > 1)
+}
+
+/// Calls `on_gone` on a thread of its own once `launcher` has exited (at once when it
+/// already has). The thread sleeps in the kernel's `poll` on a pidfd where Linux has
+/// them (5.3 and later), else checks every 250 ms.
+pub fn watch(launcher: u32, on_gone: impl FnOnce() + Send + 'static) {
+    let watching_parent = launcher == std::os::unix::process::parent_id();
+    let spawned = std::thread::Builder::new()
+        .name("launcher-watch".into())
+        .spawn(move || {
+            match pidfd(launcher) {
+                Some(fd) => wait_readable(fd),
+                None => {
+                    while alive(launcher)
+                        && (!watching_parent || std::os::unix::process::parent_id() == launcher)
+                    {
+                        std::thread::sleep(POLL);
+                    }
+                }
+            }
+            on_gone();
+        });
+    if let Err(e) = spawned {
+        eprintln!("[rustmeter] cannot watch the launching process {launcher}: {e}");
+    }
+}
+
+/// Records this process as a kernel for everything it starts (see [`KERNEL_PID_VARIABLE`]).
+/// Call while the process has one thread.
+pub fn mark_kernel_process() {
+    std::env::set_var(KERNEL_PID_VARIABLE, std::process::id().to_string());
+}
+
+/// A process of this user left behind by a launch that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub pid: u32,
+    /// The process's command line, spaces between arguments.
+    pub command: String,
+    pub kind: OrphanKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrphanKind {
+    /// A kernel whose launcher is gone (started with the watch off, or by an older build).
+    Kernel { launcher: u32 },
+    /// A process a cell started whose kernel is gone.
+    CellProcess { kernel: u32 },
+}
+
+/// This user's kernels whose launcher is gone and cell processes whose kernel is gone.
+pub fn orphans() -> Vec<Orphan> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for pid in own_processes() {
+        if pid == me {
+            continue;
+        }
+        let environ = environ(pid);
+        let command = cmdline(pid);
+        if let Some(kernel) = env_pid(&environ, KERNEL_PID_VARIABLE).filter(|k| *k != pid) {
+            if !is_kernel(kernel) {
+                found.push(Orphan {
+                    pid,
+                    command,
+                    kind: OrphanKind::CellProcess { kernel },
+                });
+            }
+            continue;
+        }
+        if command.split(' ').nth(1) == Some("kernel") && is_rustmeter(&command) {
+            let launcher = env_pid(&environ, "JPY_PARENT_PID").unwrap_or_else(|| parent_of(pid));
+            if launcher <= 1 || !alive(launcher) {
+                found.push(Orphan {
+                    pid,
+                    command,
+                    kind: OrphanKind::Kernel { launcher },
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Stops this user's cell processes whose kernel is gone (a kernel killed with SIGKILL
+/// had no chance to); returns how many. Kernels are left to their owners.
+pub fn stop_orphaned_cell_processes() -> usize {
+    let mut stopped = 0;
+    for orphan in orphans() {
+        if let OrphanKind::CellProcess { .. } = orphan.kind {
+            if unsafe { libc::kill(orphan.pid as i32, libc::SIGKILL) } == 0 {
+                stopped += 1;
+            }
+        }
+    }
+    stopped
+}
+
+fn is_rustmeter(command: &str) -> bool {
+    command
+        .split(' ')
+        .next()
+        .and_then(|exe| exe.rsplit('/').next())
+        .is_some_and(|name| name.starts_with("rustmeter"))
+}
+
+/// A live rustmeter process (by its command line: `/proc/<pid>/environ` shows a process's
+/// environment as it started, not the variable a kernel sets on itself).
+fn is_kernel(pid: u32) -> bool {
+    alive(pid) && is_rustmeter(&cmdline(pid))
+}
+
+fn pidfd(pid: u32) -> Option<i32> {
+    // SAFETY: a plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    (fd >= 0).then_some(fd as i32)
+}
+
+fn wait_readable(fd: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; retried on EINTR only.
+    while unsafe { libc::poll(&mut pfd, 1, -1) } < 0
+        && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+    {}
+}
+
+/// Alive and not a zombie (a killed launcher whose own parent has not reaped it yet).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn parent_of(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+fn ancestors(pid: u32) -> Vec<u32> {
+    let mut chain = Vec::new();
+    let mut at = parent_of(pid);
+    while at > 1 && !chain.contains(&at) && chain.len() < 64 {
+        chain.push(at);
+        at = parent_of(at);
+    }
+    chain
+}
+
+fn own_processes() -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = unsafe { libc::getuid() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn environ(pid: u32) -> Vec<u8> {
+    std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default()
+}
+
+fn env_pid(environ: &[u8], name: &str) -> Option<u32> {
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+fn cmdline(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .replace('\0', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_entries_are_read_by_exact_name() {
+        let environ = b"RUSTMETER_KERNEL_PIDX=1\0RUSTMETER_KERNEL_PID=42\0JPY_PARENT_PID=7\0";
+        assert_eq!(env_pid(environ, KERNEL_PID_VARIABLE), Some(42));
+        assert_eq!(env_pid(environ, "JPY_PARENT_PID"), Some(7));
+        assert_eq!(env_pid(environ, "JPY"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_its_parent_is_an_ancestor() {
+        assert!(alive(std::process::id()));
+        assert!(!alive(u32::MAX - 1));
+        let parent = std::os::unix::process::parent_id();
+        if parent > 1 {
+            assert_eq!(ancestors(std::process::id()).first(), Some(&parent));
+        }
+    }
+
+    #[test]
+    fn the_watch_fires_when_the_watched_process_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .spawn()
+            .expect("start sleep");
+        let (tx, rx) = std::sync::mpsc::channel();
+        watch(child.id(), move || {
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "fired while the process ran"
+        );
+        child.wait().expect("sleep ends");
+        rx.recv_timeout(Duration::from_secs(3))
+            .expect("no call after the process exited");
+    }
+}
