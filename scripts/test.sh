@@ -52,7 +52,8 @@ use_project_env "$PY"
 export RUSTMETER_BIN="$BIN"
 [[ $py_tests -eq 1 ]] && ensure_chromium  # for tests/test_browser.py; skips when it can't
 
-logs="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-test.XXXXXX")"
+# Short names: kernels bind Unix sockets under TMPDIR, and a socket path has 107 bytes.
+logs="$(mktemp -d "${TMPDIR:-/tmp}/rmt.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT
 
 # ---------------------------------------------------------------------------- fresh state
@@ -63,10 +64,10 @@ trap 'rm -rf "$logs"' EXIT
 # where rustup put it.
 export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 [[ -z "${PYENV_ROOT:-}" && -d "$HOME/.pyenv" ]] && export PYENV_ROOT="$HOME/.pyenv"
-mkdir -p "$logs/home" "$logs/tmp"
+mkdir -p "$logs/home" "$logs/t"
 # TMPDIR is shared like /tmp (tests hand folders in it to other accounts); HOME is private.
-chmod 755 "$logs" && chmod 700 "$logs/home" && chmod 1777 "$logs/tmp"
-export HOME="$logs/home" TMPDIR="$logs/tmp"
+chmod 755 "$logs" && chmod 700 "$logs/home" && chmod 1777 "$logs/t"
+export HOME="$logs/home" TMPDIR="$logs/t"
 unset XDG_CACHE_HOME XDG_DATA_HOME XDG_CONFIG_HOME XDG_RUNTIME_DIR JUPYTER_RUNTIME_DIR JUPYTER_DATA_DIR
 # A kernelspec registered with --user lived in the old HOME: register it in the environment.
 if ! kernelspec_is_current "$PY"; then

@@ -154,3 +154,36 @@ def busy_loops(count: int):
             process.kill()
         for process in spinners:
             process.wait(10)
+
+
+def kernel_binary() -> str:
+    """The kernel binary the tests and benchmarks run: $RUSTMETER_BIN, else the release build."""
+    return os.environ.get("RUSTMETER_BIN") or str(ROOT / "target" / "release" / "rustmeter")
+
+
+@contextlib.contextmanager
+def launched_kernel(env: dict[str, str] | None = None, ready_timeout: float = 120, stderr=subprocess.DEVNULL):
+    """A kernel process started from the binary with a fresh loopback connection file, as a
+    Jupyter client launches one; yields (Popen, BlockingKernelClient) and kills it after.
+    For benchmarks and tests that need the process itself rather than a KernelManager."""
+    from jupyter_client import BlockingKernelClient
+    from jupyter_client.connect import write_connection_file
+
+    connection, _ = write_connection_file(ip="127.0.0.1")
+    kernel = subprocess.Popen([kernel_binary(), "kernel", "--connection-file", connection], env=env, stderr=stderr)
+    client = BlockingKernelClient(connection_file=connection)
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=ready_timeout)
+        yield kernel, client
+    finally:
+        if kernel.poll() is None:
+            client.shutdown()
+            try:
+                kernel.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                kernel.kill()
+                kernel.wait()
+        client.stop_channels()
+        os.unlink(connection)

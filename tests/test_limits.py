@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import system_users
-from kernel_helpers import ROOT
+from kernel_helpers import kernel_binary
 
 USER = "rmlimits"
 MEMORY = "500M"
@@ -56,10 +56,6 @@ let handles: Vec<_> = (0..5000)
 for h in handles {{ h.join().unwrap(); }}
 println!("started 5000 threads");
 """
-
-
-def kernel_binary() -> str:
-    return os.environ.get("RUSTMETER_BIN") or str(ROOT / "target/release/rustmeter")
 
 
 def reachable_by_others(path: str) -> str | None:
