@@ -135,6 +135,19 @@ pub fn orphans() -> Vec<Orphan> {
     found
 }
 
+/// Stops every process of this user that a cell of kernel `kernel` started, wherever it
+/// went (its own session, re-parented, outside the kernel's process groups): what carries
+/// `RUSTMETER_KERNEL_PID=kernel`. Returns how many were signalled.
+pub fn stop_cell_processes_of(kernel: u32) -> usize {
+    own_processes()
+        .into_iter()
+        .filter(|pid| {
+            *pid != kernel && env_pid(&environ(*pid), KERNEL_PID_VARIABLE) == Some(kernel)
+        })
+        .filter(|pid| unsafe { libc::kill(*pid as i32, libc::SIGKILL) } == 0)
+        .count()
+}
+
 /// Stops this user's cell processes whose kernel is gone (a kernel killed with SIGKILL
 /// had no chance to); returns how many. Kernels are left to their owners.
 pub fn stop_orphaned_cell_processes() -> usize {

@@ -225,6 +225,9 @@ impl EngineStopper {
         let shell = self.control.shell_pgid.load(Ordering::SeqCst);
         process::kill_group(shell);
         process::kill_compile_tree(self.control.kernel_pid, 0);
+        // What cells started outside those groups: the demo server, `setsid` children. They
+        // may sit in this kernel's cgroups, which can only be removed once empty.
+        crate::launcher::stop_cell_processes_of(self.control.kernel_pid);
         // After the kill: a cgroup can only be removed once its processes are gone.
         self.limits.remove();
         self.workdir.remove();
