@@ -26,7 +26,8 @@ options:
   --no-build         don't run cargo; use the binary that is already built
   --rust-src PATH    Rust standard library sources to point completion at
                      (default: found through rustc/rustup or Debian's rust-src package)
-  --env KEY=VALUE    extra environment variable for the kernel (repeatable)
+  --env KEY=VALUE    extra environment variable for the kernel (repeatable); every
+                     RUSTMETER_* value is checked by the built binary (README, Settings)
   --solutions        let learners reveal exercise solutions with :solution NAME
                      (sets RUSTMETER_SOLUTIONS to notebooks/instructor/solutions/rs)
   --no-prewarm       don't compile the tutorials' dependencies (tokio, full) into the
@@ -62,19 +63,35 @@ environment:
 EOF
 }
 
-# --memory-limit 2G → RUSTMETER_MEMORY_LIMIT=2G in the kernelspec env, after a check of
-# the value's shape (the kernel and `rustmeter doctor` check it fully).
+# --memory-limit 2G → RUSTMETER_MEMORY_LIMIT=2G in the kernelspec env; the value is
+# checked with every other RUSTMETER_* value once the binary is there (check_settings).
 limit_env() {
-    local flag="$1" value="$2" key pattern example
+    local flag="$1" value="$2" key
     case "$flag" in
-        --memory-limit) key=RUSTMETER_MEMORY_LIMIT; example="500M or 2G"
-                        pattern='^([0-9]+(\.[0-9]+)?[[:space:]]*([KkMmGgTt]([Ii]?[Bb])?|[Bb])?|off|none)$' ;;
-        --thread-limit) key=RUSTMETER_THREAD_LIMIT; example="1000"; pattern='^([0-9][0-9_,]*|off|none)$' ;;
-        --cell-timeout) key=RUSTMETER_CELL_TIMEOUT; example="30s or 2m"
-                        pattern='^([0-9]+(\.[0-9]+)?[[:space:]]*(ms|s|m|min|h)?|none)$' ;;
+        --memory-limit) key=RUSTMETER_MEMORY_LIMIT ;;
+        --thread-limit) key=RUSTMETER_THREAD_LIMIT ;;
+        --cell-timeout) key=RUSTMETER_CELL_TIMEOUT ;;
     esac
-    [[ "$value" =~ $pattern ]] || die "$flag: $value is not valid ($key; write e.g. $example, or none)"
     extra_env+=("$key=$value")
+}
+
+# Checks every RUSTMETER_* value going into the kernelspec (options and --env) with the
+# kernel's own parsers, `rustmeter check-setting NAME=VALUE...`, so install.sh accepts
+# exactly what the kernel does; stops at a bad value, naming it and what is accepted.
+check_settings() {
+    local kv out assignments=()
+    for kv in ${extra_env[@]+"${extra_env[@]}"}; do
+        [[ "$kv" == RUSTMETER_* ]] && assignments+=("$kv")
+    done
+    [[ ${#assignments[@]} -gt 0 ]] || return 0
+    step "checking settings: ${assignments[*]}"
+    if out="$("$BIN" check-setting "${assignments[@]}" 2>&1)"; then
+        return 0
+    fi
+    if [[ "$out" == *'unknown command "check-setting"'* ]]; then
+        die "$BIN is older than this install.sh and cannot check settings: rebuild it (run ./install.sh without --no-build)"
+    fi
+    die "bad setting (see ./install.sh --help, and README, section Settings):"$'\n'"${out#rustmeter: }"
 }
 
 scope=()
@@ -208,6 +225,7 @@ else
     step "skipping build (--no-build)"
 fi
 [[ -x "$BIN" ]] || die "kernel binary $BIN not found: run ./install.sh without --no-build"
+check_settings
 # Spares started by an earlier build would never serve this one (their key names the
 # binary): free their memory now.
 "$BIN" spares stop >/dev/null 2>&1 || true

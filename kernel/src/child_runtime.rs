@@ -75,7 +75,7 @@ pub fn hook() {
 
 /// Variables set with `:env`, applied now while this process has a single thread.
 fn apply_env_file() {
-    let Some(path) = std::env::var_os("RUSTMETER_CHILD_ENV_FILE") else {
+    let Some(path) = crate::settings::path(&crate::settings::CHILD_ENV_FILE) else {
         return;
     };
     let Ok(text) = std::fs::read_to_string(path) else {

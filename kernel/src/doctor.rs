@@ -1,9 +1,12 @@
 //! `rustmeter doctor`: a pre-class check of one machine, printed as ✓ / ! / ✗ lines —
-//! toolchain and std sources, the kernelspec in use, limits against what the tutorials
-//! need, RAM and cores, the linker, warm spare kernels.
+//! toolchain and std sources, the kernelspec in use, the `RUSTMETER_*` settings a kernel
+//! would see (bad values, and those set), limits against what the tutorials need, RAM and
+//! cores, the linker, warm spare kernels.
 //!
 //! Read-only: it inspects and reports, and never installs or changes anything.
 
+use crate::settings::{self, Setting};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,6 +44,7 @@ pub const THREADS_NEEDED: u64 = 10_100;
 pub fn examine() -> Vec<Finding> {
     let mut out = vec![toolchain(), std_sources()];
     out.extend(kernelspecs());
+    out.push(settings_finding());
     out.push(open_files());
     out.push(threads());
     out.push(memory_and_cores());
@@ -55,13 +59,14 @@ pub fn examine() -> Vec<Finding> {
 /// Kernels whose launcher is gone, and processes cells started whose kernel is gone.
 fn orphans() -> Finding {
     use crate::launcher::OrphanKind;
-    let watch = match crate::launcher::watch_enabled() {
-        Ok(true) => "kernels end with the process that launched them".to_string(),
-        Ok(false) => format!(
+    // A bad value of the switch is in the settings finding; the kernel then watches.
+    let watch = if crate::launcher::watch_enabled() {
+        "kernels end with the process that launched them".to_string()
+    } else {
+        format!(
             "kernels keep running after their launcher exits ({}=off)",
             crate::launcher::WATCH_VARIABLE
-        ),
-        Err(e) => return finding(Verdict::Bad, e, "set it to on or off"),
+        )
     };
     let found = crate::launcher::orphans();
     if found.is_empty() {
@@ -95,7 +100,11 @@ fn spares() -> Finding {
     if !crate::spare::enabled() {
         return finding(
             Verdict::Good,
-            "warm spare kernels: off here (RUSTMETER_SPARE=0); each launch starts its own kernel",
+            format!(
+                "warm spare kernels: off here ({}={}); each launch starts its own kernel",
+                settings::SPARE.name,
+                settings::text(&settings::SPARE).unwrap_or_default()
+            ),
             "",
         );
     }
@@ -255,25 +264,69 @@ fn kernelspecs() -> Vec<Finding> {
 }
 
 /// A setting as the kernel will see it: this shell's environment, else the first
-/// kernelspec that sets it.
-fn kernel_setting(key: &str) -> Option<String> {
-    if let Ok(value) = std::env::var(key) {
-        return Some(value);
+/// kernelspec that sets it; with where it comes from.
+fn kernel_setting_from(setting: &Setting) -> Option<(String, String)> {
+    if let Some(value) = settings::written_in(setting, &settings::process_env) {
+        return Some((value.to_string_lossy().into_owned(), "environment".into()));
     }
     kernelspec_files().into_iter().find_map(|spec| {
-        let text = std::fs::read_to_string(spec).ok()?;
+        let text = std::fs::read_to_string(&spec).ok()?;
         let parsed: serde_json::Value = serde_json::from_str(&text).ok()?;
-        parsed["env"][key].as_str().map(str::to_string)
+        let value = parsed["env"][setting.name].as_str()?;
+        Some((value.to_string(), format!("kernelspec {}", spec.display())))
     })
+}
+
+/// A setting as the kernel will see it (see [`kernel_setting_from`]).
+fn kernel_setting(setting: &Setting) -> Option<String> {
+    kernel_setting_from(setting).map(|(value, _)| value)
+}
+
+/// Every `RUSTMETER_*` setting a kernel would see: those with a bad value (each named
+/// with what is accepted and what the kernel does about it), and those set.
+fn settings_finding() -> Finding {
+    let lookup = |name: &str| {
+        settings::find(name)
+            .and_then(kernel_setting)
+            .map(OsString::from)
+    };
+    let bad = settings::problems_in(&lookup);
+    let set: Vec<String> = settings::set_in(&lookup)
+        .into_iter()
+        .map(|(setting, value)| {
+            let source = kernel_setting_from(setting)
+                .map(|(_, s)| s)
+                .unwrap_or_default();
+            format!("{}={value} ({source})", setting.name)
+        })
+        .collect();
+    let set_text = if set.is_empty() {
+        "none set, all defaults".to_string()
+    } else {
+        format!("set:\n    {}", set.join("\n    "))
+    };
+    if bad.is_empty() {
+        return finding(Verdict::Good, format!("settings: {set_text}"), "");
+    }
+    let lines: Vec<String> = bad.iter().map(|e| e.report()).collect();
+    finding(
+        Verdict::Bad,
+        format!(
+            "settings: {} bad value(s):\n    {}\n  {set_text}",
+            bad.len(),
+            lines.join("\n    ")
+        ),
+        "fix or unset them (README, section Settings, lists what each accepts)",
+    )
 }
 
 /// Memory and thread caps (`crate::limits`): valid, and could a kernel make its cgroups?
 /// Checked without creating any.
 fn limits() -> Finding {
-    use crate::limits::{Limits, Mode, MEMORY_VARIABLE, PARENT_VARIABLE, THREAD_VARIABLE};
-    let memory = kernel_setting(MEMORY_VARIABLE).unwrap_or_default();
-    let threads = kernel_setting(THREAD_VARIABLE).unwrap_or_default();
-    let parent = kernel_setting(PARENT_VARIABLE);
+    use crate::limits::{Limits, Mode, MEMORY_VARIABLE, THREAD_VARIABLE};
+    let memory = kernel_setting(&settings::MEMORY_LIMIT).unwrap_or_default();
+    let threads = kernel_setting(&settings::THREAD_LIMIT).unwrap_or_default();
+    let parent = kernel_setting(&settings::CGROUP_PARENT);
     let checked = Limits::set_up(
         &memory,
         &threads,
@@ -310,10 +363,12 @@ fn dependency_cache() -> Finding {
                `rustmeter prewarm --cache /opt/rustmeter/cache` as admin, then \
                ./install.sh --shared-cache /opt/rustmeter/cache";
     if !crate::depcache::enabled() {
+        let name = settings::DEP_CACHE.name;
+        let value = settings::text(&settings::DEP_CACHE).unwrap_or_default();
         return finding(
             Verdict::Warn,
-            format!("{what}: no, RUSTMETER_DEP_CACHE=0 turns the cache off"),
-            "unset RUSTMETER_DEP_CACHE",
+            format!("{what}: no, {name}={value} turns the cache off"),
+            format!("unset {name}"),
         );
     }
     let mut tiers = crate::depcache::Tiers::from_env().lookup;
@@ -323,7 +378,7 @@ fn dependency_cache() -> Finding {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        if let Some(dir) = parsed["env"]["RUSTMETER_SHARED_CACHE"]
+        if let Some(dir) = parsed["env"][settings::SHARED_CACHE.name]
             .as_str()
             .filter(|d| !d.is_empty())
         {
@@ -533,5 +588,6 @@ mod tests {
             .iter()
             .any(|f| f.what.starts_with("dependency cache warm")));
         assert!(findings.iter().any(|f| f.what.starts_with("limits: ")));
+        assert!(findings.iter().any(|f| f.what.starts_with("settings: ")));
     }
 }

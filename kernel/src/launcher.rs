@@ -10,39 +10,30 @@
 //! Also finds what such launches left behind: kernels whose launcher is gone, and
 //! processes cells started (they carry [`KERNEL_PID_VARIABLE`]) whose kernel is gone.
 //!
-//! A leaf: reads `/proc` and the environment, never the server, engine or spares; what
-//! "shut down" means is the caller's closure.
+//! A leaf: reads `/proc`, the environment and its switch (through `crate::settings`),
+//! never the server, engine or spares; what "shut down" means is the caller's closure.
 
 use std::time::Duration;
 
 /// The switch: on (default) or off.
-pub const WATCH_VARIABLE: &str = "RUSTMETER_WATCH_LAUNCHER";
+pub const WATCH_VARIABLE: &str = crate::settings::WATCH_LAUNCHER.name;
 /// Set in every kernel process to its own pid, so the user-code process and everything
 /// cells start carry the pid of the kernel they belong to.
-pub const KERNEL_PID_VARIABLE: &str = "RUSTMETER_KERNEL_PID";
+pub const KERNEL_PID_VARIABLE: &str = crate::settings::KERNEL_PID.name;
 /// How often a launcher is checked where the kernel cannot be told of its exit.
 const POLL: Duration = Duration::from_millis(250);
 
-/// Whether kernels watch their launcher; a bad value is an error naming the variable.
-pub fn watch_enabled() -> Result<bool, String> {
-    match std::env::var(WATCH_VARIABLE) {
-        Err(_) => Ok(true),
-        Ok(text) => match text.trim().to_ascii_lowercase().as_str() {
-            "" | "1" | "on" | "true" | "yes" => Ok(true),
-            "0" | "off" | "false" | "no" => Ok(false),
-            _ => Err(format!(
-                "{WATCH_VARIABLE}={text:?} is not a switch (use on or off; 1/0, true/false and \
-                 yes/no work too); the kernel watches its launcher"
-            )),
-        },
-    }
+/// Whether kernels watch their launcher; a bad value means on (the first cell and
+/// `rustmeter doctor` name it, see `crate::settings`).
+pub fn watch_enabled() -> bool {
+    crate::settings::switch(&crate::settings::WATCH_LAUNCHER)
 }
 
 /// The process to watch: `JPY_PARENT_PID` when it names a live ancestor of this process
 /// (a value inherited from some other launch is not trusted), else the parent. `None`
 /// when the switch is off or the launcher is init (pid 1 is never gone, only replaced).
 pub fn launcher() -> Option<u32> {
-    if !watch_enabled().unwrap_or(true) {
+    if !watch_enabled() {
         return None;
     }
     let parent = std::os::unix::process::parent_id();

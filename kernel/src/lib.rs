@@ -14,6 +14,7 @@ pub mod install;
 pub mod launcher;
 pub mod limits;
 pub mod server;
+pub mod settings;
 pub mod spare;
 pub mod telemetry;
 pub mod workdir;

@@ -133,6 +133,8 @@ fn run(args: &[String]) -> Result<(), String> {
             print!("{summary}");
             Ok(())
         }
+        // Hidden, for install.sh: checks RUSTMETER_* values with the kernel's own parsers.
+        Some("check-setting") => rustmeter_kernel::settings::check_assignments(&args[1..]),
         Some("--version") | Some("-V") => {
             println!("rustmeter {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -11,8 +11,8 @@ pub struct WorkDir {
 
 /// Where kernel folders live: `$RUSTMETER_RUNTIME_DIR`, else `$TMPDIR/rustmeter-<uid>`.
 pub fn base_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("RUSTMETER_RUNTIME_DIR") {
-        return PathBuf::from(dir);
+    if let Some(dir) = crate::settings::path(&crate::settings::RUNTIME_DIR) {
+        return dir;
     }
     let uid = unsafe { libc::getuid() };
     std::env::temp_dir().join(format!("rustmeter-{uid}"))
@@ -20,8 +20,8 @@ pub fn base_dir() -> PathBuf {
 
 /// Where generated shim crates and other per-user caches live.
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("RUSTMETER_CACHE_DIR") {
-        return PathBuf::from(dir);
+    if let Some(dir) = crate::settings::path(&crate::settings::CACHE_DIR) {
+        return dir;
     }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("rustmeter");

@@ -8,6 +8,7 @@
 //! code, and anything we cannot rewrite safely is left untimed.
 
 use super::record::Events;
+use crate::settings;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -15,19 +16,19 @@ use std::time::Instant;
 
 /// Set by the wrapper for the rustc it runs: this executable is then that rustc's linker,
 /// and the value is the real linker.
-const LINK_AS: &str = "RUSTMETER_LINK_AS";
+const LINK_AS: &str = settings::LINK_AS.name;
 /// The crate being linked, for the event.
-const LINK_CRATE: &str = "RUSTMETER_LINK_CRATE";
+const LINK_CRATE: &str = settings::LINK_CRATE.name;
 
 /// This process was started by rustc as the linker of a timed link.
 pub fn is_link_invocation() -> bool {
-    std::env::var_os(LINK_AS).is_some_and(|v| !v.is_empty())
+    settings::text(&settings::LINK_AS).is_some()
 }
 
 /// Linker mode: runs the real linker with `args`; returns its exit code.
 pub fn run(args: &[String]) -> i32 {
-    let real = std::env::var(LINK_AS).unwrap_or_else(|_| "cc".into());
-    let crate_name = std::env::var(LINK_CRATE).unwrap_or_else(|_| "?".into());
+    let real = settings::text(&settings::LINK_AS).unwrap_or_else(|| "cc".into());
+    let crate_name = settings::text(&settings::LINK_CRATE).unwrap_or_else(|| "?".into());
     let started = Instant::now();
     let status = Command::new(&real)
         .args(args)

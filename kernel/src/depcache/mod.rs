@@ -22,8 +22,9 @@
 //!   moves the cache dir): read and written.
 //!
 //! `RUSTMETER_DEP_CACHE_TIER=DIR` (set by `prewarm --cache DIR`) makes DIR the only tier.
-//! `RUSTMETER_DEP_CACHE=0` turns the whole mechanism off; `RUSTMETER_CACHE_MAX` bounds a
-//! writable tier's size (default 2 GB, least recently used entries evicted).
+//! `RUSTMETER_DEP_CACHE=off` turns the whole mechanism off; `RUSTMETER_CACHE_MAX` bounds a
+//! writable tier's size (default 2 GiB, least recently used entries evicted). All are read
+//! through `crate::settings`.
 
 pub mod digest;
 pub mod key;
@@ -34,20 +35,21 @@ pub mod rewrite;
 pub mod store;
 pub mod wrapper;
 
+use crate::settings;
 use std::path::{Path, PathBuf};
 use store::Tier;
 
 /// Set (to `1`) in cargo's environment next to `RUSTC_WRAPPER`: this process is the wrapper.
-pub const WRAPPER_MARKER: &str = "RUSTMETER_RUSTC_WRAPPER";
+pub const WRAPPER_MARKER: &str = settings::RUSTC_WRAPPER.name;
 
 /// True when cargo started this binary as the rustc wrapper.
 pub fn is_wrapper_invocation() -> bool {
-    std::env::var_os(WRAPPER_MARKER).is_some_and(|v| v == "1")
+    settings::text(&settings::RUSTC_WRAPPER).is_some_and(|v| v == "1")
 }
 
-/// `RUSTMETER_DEP_CACHE=0` turns the cache off (the wrapper is not installed).
+/// `RUSTMETER_DEP_CACHE=off` turns the cache off (the wrapper is not installed).
 pub fn enabled() -> bool {
-    std::env::var("RUSTMETER_DEP_CACHE").map_or(true, |v| v != "0")
+    settings::switch(&settings::DEP_CACHE)
 }
 
 /// The build environment the engine gives evcxr so that cargo runs the wrapper;
@@ -63,7 +65,7 @@ pub fn build_envs(events_file: &Path) -> Vec<(String, String)> {
         ("RUSTC_WRAPPER".into(), exe.to_string_lossy().into_owned()),
         (WRAPPER_MARKER.into(), "1".into()),
         (
-            "RUSTMETER_BUILD_EVENTS".into(),
+            settings::BUILD_EVENTS.name.into(),
             events_file.to_string_lossy().into_owned(),
         ),
     ]
@@ -77,7 +79,7 @@ pub struct Tiers {
 
 impl Tiers {
     pub fn from_env() -> Tiers {
-        if let Some(dir) = non_empty_env("RUSTMETER_DEP_CACHE_TIER") {
+        if let Some(dir) = settings::path(&settings::DEP_CACHE_TIER) {
             let tier = Tier {
                 root: dir,
                 shared: false,
@@ -92,7 +94,7 @@ impl Tiers {
             shared: false,
         };
         let mut lookup = Vec::new();
-        if let Some(dir) = non_empty_env("RUSTMETER_SHARED_CACHE") {
+        if let Some(dir) = settings::path(&settings::SHARED_CACHE) {
             if dir != user.root {
                 lookup.push(Tier {
                     root: dir,
@@ -111,12 +113,6 @@ impl Tiers {
 /// The per-user tier: `<cache dir>/deps`.
 pub fn user_tier_dir() -> PathBuf {
     crate::workdir::cache_dir().join("deps")
-}
-
-fn non_empty_env(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
 }
 
 /// `rustc -vV`, remembered in the writable tier per rustc path, size and mtime.

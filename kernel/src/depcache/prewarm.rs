@@ -22,13 +22,17 @@ pub const CANONICAL_CELLS: [&str; 2] = [
 /// the process is still single-threaded (it sets environment variables).
 pub fn run(cache: Option<PathBuf>) -> Result<String, String> {
     if !super::enabled() {
-        return Err("RUSTMETER_DEP_CACHE=0: the dependency cache is off".into());
+        return Err(format!(
+            "the dependency cache is off ({}={}): nothing to prewarm",
+            crate::settings::DEP_CACHE.name,
+            crate::settings::text(&crate::settings::DEP_CACHE).unwrap_or_default()
+        ));
     }
     let tier = match cache {
         Some(dir) => {
             super::store::create_dirs(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let dir = std::fs::canonicalize(&dir).map_err(|e| e.to_string())?;
-            std::env::set_var("RUSTMETER_DEP_CACHE_TIER", &dir);
+            std::env::set_var(crate::settings::DEP_CACHE_TIER.name, &dir);
             dir
         }
         None => super::Tiers::from_env().write.root,

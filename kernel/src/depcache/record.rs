@@ -80,9 +80,7 @@ pub struct Events {
 impl Events {
     pub fn from_env() -> Events {
         Events {
-            path: std::env::var_os("RUSTMETER_BUILD_EVENTS")
-                .filter(|p| !p.is_empty())
-                .map(Into::into),
+            path: crate::settings::path(&crate::settings::BUILD_EVENTS),
         }
     }
 

@@ -18,10 +18,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// Default size bound of a writable tier, overridden by `RUSTMETER_CACHE_MAX` (bytes,
-/// or with a `K`/`M`/`G` suffix).
-pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredFile {
     pub name: String,
@@ -291,29 +287,10 @@ impl Tier {
     }
 }
 
-/// `RUSTMETER_CACHE_MAX`: `2000000000`, `500M`, `2G`.
+/// `RUSTMETER_CACHE_MAX`, the size bound of a writable tier: `2000000000`, `500M`, `2G`,
+/// `2GB` (default 2 GiB; a bad value is reported by the kernel and the default used).
 pub fn max_bytes_from_env() -> u64 {
-    std::env::var("RUSTMETER_CACHE_MAX")
-        .ok()
-        .and_then(|v| parse_size(&v))
-        .unwrap_or(DEFAULT_MAX_BYTES)
-}
-
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let (digits, unit) = match t.char_indices().last()? {
-        (i, c) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
-        _ => (t, 'B'),
-    };
-    let n: u64 = digits.trim().parse().ok()?;
-    let scale = match unit {
-        'B' => 1,
-        'K' => 1 << 10,
-        'M' => 1 << 20,
-        'G' => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(scale)
+    crate::settings::size(&crate::settings::CACHE_MAX)
 }
 
 /// Not a symlink, owned by one of `owners`, writable by nobody else (no group/other
@@ -449,13 +426,5 @@ mod tests {
         assert!(!tier.entry_dir("old").exists());
         assert!(tier.entry_dir("new").exists());
         std::fs::remove_dir_all(&tier.root).unwrap();
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("500M"), Some(500 << 20));
-        assert_eq!(parse_size("2g"), Some(2 << 30));
-        assert_eq!(parse_size("1234"), Some(1234));
-        assert_eq!(parse_size("x"), None);
     }
 }

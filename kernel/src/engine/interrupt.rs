@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub const GRACE: Duration = Duration::from_millis(750);
 
 /// The variable that tells the child which descriptor is the cancel channel.
-pub const FD_VAR: &str = "RUSTMETER_INTERRUPT_FD";
+pub const FD_VAR: &str = crate::settings::INTERRUPT_FD.name;
 
 /// A pipe: the kernel writes a byte to interrupt; the child only polls the read end
 /// (never reads), so every await of the cell sees the interrupt; the kernel empties it
@@ -163,9 +163,8 @@ pub fn ignore_sigint_in_child() {
 /// Runs in the user-code child: processes the user's code starts must not inherit the
 /// cancel channel.
 pub fn keep_channel_private_in_child() {
-    let Some(fd) = std::env::var(FD_VAR)
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
+    let Some(fd) =
+        crate::settings::text(&crate::settings::INTERRUPT_FD).and_then(|v| v.parse::<i32>().ok())
     else {
         return;
     };

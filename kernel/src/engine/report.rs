@@ -308,18 +308,14 @@ mod tests {
 
     #[test]
     fn limit_errors_name_the_cap_and_the_setting() {
-        let memory = limits::parse::memory(limits::MEMORY_VARIABLE, "500M")
-            .unwrap()
-            .unwrap();
+        let memory = limits::parse::memory("500M").unwrap().unwrap();
         let e = crashed_at_memory_limit(&memory, vec!["v".into()]);
         assert_eq!(e.kind, ErrorKind::Crashed);
         assert!(e.evalue.contains("500 MiB") && e.evalue.contains("RUSTMETER_MEMORY_LIMIT=500M"));
         assert!(e.evalue.contains("lost: v"));
         assert!(e.traceback.iter().any(|l| l.contains("--memory-limit")));
 
-        let threads = limits::parse::threads(limits::THREAD_VARIABLE, "1000")
-            .unwrap()
-            .unwrap();
+        let threads = limits::parse::threads("1000").unwrap().unwrap();
         let mut e = panic("failed to spawn thread: Os { code: 11 }", "");
         note_limits(&mut e, &[Hit::Threads(threads.clone())]);
         assert!(e.evalue.starts_with("failed to spawn thread"));

@@ -74,10 +74,10 @@ pub const BLOCK_ON_IMPORT: &str = "use tokio::__rustmeter::RmBlockOn as __RmBloc
 
 pub const ALL: [ShimSpec; 2] = [TOKIO, RAYON];
 
-/// `RUSTMETER_SHARED_DEPS=0` turns shims off: evcxr's own static linking (one copy per
+/// `RUSTMETER_SHARED_DEPS=off` turns shims off: evcxr's own static linking (one copy per
 /// cell, so tasks do not survive their cell). For comparison and as an escape hatch.
 pub fn enabled() -> bool {
-    std::env::var("RUSTMETER_SHARED_DEPS").map_or(true, |v| v != "0")
+    crate::settings::switch(&crate::settings::SHARED_DEPS)
 }
 
 pub fn find(name: &str) -> Option<ShimSpec> {

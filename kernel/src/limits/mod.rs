@@ -1,7 +1,8 @@
 //! Memory and thread caps for the process that runs the cells, for shared machines.
 //!
-//! Owns the settings (`RUSTMETER_MEMORY_LIMIT`, `RUSTMETER_THREAD_LIMIT`, where to put
-//! the cgroup: `RUSTMETER_CGROUP_PARENT`), this kernel's cgroups (`rustmeter-<kernel
+//! Owns what the settings mean (`RUSTMETER_MEMORY_LIMIT`, `RUSTMETER_THREAD_LIMIT`, where
+//! to put the cgroup: `RUSTMETER_CGROUP_PARENT`; read and parsed by `crate::settings`),
+//! this kernel's cgroups (`rustmeter-<kernel
 //! pid>` in the memory and pids hierarchies), moving each user-code child into them at
 //! spawn, and telling after a cell whether a cap was hit. It must not word cell errors
 //! (`engine::report` does) nor touch the kernel's own process, cargo or rustc: only the
@@ -24,9 +25,9 @@ use std::process::Command;
 use words::delegation_fix;
 pub use words::unavailable;
 
-pub const MEMORY_VARIABLE: &str = "RUSTMETER_MEMORY_LIMIT";
-pub const THREAD_VARIABLE: &str = "RUSTMETER_THREAD_LIMIT";
-pub const PARENT_VARIABLE: &str = "RUSTMETER_CGROUP_PARENT";
+pub const MEMORY_VARIABLE: &str = crate::settings::MEMORY_LIMIT.name;
+pub const THREAD_VARIABLE: &str = crate::settings::THREAD_LIMIT.name;
+pub const PARENT_VARIABLE: &str = crate::settings::CGROUP_PARENT.name;
 
 /// A cap a cell ran into, for the cell's error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,12 +73,11 @@ impl Limits {
     /// Reads the settings from the environment and creates this kernel's cgroups. Never
     /// fails: what cannot be done is kept in [`Limits::problems`].
     pub fn from_env() -> Limits {
-        let var = |name| std::env::var(name).unwrap_or_default();
-        let parent = std::env::var(PARENT_VARIABLE).ok();
+        use crate::settings::{text, CGROUP_PARENT, MEMORY_LIMIT, THREAD_LIMIT};
         Limits::set_up(
-            &var(MEMORY_VARIABLE),
-            &var(THREAD_VARIABLE),
-            parent.as_deref(),
+            &text(&MEMORY_LIMIT).unwrap_or_default(),
+            &text(&THREAD_LIMIT).unwrap_or_default(),
+            text(&CGROUP_PARENT).as_deref(),
             &format!("rustmeter-{}", std::process::id()),
             Mode::Create,
         )
@@ -95,7 +95,7 @@ impl Limits {
             planned: mode == Mode::Check,
             ..Limits::default()
         };
-        match parse::memory(MEMORY_VARIABLE, memory_text) {
+        match parse::memory(memory_text) {
             Ok(setting) => limits.memory = setting,
             Err(e) => {
                 limits.invalid.push(MEMORY_VARIABLE);
@@ -104,7 +104,7 @@ impl Limits {
                     .push(format!("{e}; no memory cap is applied."));
             }
         }
-        match parse::threads(THREAD_VARIABLE, threads_text) {
+        match parse::threads(threads_text) {
             Ok(setting) => limits.threads = setting,
             Err(e) => {
                 limits.invalid.push(THREAD_VARIABLE);
@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn caps_a_real_process_tree_and_counts_refused_forks() {
         let name = format!("rustmeter-unittest-{}", std::process::id());
-        let parent = std::env::var(PARENT_VARIABLE).ok();
+        let parent = crate::settings::text(&crate::settings::CGROUP_PARENT);
         let limits = Limits::set_up("256M", "40", parent.as_deref(), &name, Mode::Create);
         if !limits.problems().is_empty() {
             eprintln!(

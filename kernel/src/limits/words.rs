@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn unavailable_names_setting_reason_and_fix() {
-        let setting = parse::memory(MEMORY_VARIABLE, "500M").unwrap().unwrap();
+        let setting = parse::memory("500M").unwrap().unwrap();
         let v1 = cgroup::Hierarchy {
             mount: "/sys/fs/cgroup/memory".into(),
             v2: false,

@@ -167,16 +167,15 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
 
 /// Where the instructor put the solutions (`RUSTMETER_SOLUTIONS=DIR`, one `NAME.rs`
 /// each, as `notebooks/build.py` writes them); unset means solutions are off.
-const SOLUTIONS_VAR: &str = "RUSTMETER_SOLUTIONS";
+const SOLUTIONS_VAR: &str = crate::settings::SOLUTIONS.name;
 
 fn solution(name: &str) -> Result<String, String> {
-    let Some(dir) = std::env::var_os(SOLUTIONS_VAR).filter(|d| !d.is_empty()) else {
+    let Some(dir) = crate::settings::path(&crate::settings::SOLUTIONS) else {
         return Err(format!(
             ":solution: solutions are not enabled here. Ask your instructor; they turn them \
              on with {SOLUTIONS_VAR}=DIR in the kernelspec (./install.sh --solutions)."
         ));
     };
-    let dir = std::path::PathBuf::from(dir);
     let valid = !name.is_empty()
         && name
             .chars()

@@ -21,7 +21,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-pub const DEFAULT_MAX_FRAME: u64 = 64 << 20;
 /// Connections one channel relays at once; more are closed at accept.
 pub const MAX_CONNECTIONS: usize = 256;
 /// A peer must finish its 64-byte greeting within this time.
@@ -33,22 +32,18 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `None` when `RUSTMETER_WIRE_GUARD=0`; an error names a malformed variable.
+    /// `None` when `RUSTMETER_WIRE_GUARD` is off; a bad value of either setting is
+    /// refused (the kernel does not start) with an error naming it.
     pub fn from_env() -> anyhow::Result<Option<Settings>> {
-        match std::env::var("RUSTMETER_WIRE_GUARD").as_deref() {
-            Ok("0") => return Ok(None),
-            Ok("1") | Err(_) => {}
-            Ok(other) => anyhow::bail!("RUSTMETER_WIRE_GUARD must be 0 or 1, not {other:?}"),
+        use crate::settings::{check, size, switch, WIRE_GUARD, WIRE_MAX_FRAME};
+        check(&WIRE_GUARD)?;
+        if !switch(&WIRE_GUARD) {
+            return Ok(None);
         }
-        let max_frame = match std::env::var("RUSTMETER_WIRE_MAX_FRAME") {
-            Err(_) => DEFAULT_MAX_FRAME,
-            Ok(text) => text.trim().parse::<u64>().ok().filter(|n| *n >= 1024).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "RUSTMETER_WIRE_MAX_FRAME must be a number of bytes of at least 1024, not {text:?}"
-                )
-            })?,
-        };
-        Ok(Some(Settings { max_frame }))
+        check(&WIRE_MAX_FRAME)?;
+        Ok(Some(Settings {
+            max_frame: size(&WIRE_MAX_FRAME),
+        }))
     }
 }
 

@@ -31,10 +31,10 @@ impl Display {
 
     /// `RUSTMETER_TELEMETRY` (kernelspec `env`), default full.
     pub fn from_env() -> Display {
-        std::env::var("RUSTMETER_TELEMETRY")
-            .ok()
-            .and_then(|v| Display::parse(v.trim()))
-            .unwrap_or(Display::On(Mode::Full))
+        let word = crate::settings::word(&crate::settings::TELEMETRY);
+        Display::parse(word).unwrap_or_else(|| {
+            unreachable!("RUSTMETER_TELEMETRY's words are all footer styles, not {word:?}")
+        })
     }
 }
 
@@ -306,4 +306,22 @@ impl CellMeter {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Display;
+    use crate::settings::{Kind, TELEMETRY};
+
+    /// `Display::from_env` relies on it: every word the setting accepts is a footer style.
+    #[test]
+    fn every_telemetry_word_is_a_footer_style() {
+        let Kind::Word(words) = TELEMETRY.kind else {
+            panic!("RUSTMETER_TELEMETRY is a word setting")
+        };
+        for word in words {
+            assert!(Display::parse(word).is_some(), "{word}");
+        }
+        assert_eq!(Display::parse(TELEMETRY.default), Display::parse("full"));
+    }
 }

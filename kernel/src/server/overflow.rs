@@ -1,21 +1,13 @@
 //! Keeps a cell's printed output within what a browser can take: past
-//! `RUSTMETER_OUTPUT_LIMIT` bytes (default 2 MB, `0` = no limit) stream text is no longer
-//! published but written to a file, and the cell shows one note naming that file.
+//! `RUSTMETER_OUTPUT_LIMIT` bytes (default 2 MB, `0` or `off` = no limit) stream text is no
+//! longer published but written to a file, and the cell shows one note naming that file.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-pub const DEFAULT_LIMIT: u64 = 2_000_000;
-
+/// `RUSTMETER_OUTPUT_LIMIT` in bytes; `None` = no limit.
 pub fn limit_from_env() -> Option<u64> {
-    match std::env::var("RUSTMETER_OUTPUT_LIMIT")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        Some(0) => None,
-        Some(n) => Some(n),
-        None => Some(DEFAULT_LIMIT),
-    }
+    crate::settings::size_or_off(&crate::settings::OUTPUT_LIMIT)
 }
 
 /// What to do with one piece of stream text.

@@ -8,8 +8,8 @@
 //! life cycle; the hand-over wire format is `handover`, the launcher side `proxy`, the
 //! spare side `spare`. Knows the server only through [`crate::server::serve`].
 //!
-//! `RUSTMETER_SPARE=0` turns spares off; `RUSTMETER_SPARE_IDLE` (default `30m`) is how
-//! long an unclaimed spare waits before it exits.
+//! `RUSTMETER_SPARE=off` turns spares off; `RUSTMETER_SPARE_IDLE` (default `30m`) is how
+//! long an unclaimed spare waits before it exits (both read through `crate::settings`).
 
 mod handover;
 pub mod pause;
@@ -24,34 +24,21 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const VAR: &str = "RUSTMETER_SPARE";
-pub const IDLE_VAR: &str = "RUSTMETER_SPARE_IDLE";
-const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
+pub const VAR: &str = crate::settings::SPARE.name;
+pub const IDLE_VAR: &str = crate::settings::SPARE_IDLE.name;
 
-/// Spares are on unless `RUSTMETER_SPARE` is `0`, `off`, `false` or `no`.
+/// Spares are on unless `RUSTMETER_SPARE` is off.
 pub fn enabled() -> bool {
-    match std::env::var(VAR) {
-        Ok(v) => !matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "0" | "off" | "false" | "no"
-        ),
-        Err(_) => true,
-    }
+    crate::settings::switch(&crate::settings::SPARE)
 }
 
 /// How long an unclaimed spare lives; a bad value is reported and the default used.
 pub fn idle_limit() -> Duration {
-    match std::env::var(IDLE_VAR) {
-        Err(_) => DEFAULT_IDLE,
-        Ok(text) => match crate::engine::time_limit::parse(&text) {
-            Ok(Some(limit)) => limit.duration,
-            Ok(None) => DEFAULT_IDLE,
-            Err(e) => {
-                log(&format!("{IDLE_VAR}: {e}; using 30m"));
-                DEFAULT_IDLE
-            }
-        },
+    use crate::settings::SPARE_IDLE;
+    if let Err(e) = crate::settings::check(&SPARE_IDLE) {
+        log(&e.report());
     }
+    crate::settings::duration(&SPARE_IDLE)
 }
 
 /// Variables that differ between launches of the same kernel and must not keep a spare

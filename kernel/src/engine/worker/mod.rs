@@ -34,8 +34,9 @@ pub(super) struct Worker {
     shim_root: std::path::PathBuf,
     env: Vec<(String, String)>,
     limits: Arc<crate::limits::Limits>,
-    /// Limit problems (caps that cannot be enforced, a bad `RUSTMETER_CELL_TIMEOUT`) not
-    /// yet shown; the next cell shows them once, on stderr.
+    /// Limit problems (caps that cannot be enforced) and bad settings (any `RUSTMETER_*`
+    /// value its parser refuses, see `crate::settings`) not yet shown; the next cell
+    /// shows them once, on stderr.
     limit_warnings: Vec<String>,
     time_limit: Option<TimeLimit>,
 }
@@ -54,11 +55,18 @@ impl Worker {
         limits: Arc<crate::limits::Limits>,
     ) -> Worker {
         let mut limit_warnings = limits.problems().to_vec();
-        limit_warnings.extend(crate::launcher::watch_enabled().err());
-        let time_limit = time_limit::from_env().unwrap_or_else(|error| {
-            limit_warnings.push(error);
-            None
-        });
+        // Limits word their own bad values (which cap is not applied); every other bad
+        // setting is worded by the settings table.
+        limit_warnings.extend(
+            crate::settings::problems()
+                .iter()
+                .filter(|e| {
+                    let assignment = format!("{}=", e.setting.name);
+                    !limits.problems().iter().any(|p| p.starts_with(&assignment))
+                })
+                .map(|e| e.report()),
+        );
+        let time_limit = time_limit::from_env();
         Worker {
             limit_warnings,
             limits,
