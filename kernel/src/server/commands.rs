@@ -33,6 +33,8 @@ pub struct SplitCell {
     error: Option<CommandError>,
 }
 
+/// Reads `code` once: the kernel's commands taken out, the rest kept (read) for the
+/// engine, or the line that could not be read.
 pub fn take(code: &str) -> SplitCell {
     let mut for_engine = match commands::parse(code) {
         Ok(cell) => cell,
