@@ -3,9 +3,11 @@
 //!
 //! Dependencies flow one way: `server` uses `engine` (through the [`engine::Engine`]
 //! handle) and `telemetry`; `engine` knows nothing of Jupyter messages and `telemetry`
-//! knows nothing of either.
+//! knows nothing of either. `commands` (the `:` command table and parser) is shared by
+//! `server` and `engine` and imports neither.
 
 pub mod child_runtime;
+pub mod commands;
 pub mod demo_server;
 pub mod depcache;
 pub mod doctor;

@@ -1,19 +1,26 @@
-//! Reads a cell before evcxr does and decides what runs where: the rustmeter `:` commands,
-//! the evcxr commands that would hurt the kernel (`:quit`, `!cmd`, `:env`), the `:dep`
-//! lines for crates served through a shared dylib (see [`super::shims`]), and whether the
-//! cell needs tokio. Pure planning: nothing here runs anything.
+//! Plans a cell already read by [`crate::commands::parse`]: what runs where. The
+//! engine's commands (`:help`, `:limits`, `:env`, `:quit` refused), the `:dep` lines for
+//! crates served through a shared dylib (see [`super::shims`]), `!` shell lines, and
+//! whether the cell needs tokio; code and evcxr's own commands go to evcxr as written.
+//! Pure planning: nothing here runs anything, and no line is read again.
 
 use super::shims::{self, ShimSpec};
+use crate::commands::{Cell, Command, EngineCommand, EvcxrCommand, LineKind};
 use std::collections::BTreeMap;
 
 /// One thing to do for a cell, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Code and commands for evcxr, as the learner wrote them (minus intercepted lines).
-    Evcxr(String),
+    /// Code and commands for evcxr, as the learner wrote them (minus intercepted lines);
+    /// `clears_state` when they include `:clear`.
+    Evcxr { code: String, clears_state: bool },
     /// Like `Evcxr`, with the top-level awaits made interruptible (see
     /// [`super::awaits`]); `original` is run instead when a compile error shows the rewrite.
-    InterruptibleEvcxr { code: String, original: String },
+    InterruptibleEvcxr {
+        code: String,
+        original: String,
+        clears_state: bool,
+    },
     /// Declare a dylib shim: the `:dep` line to hand evcxr, and what it provides.
     DeclareShim {
         name: String,
@@ -26,7 +33,7 @@ pub enum Step {
     SetEnv { key: String, value: String },
     /// Text to show the learner (stdout).
     Note(String),
-    /// `:help`: evcxr's list plus rustmeter's commands.
+    /// `:help`: the list written by [`crate::commands::help`].
     Help,
     /// `:limits`: the memory and thread caps in force.
     Limits,
@@ -42,91 +49,40 @@ pub struct Session {
 /// The crate cells use to read telemetry (`rustmeter::last()`).
 const API: &str = "rustmeter";
 
-/// rustmeter's own commands, for `:help` (the telemetry ones are answered by the server).
-pub const COMMANDS: &[(&str, &str)] = &[
-    (
-        ":telemetry on|off|compact|full|big",
-        "How the footer under each cell looks (big = projector size)",
-    ),
-    (":telemetry json", "The last cell's telemetry as JSON"),
-    (":label NAME", "Name this cell's result, for :compare"),
-    (
-        ":compare [NAMES…|last N]",
-        "Table of labelled results side by side",
-    ),
-    (
-        ":env KEY=VALUE",
-        "Set an environment variable for compiling now and for your program after :restart",
-    ),
-    (
-        ":limits",
-        "The memory and thread limits of the process running your code",
-    ),
-    (":help", "This list"),
-    (
-        "!command",
-        "Run a shell command (output streams, interrupt stops it)",
-    ),
-];
-
-/// Plans a cell. `shim_root` is where dylib shims are written.
+/// Plans a cell. `shim_root` is where dylib shims are written. The server's own
+/// commands are not the engine's: the server takes them out before sending the cell.
 pub fn plan(
-    code: &str,
+    cell: &Cell,
     session: &Session,
     shim_root: &std::path::Path,
 ) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    let mut rest = Vec::new();
+    let mut rest: Vec<&str> = Vec::new();
     let mut declared = session.shims.clone();
-    let mut previous_ends_statement = true;
-    for line in code.lines() {
-        let trimmed = line.trim_start();
-        if let Some(command) = trimmed
-            .strip_prefix(':')
-            .filter(|_| previous_ends_statement)
-        {
-            let (name, args) = command
-                .split_once(char::is_whitespace)
-                .map_or((command.trim(), ""), |(n, a)| (n, a.trim()));
-            match name {
-                "quit" => {
-                    return Err(
-                        ":quit would stop the whole kernel. Use the notebook's Kernel › Shut Down \
-                        (or Restart) instead."
-                            .to_string(),
-                    )
-                }
-                "help" => steps.push(Step::Help),
-                "limits" => steps.push(Step::Limits),
-                "env" => steps.push(parse_env(args)?),
-                "dep" => match plan_dep(args, &declared, shim_root)? {
+    let mut clears_state = false;
+    for line in &cell.lines {
+        match &line.kind {
+            LineKind::Code => rest.push(&line.text),
+            LineKind::Shell(command) => steps.push(Step::Shell(command.clone())),
+            LineKind::Command(Command::Kernel(_)) => {}
+            LineKind::Command(Command::Engine(command)) => {
+                match plan_engine_command(command, &declared, shim_root)? {
                     Some(step) => {
                         if let Step::DeclareShim { name, features, .. } = &step {
                             declared.insert(name.clone(), features.clone());
                         }
                         steps.push(step);
                     }
-                    None => rest.push(line.to_string()),
-                },
-                "clear" => {
-                    declared.clear();
-                    rest.push(line.to_string());
+                    None => rest.push(&line.text),
                 }
-                _ => rest.push(line.to_string()),
             }
-            continue;
-        }
-        if let Some(command) = trimmed
-            .strip_prefix('!')
-            .filter(|_| previous_ends_statement && rest_is_commands(&rest))
-        {
-            steps.push(Step::Shell(command.to_string()));
-            continue;
-        }
-        rest.push(line.to_string());
-        let t = line.trim_end();
-        if !t.is_empty() && !t.starts_with("//") {
-            previous_ends_statement = t.ends_with(';') || t.ends_with('}') || t.ends_with('{');
+            LineKind::Command(Command::Evcxr(command)) => {
+                if *command == EvcxrCommand::Clear {
+                    declared.clear();
+                    clears_state = true;
+                }
+                rest.push(&line.text);
+            }
         }
     }
     let code = rest.join("\n");
@@ -142,7 +98,7 @@ pub fn plan(
         let line = shims::dep_line(shim_root, shims::TOKIO, &[]).map_err(|e| e.to_string())?;
         let first_evcxr = steps
             .iter()
-            .position(|s| matches!(s, Step::Evcxr(_) | Step::InterruptibleEvcxr { .. }))
+            .position(|s| matches!(s, Step::Evcxr { .. } | Step::InterruptibleEvcxr { .. }))
             .unwrap_or(steps.len());
         steps.insert(
             first_evcxr.min(steps.len()),
@@ -162,23 +118,36 @@ pub fn plan(
             Some(rewritten) => Step::InterruptibleEvcxr {
                 code: rewritten,
                 original: code,
+                clears_state,
             },
-            None => Step::Evcxr(code),
+            None => Step::Evcxr { code, clears_state },
         });
     }
     Ok(steps)
 }
 
-/// `!` lines are shell commands only before any Rust code in the cell (or between
-/// statements), never inside an expression such as `let x =\n!y;`.
-fn rest_is_commands(rest: &[String]) -> bool {
-    rest.iter().all(|l| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with(':') || t.starts_with("//")
-    }) || rest.last().is_some_and(|l| {
-        let t = l.trim_end();
-        t.ends_with(';') || t.ends_with('}')
-    })
+/// The step for one of the engine's commands; `None` hands the line to evcxr as written.
+fn plan_engine_command(
+    command: &EngineCommand,
+    declared: &BTreeMap<String, Vec<String>>,
+    shim_root: &std::path::Path,
+) -> Result<Option<Step>, String> {
+    Ok(Some(match command {
+        EngineCommand::Quit => {
+            return Err(
+                ":quit would stop the whole kernel. Use the notebook's Kernel › Shut Down \
+                (or Restart) instead."
+                    .to_string(),
+            )
+        }
+        EngineCommand::Help => Step::Help,
+        EngineCommand::Limits => Step::Limits,
+        EngineCommand::Env { key, value } => Step::SetEnv {
+            key: key.clone(),
+            value: value.clone(),
+        },
+        EngineCommand::Dep(arguments) => return plan_dep(arguments, declared, shim_root),
+    }))
 }
 
 /// A cell needs tokio when it awaits at top level or names tokio.
@@ -192,21 +161,6 @@ fn strip_comments(code: &str) -> String {
         .map(|l| l.split("//").next().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn parse_env(args: &str) -> Result<Step, String> {
-    let (key, value) = args
-        .split_once('=')
-        .or_else(|| args.split_once(char::is_whitespace))
-        .ok_or_else(|| format!(":env expects KEY=VALUE, got {args:?}"))?;
-    let key = key.trim();
-    if key.is_empty() || key.contains(['\0', '=']) {
-        return Err(format!(":env: {key:?} is not a valid variable name"));
-    }
-    Ok(Step::SetEnv {
-        key: key.to_string(),
-        value: value.trim().to_string(),
-    })
 }
 
 fn feature_list(spec: ShimSpec, extra: &[String]) -> Vec<String> {
@@ -326,10 +280,22 @@ mod tests {
         std::env::temp_dir().join(format!("rm-cell-test-{}", std::process::id()))
     }
 
+    fn plan(code: &str, session: &Session, root: &std::path::Path) -> Result<Vec<Step>, String> {
+        let cell = crate::commands::parse(code).map_err(|e| e.to_string())?;
+        super::plan(&cell, session, root)
+    }
+
+    fn evcxr(code: &str) -> Step {
+        Step::Evcxr {
+            code: code.into(),
+            clears_state: false,
+        }
+    }
+
     #[test]
     fn plain_code_goes_to_evcxr() {
         let steps = plan("let x = 1;\nx", &Session::default(), &root()).unwrap();
-        assert_eq!(steps, vec![Step::Evcxr("let x = 1;\nx".into())]);
+        assert_eq!(steps, vec![evcxr("let x = 1;\nx")]);
     }
 
     #[test]
@@ -341,7 +307,8 @@ mod tests {
             steps[1],
             Step::InterruptibleEvcxr {
                 code: "tokio::time::sleep(d).__rm_interruptible().await?;".into(),
-                original: "tokio::time::sleep(d).await;".into()
+                original: "tokio::time::sleep(d).await;".into(),
+                clears_state: false,
             }
         );
     }
@@ -403,9 +370,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             steps,
-            vec![Step::Evcxr(
-                ":dep itoa = \"1\"\nitoa::Buffer::new();".into()
-            )]
+            vec![evcxr(":dep itoa = \"1\"\nitoa::Buffer::new();")]
         );
     }
 
@@ -415,7 +380,7 @@ mod tests {
         let steps = plan("!echo hi\nlet x = 1;", &Session::default(), &root()).unwrap();
         assert_eq!(steps[0], Step::Shell("echo hi".into()));
         let steps = plan("let x =\n!y;", &Session::default(), &root()).unwrap();
-        assert_eq!(steps, vec![Step::Evcxr("let x =\n!y;".into())]);
+        assert_eq!(steps, vec![evcxr("let x =\n!y;")]);
     }
 
     #[test]
@@ -428,8 +393,56 @@ mod tests {
                 value: "debug".into()
             }]
         );
-        assert!(plan(":env KEY value", &Session::default(), &root()).is_ok());
-        assert!(plan(":env nothing", &Session::default(), &root()).is_err());
-        assert!(plan(":env", &Session::default(), &root()).is_err());
+    }
+
+    #[test]
+    fn help_and_limits_are_steps_and_evcxr_commands_pass_through() {
+        let steps = plan(
+            ":help\n:limits\n:vars\n:clear",
+            &Session::default(),
+            &root(),
+        )
+        .unwrap();
+        assert_eq!(
+            steps,
+            vec![
+                Step::Help,
+                Step::Limits,
+                Step::Evcxr {
+                    code: ":vars\n:clear".into(),
+                    clears_state: true
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn clear_forgets_declared_shims() {
+        let mut session = Session::default();
+        session.shims.insert("tokio".into(), vec!["full".into()]);
+        // Without :clear the shared tokio is kept: asking for it again is a note.
+        let steps = plan(":dep tokio = \"1\"", &session, &root()).unwrap();
+        assert!(matches!(&steps[0], Step::Note(_)), "{steps:?}");
+        // After :clear evcxr has forgotten it: it is declared again.
+        let steps = plan(":clear\n:dep tokio = \"1\"", &session, &root()).unwrap();
+        assert!(
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::DeclareShim { name, .. } if name == "tokio")),
+            "{steps:?}"
+        );
+        assert!(matches!(
+            steps.last(),
+            Some(Step::Evcxr {
+                clears_state: true,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn kernel_commands_are_not_the_engines() {
+        let steps = plan(":telemetry big\nlet x = 1;", &Session::default(), &root()).unwrap();
+        assert_eq!(steps, vec![evcxr("let x = 1;")]);
     }
 }

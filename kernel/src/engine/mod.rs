@@ -179,10 +179,13 @@ impl Control {
     }
 }
 
+/// A cell as read by [`crate::commands::parse`], or the line it could not read.
+type ReadCell = Result<crate::commands::Cell, crate::commands::CommandError>;
+
 enum Request {
     Execute {
         cell: CellId,
-        code: String,
+        code: ReadCell,
         allow_stdin: bool,
     },
     Complete {
@@ -314,8 +317,18 @@ impl Engine {
             });
     }
 
-    /// Queues a cell; its events follow on the events channel.
+    /// Queues a cell given as text (the kernel's own warm-up cells); its events follow
+    /// on the events channel.
     pub fn execute(&self, cell: CellId, code: String, allow_stdin: bool) {
+        self.queue_cell(cell, crate::commands::parse(&code), allow_stdin);
+    }
+
+    /// Queues a cell the server has read already (and taken its own commands out of).
+    pub fn execute_cell(&self, cell: CellId, code: crate::commands::Cell, allow_stdin: bool) {
+        self.queue_cell(cell, Ok(code), allow_stdin);
+    }
+
+    fn queue_cell(&self, cell: CellId, code: ReadCell, allow_stdin: bool) {
         self.pending.fetch_add(1, Ordering::SeqCst);
         let _ = self.requests.send(Request::Execute {
             cell,

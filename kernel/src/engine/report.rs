@@ -2,6 +2,7 @@
 //! cell, with a readable traceback (source line, carets, label, help). Pure functions.
 
 use super::{CellError, ErrorKind};
+use crate::commands::{CommandError, Problem};
 use crate::limits::{self, Hit, Setting};
 use evcxr::CompilationError;
 
@@ -80,6 +81,34 @@ pub fn message(ename: &str, evalue: impl Into<String>) -> CellError {
         kind: ErrorKind::Kernel,
         ename: ename.to_string(),
         traceback: vec![format!("{RED}{BOLD}{ename}{RESET}: {evalue}")],
+        evalue,
+        lost_variables: Vec::new(),
+    }
+}
+
+/// A `:` line the kernel could not read. An unknown command reads like the compile error
+/// evcxr gave for it before rustmeter read commands itself (kind `Compile`, the line
+/// quoted, the name underlined); wrong arguments like any refused command.
+pub fn command_error(error: &CommandError) -> CellError {
+    let Problem::Unknown { name, .. } = &error.problem else {
+        return message("command error", error.to_string());
+    };
+    let evalue = error.to_string();
+    let indent = error.text.chars().take_while(|c| c.is_whitespace()).count();
+    let carets = "^".repeat(name.chars().count());
+    CellError {
+        kind: ErrorKind::Compile,
+        ename: "compile error".to_string(),
+        traceback: vec![
+            format!("{RED}{BOLD}error{RESET}{BOLD}: {evalue}{RESET}"),
+            format!("{BLUE}  --> line {}:{}{RESET}", error.line, indent + 1),
+            format!("{BLUE}{:>4} |{RESET} {}", error.line, error.text),
+            format!(
+                "{BLUE}     |{RESET} {}{RED}{carets}{RESET}",
+                " ".repeat(indent)
+            ),
+            String::new(),
+        ],
         evalue,
         lost_variables: Vec::new(),
     }
@@ -282,6 +311,22 @@ pub fn crash_cause(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_commands_read_as_compile_errors_and_bad_arguments_as_command_errors() {
+        let unknown = crate::commands::parse("let x = 1;\n  :hepl").unwrap_err();
+        let e = command_error(&unknown);
+        assert_eq!(e.kind, ErrorKind::Compile);
+        assert_eq!(e.ename, "compile error");
+        assert_eq!(e.evalue, "unknown command :hepl — did you mean :help?");
+        assert!(e.traceback[1].contains("line 2:3"), "{:?}", e.traceback);
+        assert!(e.traceback[3].ends_with(&format!("   {RED}^^^^^{RESET}")));
+        let bad = crate::commands::parse(":env nothing").unwrap_err();
+        let e = command_error(&bad);
+        assert_eq!(e.kind, ErrorKind::Kernel);
+        assert_eq!(e.ename, "command error");
+        assert_eq!(e.evalue, ":env expects KEY=VALUE, got \"nothing\"");
+    }
 
     #[test]
     fn crash_causes_are_named() {

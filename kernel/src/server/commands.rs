@@ -1,168 +1,194 @@
-//! rustmeter's telemetry commands, answered by the server without the engine:
-//! `:telemetry on|off|compact|full|big|json`, `:label NAME`, `:compare [NAMES…|last N]`,
-//! `:solution NAME` (an exercise's solution, when the instructor enabled them),
-//! `:last_build_log` (the last build's events, as the rustc wrapper recorded them).
-//! Their lines are taken out of the cell; the rest goes to the engine as usual.
+//! The commands the kernel answers itself, without the engine — the
+//! [`Side::Kernel`](crate::commands::Side) rows of [`crate::commands::COMMANDS`], one
+//! function each: `:telemetry`, `:label`, `:compare`, `:solution` (an exercise's
+//! solution, when the instructor enabled them), `:last_build_log` (the last build's
+//! events, as the rustc wrapper recorded them). [`take`] reads the cell once through
+//! [`crate::commands::parse`]; these commands are taken out and the rest, already read,
+//! goes to the engine. Reading and `:help` are `crate::commands`'s, not this file's.
 
 use super::meter::Display;
 use super::{wire, Kernel};
+use crate::commands::{
+    self, Cell, CommandError, CompareSelection, FooterStyle, KernelCommand, TelemetryRequest,
+};
 use crate::engine::{report, CellOutcome};
-use crate::telemetry::render;
+use crate::telemetry::render::{self, Mode};
+use crate::telemetry::CellTelemetry;
 use jupyter_protocol::{DisplayData, JupyterMessage};
 use serde_json::{Map, Value};
 
-/// A cell with rustmeter's own command lines taken out.
+/// A cell read once and split by who runs what: the kernel's own commands here, the
+/// rest for the engine.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Local {
+pub struct SplitCell {
+    /// Code and the engine's and evcxr's commands, already read.
+    pub for_engine: Cell,
+    /// `for_engine` as written, for the live build view; empty when only the kernel's
+    /// commands were in the cell.
     pub code: String,
+    /// The cell's `:label` (the last one, if several).
     pub label: Option<String>,
-    pub telemetry: Option<String>,
-    pub compare: Option<Vec<String>>,
-    pub solution: Option<String>,
-    /// `:last_build_log`: the last build's events.
-    pub build_log: bool,
+    kernel_commands: Vec<KernelCommand>,
+    /// A line that could not be read: the cell fails with it and nothing runs.
+    error: Option<CommandError>,
 }
 
-pub fn take(code: &str) -> Local {
-    let mut local = Local::default();
-    let mut rest = Vec::new();
-    for line in code.lines() {
-        let t = line.trim();
-        if let Some(arg) = t
-            .strip_prefix(":telemetry")
-            .filter(|a| a.is_empty() || a.starts_with(' '))
-        {
-            local.telemetry = Some(arg.trim().to_string());
-        } else if let Some(arg) = t.strip_prefix(":label ") {
-            local.label = Some(arg.trim().to_string()).filter(|l| !l.is_empty());
-        } else if let Some(arg) = t
-            .strip_prefix(":compare")
-            .filter(|a| a.is_empty() || a.starts_with(' '))
-        {
-            local.compare = Some(arg.split_whitespace().map(str::to_string).collect());
-        } else if t == ":last_build_log" {
-            local.build_log = true;
-        } else if let Some(arg) = t
-            .strip_prefix(":solution")
-            .filter(|a| a.is_empty() || a.starts_with(' '))
-        {
-            local.solution = Some(arg.trim().to_string());
-        } else {
-            rest.push(line);
+/// Reads `code` once: the kernel's commands taken out, the rest kept (read) for the
+/// engine, or the line that could not be read.
+pub fn take(code: &str) -> SplitCell {
+    let mut for_engine = match commands::parse(code) {
+        Ok(cell) => cell,
+        Err(error) => {
+            return SplitCell {
+                error: Some(error),
+                ..SplitCell::default()
+            }
         }
+    };
+    let kernel_commands = for_engine.take_kernel_commands();
+    let label = kernel_commands.iter().rev().find_map(|c| match c {
+        KernelCommand::Label(label) => Some(label.clone()),
+        _ => None,
+    });
+    SplitCell {
+        code: for_engine.text(),
+        for_engine,
+        label,
+        kernel_commands,
+        error: None,
     }
-    local.code = rest.join("\n");
-    local
 }
 
-/// Applies the commands; returns the cell's outcome when nothing is left for the engine.
-pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Option<CellOutcome> {
-    let mut error = None;
-    if let Some(arg) = &local.telemetry {
-        match arg.as_str() {
-            "json" => {
-                let last = kernel.settings().last.clone();
-                let json = last.map(|t| t.to_json()).unwrap_or(Value::Null);
-                let mut data = Map::new();
-                data.insert(
-                    "text/plain".into(),
-                    Value::String(serde_json::to_string_pretty(&json).unwrap_or_default()),
-                );
-                data.insert("application/json".into(), json);
-                publish(kernel, parent, data);
-            }
-            "" => {
-                let shown = kernel.settings().display;
-                say(
-                    kernel,
-                    parent,
-                    &format!(
-                        "telemetry: {shown:?}. Choose with :telemetry on|off|compact|full|big|json"
-                    ),
-                );
-            }
-            word => match Display::parse(word) {
-                Some(display) => {
-                    kernel.settings().display = display;
-                    say(kernel, parent, &format!("telemetry: {word}"));
-                }
-                None => {
-                    error = Some(format!(
-                    ":telemetry: unknown mode {word:?}; use on, off, compact, full, big or json"
-                ))
-                }
-            },
-        }
+/// Answers the kernel's commands in the order written, stopping at the first that
+/// fails; returns the cell's outcome when nothing is left for the engine.
+pub fn run_local(
+    kernel: &Kernel,
+    parent: &JupyterMessage,
+    cell: &SplitCell,
+) -> Option<CellOutcome> {
+    if let Some(error) = &cell.error {
+        return Some(CellOutcome::Error(report::command_error(error)));
     }
-    if let Some(names) = &local.compare {
-        let chosen = {
-            let settings = kernel.settings();
-            choose(&settings.labelled, &settings.labelled_here, names)
+    let only_commands = cell.code.trim().is_empty();
+    if let Some(label) = cell.label.as_ref().filter(|_| only_commands) {
+        // `:label` alone names the next cell.
+        kernel.settings().pending_label = Some(label.clone());
+    }
+    for command in &cell.kernel_commands {
+        let answered = match command {
+            KernelCommand::Telemetry(request) => telemetry(kernel, parent, *request),
+            // Taken with the cell's telemetry by the executor (`SplitCell::label`).
+            KernelCommand::Label(_) => Ok(()),
+            KernelCommand::Compare(selection) => compare(kernel, parent, selection),
+            KernelCommand::Solution(name) => show_solution(kernel, parent, name),
+            KernelCommand::LastBuildLog => last_build_log(kernel, parent),
         };
-        match chosen {
-            Ok(cells) if cells.is_empty() => {
-                let saved = labels(&kernel.settings().labelled);
-                let earlier = if saved.is_empty() {
-                    String::new()
-                } else {
-                    format!(" Saved by earlier kernels (name them to compare): {saved}.")
-                };
-                error = Some(format!(":compare: no cells labelled in this kernel yet. Put `:label NAME` at the top of a cell, run it, then :compare.{earlier}"))
-            }
-            Ok(cells) => {
-                let (text, html) = render::compare_table(&cells);
-                let mut data = Map::new();
-                data.insert("text/plain".into(), Value::String(text));
-                data.insert("text/html".into(), Value::String(html));
-                publish(kernel, parent, data);
-            }
-            Err(e) => error = Some(e),
+        if let Err(message) = answered {
+            return Some(CellOutcome::Error(report::message(
+                "command error",
+                message,
+            )));
         }
     }
-    if let Some(name) = &local.solution {
-        match solution(name) {
-            Ok(code) => {
-                let mut data = Map::new();
-                data.insert("text/plain".into(), Value::String(code.clone()));
-                data.insert(
-                    "text/markdown".into(),
-                    Value::String(format!("**Solution `{name}`**\n\n```rust\n{code}\n```")),
-                );
-                publish(kernel, parent, data);
-            }
-            Err(e) => error = Some(e),
+    only_commands.then(|| CellOutcome::Ok { data: Map::new() })
+}
+
+/// The footer `style` asks for.
+fn display_of(style: FooterStyle) -> Display {
+    match style {
+        FooterStyle::Off => Display::Off,
+        FooterStyle::On | FooterStyle::Full => Display::On(Mode::Full),
+        FooterStyle::Compact => Display::On(Mode::Compact),
+        FooterStyle::Big => Display::On(Mode::Big),
+    }
+}
+
+fn telemetry(
+    kernel: &Kernel,
+    parent: &JupyterMessage,
+    request: TelemetryRequest,
+) -> Result<(), String> {
+    match request {
+        TelemetryRequest::Json => {
+            let last = kernel.settings().last.clone();
+            let json = last.map(|t| t.to_json()).unwrap_or(Value::Null);
+            let mut data = Map::new();
+            data.insert(
+                "text/plain".into(),
+                Value::String(serde_json::to_string_pretty(&json).unwrap_or_default()),
+            );
+            data.insert("application/json".into(), json);
+            publish(kernel, parent, data);
+        }
+        TelemetryRequest::Current => {
+            let shown = kernel.settings().display;
+            say(
+                kernel,
+                parent,
+                &format!(
+                    "telemetry: {shown:?}. Choose with :telemetry on|off|compact|full|big|json"
+                ),
+            );
+        }
+        TelemetryRequest::Style(style) => {
+            kernel.settings().display = display_of(style);
+            say(kernel, parent, &format!("telemetry: {}", style.word()));
         }
     }
-    if local.build_log {
-        let log = kernel
-            .last_build_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        say(
-            kernel,
-            parent,
-            log.as_deref()
-                .unwrap_or("no build yet: no cell of this kernel has compiled anything"),
-        );
+    Ok(())
+}
+
+fn compare(
+    kernel: &Kernel,
+    parent: &JupyterMessage,
+    selection: &CompareSelection,
+) -> Result<(), String> {
+    let cells = {
+        let settings = kernel.settings();
+        choose(&settings.labelled, &settings.labelled_here, selection)?
+    };
+    if cells.is_empty() {
+        let saved = labels(&kernel.settings().labelled);
+        let earlier = if saved.is_empty() {
+            String::new()
+        } else {
+            format!(" Saved by earlier kernels (name them to compare): {saved}.")
+        };
+        return Err(format!(":compare: no cells labelled in this kernel yet. Put `:label NAME` at the top of a cell, run it, then :compare.{earlier}"));
     }
-    if local.code.trim().is_empty() {
-        if let Some(label) = &local.label {
-            // `:label` alone names the next cell.
-            kernel.settings().pending_label = Some(label.clone());
-        }
-    }
-    if let Some(message) = error {
-        return Some(CellOutcome::Error(report::message(
-            "command error",
-            message,
-        )));
-    }
-    local
-        .code
-        .trim()
-        .is_empty()
-        .then(|| CellOutcome::Ok { data: Map::new() })
+    let (text, html) = render::compare_table(&cells);
+    let mut data = Map::new();
+    data.insert("text/plain".into(), Value::String(text));
+    data.insert("text/html".into(), Value::String(html));
+    publish(kernel, parent, data);
+    Ok(())
+}
+
+fn show_solution(kernel: &Kernel, parent: &JupyterMessage, name: &str) -> Result<(), String> {
+    let code = solution(name)?;
+    let mut data = Map::new();
+    data.insert("text/plain".into(), Value::String(code.clone()));
+    data.insert(
+        "text/markdown".into(),
+        Value::String(format!("**Solution `{name}`**\n\n```rust\n{code}\n```")),
+    );
+    publish(kernel, parent, data);
+    Ok(())
+}
+
+fn last_build_log(kernel: &Kernel, parent: &JupyterMessage) -> Result<(), String> {
+    let log = kernel
+        .last_build_log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    say(
+        kernel,
+        parent,
+        log.as_deref()
+            .unwrap_or("no build yet: no cell of this kernel has compiled anything"),
+    );
+    Ok(())
 }
 
 /// Where the instructor put the solutions (`RUSTMETER_SOLUTIONS=DIR`, one `NAME.rs`
@@ -205,45 +231,39 @@ fn solution(name: &str) -> Result<String, String> {
     })
 }
 
-/// The cells `:compare NAMES` means: bare `:compare` takes this kernel's labelled cells
-/// (not every label an earlier notebook saved); names reach earlier kernels' cells too.
+/// The cells `:compare` means: bare `:compare` takes this kernel's labelled cells (not
+/// every label an earlier notebook saved); names reach earlier kernels' cells too.
 fn choose(
-    labelled: &[crate::telemetry::CellTelemetry],
+    labelled: &[CellTelemetry],
     here: &[String],
-    names: &[String],
-) -> Result<Vec<crate::telemetry::CellTelemetry>, String> {
-    if names.is_empty() {
-        return Ok(labelled
+    selection: &CompareSelection,
+) -> Result<Vec<CellTelemetry>, String> {
+    match selection {
+        CompareSelection::ThisKernel => Ok(labelled
             .iter()
             .filter(|t| t.label.as_ref().is_some_and(|l| here.contains(l)))
             .cloned()
-            .collect());
+            .collect()),
+        CompareSelection::Last(n) => Ok(labelled[labelled.len().saturating_sub(*n)..].to_vec()),
+        CompareSelection::Named(names) => names
+            .iter()
+            .map(|name| {
+                labelled
+                    .iter()
+                    .find(|t| t.label.as_deref() == Some(name))
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            ":compare: no cell labelled {name:?} (labelled: {})",
+                            labels(labelled)
+                        )
+                    })
+            })
+            .collect(),
     }
-    if names[0] == "last" {
-        let n: usize = names
-            .get(1)
-            .and_then(|n| n.parse().ok())
-            .ok_or(":compare last N needs a number")?;
-        return Ok(labelled[labelled.len().saturating_sub(n)..].to_vec());
-    }
-    names
-        .iter()
-        .map(|name| {
-            labelled
-                .iter()
-                .find(|t| t.label.as_deref() == Some(name))
-                .cloned()
-                .ok_or_else(|| {
-                    format!(
-                        ":compare: no cell labelled {name:?} (labelled: {})",
-                        labels(labelled)
-                    )
-                })
-        })
-        .collect()
 }
 
-fn labels(labelled: &[crate::telemetry::CellTelemetry]) -> String {
+fn labels(labelled: &[CellTelemetry]) -> String {
     labelled
         .iter()
         .filter_map(|t| t.label.clone())
@@ -270,12 +290,73 @@ mod tests {
 
     #[test]
     fn command_lines_are_taken_out() {
-        let l = take(":label threads\nlet x = 1;\n:telemetry big");
-        assert_eq!(l.label.as_deref(), Some("threads"));
-        assert_eq!(l.telemetry.as_deref(), Some("big"));
-        assert_eq!(l.code, "let x = 1;");
-        let l = take(":compare a b");
-        assert_eq!(l.compare, Some(vec!["a".to_string(), "b".to_string()]));
-        assert_eq!(take(":telemetryx").code, ":telemetryx");
+        let cell = take(":label threads\nlet x = 1;\n:telemetry big");
+        assert_eq!(cell.label.as_deref(), Some("threads"));
+        assert_eq!(
+            cell.kernel_commands,
+            vec![
+                KernelCommand::Label("threads".into()),
+                KernelCommand::Telemetry(TelemetryRequest::Style(FooterStyle::Big))
+            ]
+        );
+        assert_eq!(cell.code, "let x = 1;");
+        assert_eq!(cell.for_engine.text(), cell.code);
+        let cell = take(":compare a b");
+        assert_eq!(
+            cell.kernel_commands,
+            vec![KernelCommand::Compare(CompareSelection::Named(vec![
+                "a".to_string(),
+                "b".to_string()
+            ]))]
+        );
+        assert!(cell.code.is_empty());
+        let cell = take(":telemetryx");
+        assert!(cell.error.is_some() && cell.code.is_empty());
+    }
+
+    #[test]
+    fn every_footer_style_is_the_display_its_word_names() {
+        for style in FooterStyle::ALL {
+            assert_eq!(
+                Some(display_of(style)),
+                Display::parse(style.word()),
+                "{style:?}"
+            );
+        }
+    }
+
+    fn labelled(names: &[&str]) -> Vec<CellTelemetry> {
+        names
+            .iter()
+            .map(|name| CellTelemetry {
+                label: Some(name.to_string()),
+                ..CellTelemetry::not_run(crate::telemetry::CellStatus::Ok, 0.0, 0.0, 0.0)
+            })
+            .collect()
+    }
+
+    fn names(cells: &[CellTelemetry]) -> Vec<String> {
+        cells.iter().filter_map(|t| t.label.clone()).collect()
+    }
+
+    #[test]
+    fn compare_chooses_this_kernels_cells_the_last_n_or_names() {
+        let all = labelled(&["old", "a", "b"]);
+        let here = vec!["a".to_string(), "b".to_string()];
+        let chosen = |s: CompareSelection| choose(&all, &here, &s).map(|c| names(&c));
+        assert_eq!(chosen(CompareSelection::ThisKernel).unwrap(), ["a", "b"]);
+        assert_eq!(chosen(CompareSelection::Last(2)).unwrap(), ["a", "b"]);
+        assert_eq!(
+            chosen(CompareSelection::Last(9)).unwrap(),
+            ["old", "a", "b"]
+        );
+        assert_eq!(
+            chosen(CompareSelection::Named(vec!["b".into(), "old".into()])).unwrap(),
+            ["b", "old"]
+        );
+        assert_eq!(
+            chosen(CompareSelection::Named(vec!["nosuch".into()])).unwrap_err(),
+            ":compare: no cell labelled \"nosuch\" (labelled: old, a, b)"
+        );
     }
 }

@@ -14,8 +14,8 @@ use super::cell::{self, Session};
 use super::pump::PumpCommand;
 use super::time_limit::{self, TimeLimit};
 use super::{
-    report, CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase, Request,
-    WARM_CELL,
+    report, CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase, ReadCell,
+    Request, WARM_CELL,
 };
 use crate::workdir::WorkDir;
 use lookups::{complete, inspect};
@@ -97,7 +97,7 @@ impl Worker {
                     code,
                     allow_stdin,
                 } => match evcxr.as_mut() {
-                    Some(e) => self.execute(e, cell, &code, allow_stdin),
+                    Some(e) => self.execute(e, cell, code, allow_stdin),
                     None => {
                         self.pending.fetch_sub(1, Ordering::SeqCst);
                         self.send(cell, CellEvent::Finished(CellOutcome::Error(report::message(
@@ -131,6 +131,27 @@ impl Worker {
         }
     }
 
+    /// Plans the cell and runs its steps; a line that could not be read or a refused
+    /// command fails the cell before anything runs.
+    fn plan_and_run(
+        &mut self,
+        evcxr: &mut Evcxr,
+        cell: CellId,
+        code: ReadCell,
+        allow_stdin: bool,
+    ) -> CellOutcome {
+        let planned = code
+            .map_err(|e| report::command_error(&e))
+            .and_then(|code| {
+                cell::plan(&code, &self.session, &self.shim_root)
+                    .map_err(|message| report::message("command error", message))
+            });
+        match planned {
+            Err(error) => CellOutcome::Error(error),
+            Ok(steps) => self.run_steps(evcxr, cell, steps, allow_stdin),
+        }
+    }
+
     fn refresh_child_pid(&self, context: &evcxr::CommandContext) -> u32 {
         let handle = context.process_handle();
         let pid = handle.lock().map(|c| c.id()).unwrap_or(0);
@@ -142,7 +163,7 @@ impl Worker {
         let _ = self.events.send(EngineEvent { cell, event });
     }
 
-    fn execute(&mut self, evcxr: &mut Evcxr, cell: CellId, code: &str, allow_stdin: bool) {
+    fn execute(&mut self, evcxr: &mut Evcxr, cell: CellId, code: ReadCell, allow_stdin: bool) {
         let serial = self.control.cell_serial.fetch_add(1, Ordering::SeqCst) + 1;
         self.control.interrupted.store(false, Ordering::SeqCst);
         self.control.timed_out.store(false, Ordering::SeqCst);
@@ -181,10 +202,7 @@ impl Worker {
             .map(|(name, _)| name.to_string())
             .collect();
 
-        let outcome = match cell::plan(code, &self.session, &self.shim_root) {
-            Err(message) => CellOutcome::Error(report::message("command error", message)),
-            Ok(steps) => self.run_steps(evcxr, cell, steps, allow_stdin),
-        };
+        let outcome = self.plan_and_run(evcxr, cell, code, allow_stdin);
 
         let pid_after = self.refresh_child_pid(&evcxr.context);
         let restarted = pid_after != pid_before;

@@ -1,9 +1,10 @@
 //! Running a planned cell, step by step: evcxr code, shell commands, `:env`, notes,
-//! `:help` and `:limits`. Each step reports through [`CellEvent`]s and returns its
-//! outcome; the cell's bookkeeping around them is `super::Worker::execute`'s.
+//! `:help` (written by [`crate::commands::help`]) and `:limits`. Each step reports
+//! through [`CellEvent`]s and returns its outcome; the cell's bookkeeping around them is
+//! `super::Worker::execute`'s.
 
 use super::{Evcxr, Worker};
-use crate::engine::cell::{self, Step};
+use crate::engine::cell::Step;
 use crate::engine::{
     process, report, syntax, CellError, CellEvent, CellId, CellOutcome, EngineEvent, ErrorKind,
     Phase,
@@ -27,12 +28,16 @@ impl Worker {
                 break;
             }
             let result = match step {
-                Step::Evcxr(code) => {
+                Step::Evcxr { code, clears_state } => {
                     let r = self.run_evcxr(evcxr, cell, &code, allow_stdin);
-                    self.after_evcxr_commands(evcxr, &code);
+                    self.after_evcxr_commands(evcxr, &code, clears_state);
                     r
                 }
-                Step::InterruptibleEvcxr { code, original } => {
+                Step::InterruptibleEvcxr {
+                    code,
+                    original,
+                    clears_state,
+                } => {
                     let r = match self.run_evcxr(evcxr, cell, &code, allow_stdin) {
                         // The learner should see their own code in compile errors.
                         CellOutcome::Error(e)
@@ -42,7 +47,7 @@ impl Worker {
                         }
                         other => other,
                     };
-                    self.after_evcxr_commands(evcxr, &original);
+                    self.after_evcxr_commands(evcxr, &original, clears_state);
                     r
                 }
                 Step::DeclareShim {
@@ -68,7 +73,7 @@ impl Worker {
                     );
                     CellOutcome::Ok { data: Map::new() }
                 }
-                Step::Help => help(&mut evcxr.context),
+                Step::Help => help(),
                 Step::Limits => {
                     let mut data = Map::new();
                     data.insert("text/plain".into(), Value::String(self.limits.describe()));
@@ -83,13 +88,14 @@ impl Worker {
         CellOutcome::Ok { data }
     }
 
-    /// Keeps the kernel's view of evcxr's state in step with the commands `code` ran.
-    fn after_evcxr_commands(&mut self, evcxr: &mut Evcxr, code: &str) {
+    /// Keeps the kernel's view of evcxr's state in step with the commands `code` ran;
+    /// `clears_state` when they included `:clear`.
+    fn after_evcxr_commands(&mut self, evcxr: &mut Evcxr, code: &str, clears_state: bool) {
         if crate::engine::prelude::changes_value_format(code) {
             super::start::quick_display_off(&mut evcxr.context);
         }
         // `:clear` empties evcxr's state, dependencies included.
-        if code.lines().any(|l| l.trim() == ":clear") {
+        if clears_state {
             self.session.shims.clear();
         }
     }
@@ -300,26 +306,11 @@ fn shows_rewrite(error: &CellError) -> bool {
         .any(|line| line.contains("__rm_interruptible") || line.contains("RmInterruptible"))
 }
 
-fn help(context: &mut evcxr::CommandContext) -> CellOutcome {
-    let evcxr_help = std::panic::catch_unwind(AssertUnwindSafe(|| context.execute(":help")))
-        .ok()
-        .and_then(Result::ok)
-        .map(|o| o.content_by_mime_type)
-        .unwrap_or_default();
-    let mut text = String::from("rustmeter commands:\n");
-    let mut html = String::from("<h4>rustmeter</h4><table>");
-    for (name, description) in cell::COMMANDS {
-        text.push_str(&format!("{name:<17} {description}\n"));
-        html.push_str(&format!(
-            "<tr><td><code>{name}</code></td><td>{description}</td></tr>"
-        ));
-    }
-    html.push_str("</table><h4>evcxr</h4>");
-    text.push_str("\nevcxr commands:\n");
-    text.push_str(evcxr_help.get("text/plain").map_or("", String::as_str));
-    html.push_str(evcxr_help.get("text/html").map_or("", String::as_str));
+/// `:help`, written from the command table (evcxr's own commands included).
+fn help() -> CellOutcome {
+    let help = crate::commands::help();
     let mut data = Map::new();
-    data.insert("text/plain".into(), Value::String(text));
-    data.insert("text/html".into(), Value::String(html));
+    data.insert("text/plain".into(), Value::String(help.text));
+    data.insert("text/html".into(), Value::String(help.html));
     CellOutcome::Ok { data }
 }

@@ -169,7 +169,7 @@ async fn execute(
         None => {
             kernel
                 .engine
-                .execute(cell, commands.code.clone(), request.allow_stdin);
+                .execute_cell(cell, commands.for_engine.clone(), request.allow_stdin);
             run_events(
                 kernel,
                 parent,
