@@ -4,7 +4,7 @@
 //! `:last_build_log` (the last build's events, as the rustc wrapper recorded them).
 //! Their lines are taken out of the cell; the rest goes to the engine as usual.
 
-use super::meter::Display;
+use super::meter::FooterChoice;
 use super::{wire, Kernel};
 use crate::engine::{report, CellOutcome};
 use crate::telemetry::render;
@@ -61,7 +61,7 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
     if let Some(arg) = &local.telemetry {
         match arg.as_str() {
             "json" => {
-                let last = kernel.settings().last.clone();
+                let last = kernel.telemetry().last.clone();
                 let json = last.map(|t| t.to_json()).unwrap_or(Value::Null);
                 let mut data = Map::new();
                 data.insert(
@@ -72,7 +72,7 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
                 publish(kernel, parent, data);
             }
             "" => {
-                let shown = kernel.settings().display;
+                let shown = kernel.telemetry().footer;
                 say(
                     kernel,
                     parent,
@@ -81,9 +81,9 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
                     ),
                 );
             }
-            word => match Display::parse(word) {
-                Some(display) => {
-                    kernel.settings().display = display;
+            word => match FooterChoice::parse(word) {
+                Some(footer) => {
+                    kernel.telemetry().footer = footer;
                     say(kernel, parent, &format!("telemetry: {word}"));
                 }
                 None => {
@@ -96,12 +96,12 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
     }
     if let Some(names) = &local.compare {
         let chosen = {
-            let settings = kernel.settings();
-            choose(&settings.labelled, &settings.labelled_here, names)
+            let telemetry = kernel.telemetry();
+            choose(&telemetry.labelled, &telemetry.labelled_here, names)
         };
         match chosen {
             Ok(cells) if cells.is_empty() => {
-                let saved = labels(&kernel.settings().labelled);
+                let saved = labels(&kernel.telemetry().labelled);
                 let earlier = if saved.is_empty() {
                     String::new()
                 } else {
@@ -149,7 +149,7 @@ pub fn run_local(kernel: &Kernel, parent: &JupyterMessage, local: &Local) -> Opt
     if local.code.trim().is_empty() {
         if let Some(label) = &local.label {
             // `:label` alone names the next cell.
-            kernel.settings().pending_label = Some(label.clone());
+            kernel.telemetry().pending_label = Some(label.clone());
         }
     }
     if let Some(message) = error {

@@ -146,15 +146,16 @@ pub struct Kernel {
     pub history: std::sync::Mutex<history::History>,
     pub executions: mpsc::UnboundedSender<executor::Queued>,
     pub stdin: Mutex<jupyter_zmq_client::KernelStdinConnection>,
-    settings: std::sync::Mutex<meter::Settings>,
+    telemetry: std::sync::Mutex<meter::SessionTelemetry>,
     rustc_version: String,
     /// The build events of the last cell that compiled something, for `:last_build_log`.
     pub last_build_log: std::sync::Mutex<Option<String>>,
 }
 
 impl Kernel {
-    pub fn settings(&self) -> std::sync::MutexGuard<'_, meter::Settings> {
-        self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    /// This session's telemetry state (footer choice, labels, the last cell's figures).
+    pub fn telemetry(&self) -> std::sync::MutexGuard<'_, meter::SessionTelemetry> {
+        self.telemetry.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -199,7 +200,8 @@ pub async fn serve(
     let iopub = IoPub { tx: iopub_tx };
     iopub.send(wire::orphan(Status::starting()));
 
-    let settings = meter::Settings::new(engine.telemetry_dir(), crate::workdir::labels_dir());
+    let telemetry =
+        meter::SessionTelemetry::new(engine.telemetry_dir(), crate::workdir::labels_dir());
     let (exec_tx, exec_rx) = mpsc::unbounded_channel();
     let key = shell.mac.clone();
     let (shell_send, shell_recv) = shell.split();
@@ -212,7 +214,7 @@ pub async fn serve(
         history: Default::default(),
         executions: exec_tx,
         stdin: Mutex::new(stdin),
-        settings: std::sync::Mutex::new(settings),
+        telemetry: std::sync::Mutex::new(telemetry),
         rustc_version: rustc_version(),
         last_build_log: std::sync::Mutex::new(None),
     });
