@@ -12,6 +12,8 @@ pub mod demo_server;
 pub mod depcache;
 pub mod doctor;
 pub mod engine;
+#[cfg(test)]
+mod function_length;
 pub mod install;
 pub mod launcher;
 pub mod limits;

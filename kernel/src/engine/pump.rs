@@ -131,13 +131,8 @@ impl Pump {
                 self.send(cell, event);
             }
         } else if let Some(json) = line.strip_prefix(NOTE) {
-            if let Ok(v) = serde_json::from_str::<Value>(json) {
-                let key = v["key"].as_str().unwrap_or("").to_string();
-                let value = v["value"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v["value"].to_string());
-                self.send(cell, CellEvent::Note { key, value });
+            if let Some(event) = note_event(json) {
+                self.send(cell, event);
             }
         } else if let Some(json) = line.strip_prefix(CLEAR) {
             let wait = serde_json::from_str::<Value>(json)
@@ -146,46 +141,46 @@ impl Pump {
                 .unwrap_or(false);
             self.send(cell, CellEvent::ClearOutput { wait });
         } else if let Some(json) = line.strip_prefix(PANIC) {
-            if let Ok(v) = serde_json::from_str::<Value>(json) {
-                let on_main = v.get("main").and_then(Value::as_bool).unwrap_or(false);
-                if on_main && panic.is_none() {
-                    *panic = Some(PanicSeen {
-                        message: v["message"].as_str().unwrap_or("").to_string(),
-                        location: v["location"].as_str().unwrap_or("").to_string(),
-                    });
-                }
+            // The first panic on the cell's main thread is the cell's.
+            if panic.is_none() {
+                *panic = main_thread_panic(json);
             }
         } else {
-            let mut text = match line.strip_suffix(NO_EOL) {
-                Some(partial) => partial.to_string(),
-                None => format!("{line}\n"),
-            };
-            // Batch plain lines already waiting; stop at anything that is a marker.
-            while text.len() < BATCH_BYTES {
-                match self.stdout.try_recv() {
-                    Ok(next) if !next.starts_with('\u{1}') => text.push_str(&format!("{next}\n")),
-                    Ok(next) => {
-                        self.send(
-                            cell,
-                            CellEvent::Stream {
-                                stderr: false,
-                                text: std::mem::take(&mut text),
-                            },
-                        );
-                        self.on_stdout(cell, in_cell, next, panic);
-                        return;
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.send(
-                cell,
-                CellEvent::Stream {
-                    stderr: false,
-                    text,
-                },
-            );
+            self.on_text(cell, in_cell, line, panic);
         }
+    }
+
+    /// A plain line, batched with the plain lines already waiting behind it.
+    fn on_text(&self, cell: CellId, in_cell: bool, line: String, panic: &mut Option<PanicSeen>) {
+        let mut text = match line.strip_suffix(NO_EOL) {
+            Some(partial) => partial.to_string(),
+            None => format!("{line}\n"),
+        };
+        // Stop at anything that is a marker.
+        while text.len() < BATCH_BYTES {
+            match self.stdout.try_recv() {
+                Ok(next) if !next.starts_with('\u{1}') => text.push_str(&format!("{next}\n")),
+                Ok(next) => {
+                    self.send(
+                        cell,
+                        CellEvent::Stream {
+                            stderr: false,
+                            text: std::mem::take(&mut text),
+                        },
+                    );
+                    self.on_stdout(cell, in_cell, next, panic);
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        self.send(
+            cell,
+            CellEvent::Stream {
+                stderr: false,
+                text,
+            },
+        );
     }
 
     fn send(&self, cell: CellId, event: CellEvent) {
@@ -255,6 +250,27 @@ fn batch(rx: &Receiver<String>, text: &mut String) {
             Err(_) => break,
         }
     }
+}
+
+/// `rustmeter::note(key, value)`: a value that is not a string keeps its JSON text.
+fn note_event(json: &str) -> Option<CellEvent> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let key = v["key"].as_str().unwrap_or("").to_string();
+    let value = v["value"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v["value"].to_string());
+    Some(CellEvent::Note { key, value })
+}
+
+/// A panic the child reported, when it happened on the cell's main thread.
+fn main_thread_panic(json: &str) -> Option<PanicSeen> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let on_main = v.get("main").and_then(Value::as_bool).unwrap_or(false);
+    on_main.then(|| PanicSeen {
+        message: v["message"].as_str().unwrap_or("").to_string(),
+        location: v["location"].as_str().unwrap_or("").to_string(),
+    })
 }
 
 fn display_event(json: &str) -> Option<CellEvent> {

@@ -6,7 +6,7 @@
 //! [`crate::commands::parse`]; these commands are taken out and the rest, already read,
 //! goes to the engine. Reading and `:help` are `crate::commands`'s, not this file's.
 
-use super::meter::Display;
+use super::meter::FooterChoice;
 use super::{wire, Kernel};
 use crate::commands::{
     self, Cell, CommandError, CompareSelection, FooterStyle, KernelCommand, TelemetryRequest,
@@ -72,7 +72,7 @@ pub fn run_local(
     let only_commands = cell.code.trim().is_empty();
     if let Some(label) = cell.label.as_ref().filter(|_| only_commands) {
         // `:label` alone names the next cell.
-        kernel.settings().pending_label = Some(label.clone());
+        kernel.telemetry().pending_label = Some(label.clone());
     }
     for command in &cell.kernel_commands {
         let answered = match command {
@@ -94,12 +94,12 @@ pub fn run_local(
 }
 
 /// The footer `style` asks for.
-fn display_of(style: FooterStyle) -> Display {
+fn display_of(style: FooterStyle) -> FooterChoice {
     match style {
-        FooterStyle::Off => Display::Off,
-        FooterStyle::On | FooterStyle::Full => Display::On(Mode::Full),
-        FooterStyle::Compact => Display::On(Mode::Compact),
-        FooterStyle::Big => Display::On(Mode::Big),
+        FooterStyle::Off => FooterChoice::Off,
+        FooterStyle::On | FooterStyle::Full => FooterChoice::On(Mode::Full),
+        FooterStyle::Compact => FooterChoice::On(Mode::Compact),
+        FooterStyle::Big => FooterChoice::On(Mode::Big),
     }
 }
 
@@ -110,7 +110,7 @@ fn telemetry(
 ) -> Result<(), String> {
     match request {
         TelemetryRequest::Json => {
-            let last = kernel.settings().last.clone();
+            let last = kernel.telemetry().last.clone();
             let json = last.map(|t| t.to_json()).unwrap_or(Value::Null);
             let mut data = Map::new();
             data.insert(
@@ -121,7 +121,7 @@ fn telemetry(
             publish(kernel, parent, data);
         }
         TelemetryRequest::Current => {
-            let shown = kernel.settings().display;
+            let shown = kernel.telemetry().footer;
             say(
                 kernel,
                 parent,
@@ -131,7 +131,7 @@ fn telemetry(
             );
         }
         TelemetryRequest::Style(style) => {
-            kernel.settings().display = display_of(style);
+            kernel.telemetry().footer = display_of(style);
             say(kernel, parent, &format!("telemetry: {}", style.word()));
         }
     }
@@ -144,11 +144,11 @@ fn compare(
     selection: &CompareSelection,
 ) -> Result<(), String> {
     let cells = {
-        let settings = kernel.settings();
+        let settings = kernel.telemetry();
         choose(&settings.labelled, &settings.labelled_here, selection)?
     };
     if cells.is_empty() {
-        let saved = labels(&kernel.settings().labelled);
+        let saved = labels(&kernel.telemetry().labelled);
         let earlier = if saved.is_empty() {
             String::new()
         } else {
@@ -319,7 +319,7 @@ mod tests {
         for style in FooterStyle::ALL {
             assert_eq!(
                 Some(display_of(style)),
-                Display::parse(style.word()),
+                FooterChoice::parse(style.word()),
                 "{style:?}"
             );
         }

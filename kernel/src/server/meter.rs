@@ -1,6 +1,7 @@
 //! Glue between a cell's life on the server and the telemetry module: when to start the
-//! sampler, which moments are compile and which are run, and the kernel's telemetry
-//! settings (`:telemetry`, `:label`, previous runs). Holds no rendering logic.
+//! sampler, which moments are compile and which are run, and this kernel session's
+//! telemetry state (the footer choice of `:telemetry`, `:label`, previous runs). Holds
+//! no rendering logic.
 
 use super::progress::BuildTimes;
 use crate::telemetry::render::Mode;
@@ -11,40 +12,41 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// What the learner asked the footer to be.
+/// The footer the learner chose (`:telemetry`): none, or one in a rendering mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Display {
+pub enum FooterChoice {
     Off,
     On(Mode),
 }
 
-impl Display {
-    pub fn parse(word: &str) -> Option<Display> {
+impl FooterChoice {
+    pub fn parse(word: &str) -> Option<FooterChoice> {
         match word {
-            "off" => Some(Display::Off),
-            "on" | "full" => Some(Display::On(Mode::Full)),
-            "compact" => Some(Display::On(Mode::Compact)),
-            "big" => Some(Display::On(Mode::Big)),
+            "off" => Some(FooterChoice::Off),
+            "on" | "full" => Some(FooterChoice::On(Mode::Full)),
+            "compact" => Some(FooterChoice::On(Mode::Compact)),
+            "big" => Some(FooterChoice::On(Mode::Big)),
             _ => None,
         }
     }
 
     /// `RUSTMETER_TELEMETRY` (kernelspec `env`), default full.
-    pub fn from_env() -> Display {
+    pub fn from_env() -> FooterChoice {
         let word = crate::settings::word(&crate::settings::TELEMETRY);
-        Display::parse(word).unwrap_or_else(|| {
+        FooterChoice::parse(word).unwrap_or_else(|| {
             unreachable!("RUSTMETER_TELEMETRY's words are all footer styles, not {word:?}")
         })
     }
 }
 
-/// Kernel-wide telemetry state.
-pub struct Settings {
+/// This kernel session's telemetry state: the footer choice, the last cell's telemetry,
+/// labelled cells and each code's previous run time.
+pub struct SessionTelemetry {
     /// `last.txt` for the `rustmeter` crate in cells.
     telemetry_dir: PathBuf,
     /// `NAME.txt` / `NAME.json` of labelled cells, kept per user across kernels.
     labels_dir: PathBuf,
-    pub display: Display,
+    pub footer: FooterChoice,
     pub last: Option<CellTelemetry>,
     /// Run time of the last run of each cell's code.
     previous: HashMap<u64, f64>,
@@ -56,13 +58,13 @@ pub struct Settings {
     pub labelled_here: Vec<String>,
 }
 
-impl Settings {
-    pub fn new(telemetry_dir: PathBuf, labels_dir: PathBuf) -> Settings {
+impl SessionTelemetry {
+    pub fn new(telemetry_dir: PathBuf, labels_dir: PathBuf) -> SessionTelemetry {
         let labelled = load_labels(&labels_dir);
-        Settings {
+        SessionTelemetry {
             telemetry_dir,
             labels_dir,
-            display: Display::from_env(),
+            footer: FooterChoice::from_env(),
             last: None,
             previous: HashMap::new(),
             pending_label: None,
@@ -310,18 +312,21 @@ fn ms(d: Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::Display;
+    use super::FooterChoice;
     use crate::settings::{Kind, TELEMETRY};
 
-    /// `Display::from_env` relies on it: every word the setting accepts is a footer style.
+    /// `FooterChoice::from_env` relies on it: every word the setting accepts is a footer style.
     #[test]
     fn every_telemetry_word_is_a_footer_style() {
         let Kind::Word(words) = TELEMETRY.kind else {
             panic!("RUSTMETER_TELEMETRY is a word setting")
         };
         for word in words {
-            assert!(Display::parse(word).is_some(), "{word}");
+            assert!(FooterChoice::parse(word).is_some(), "{word}");
         }
-        assert_eq!(Display::parse(TELEMETRY.default), Display::parse("full"));
+        assert_eq!(
+            FooterChoice::parse(TELEMETRY.default),
+            FooterChoice::parse("full")
+        );
     }
 }

@@ -20,10 +20,10 @@ use crate::engine::{Completeness, Engine};
 use crate::workdir::WorkDir;
 use anyhow::Context;
 use jupyter_protocol::{
-    CodeMirrorMode, CommClose, CommInfoReply, CompleteReply, ConnectionInfo, HelpLink,
-    HistoryReply, InspectReply, InterruptReply, IsCompleteReply, JupyterMessage,
-    JupyterMessageContent, KernelInfoReply, LanguageInfo, Media, MediaType, ReplyStatus,
-    ShutdownReply, Status,
+    CodeMirrorMode, CommClose, CommInfoReply, CompleteReply, CompleteRequest, ConnectionInfo,
+    HelpLink, HistoryReply, InspectReply, InspectRequest, InterruptReply, IsCompleteReply,
+    JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo, Media, MediaType,
+    ReplyStatus, ShutdownReply, ShutdownRequest, Status,
 };
 use jupyter_zmq_client::{
     create_kernel_control_connection, create_kernel_heartbeat_connection,
@@ -146,15 +146,16 @@ pub struct Kernel {
     pub history: std::sync::Mutex<history::History>,
     pub executions: mpsc::UnboundedSender<executor::Queued>,
     pub stdin: Mutex<jupyter_zmq_client::KernelStdinConnection>,
-    settings: std::sync::Mutex<meter::Settings>,
+    telemetry: std::sync::Mutex<meter::SessionTelemetry>,
     rustc_version: String,
     /// The build events of the last cell that compiled something, for `:last_build_log`.
     pub last_build_log: std::sync::Mutex<Option<String>>,
 }
 
 impl Kernel {
-    pub fn settings(&self) -> std::sync::MutexGuard<'_, meter::Settings> {
-        self.settings.lock().unwrap_or_else(|p| p.into_inner())
+    /// This session's telemetry state (footer choice, labels, the last cell's figures).
+    pub fn telemetry(&self) -> std::sync::MutexGuard<'_, meter::SessionTelemetry> {
+        self.telemetry.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -199,7 +200,8 @@ pub async fn serve(
     let iopub = IoPub { tx: iopub_tx };
     iopub.send(wire::orphan(Status::starting()));
 
-    let settings = meter::Settings::new(engine.telemetry_dir(), crate::workdir::labels_dir());
+    let telemetry =
+        meter::SessionTelemetry::new(engine.telemetry_dir(), crate::workdir::labels_dir());
     let (exec_tx, exec_rx) = mpsc::unbounded_channel();
     let key = shell.mac.clone();
     let (shell_send, shell_recv) = shell.split();
@@ -212,21 +214,15 @@ pub async fn serve(
         history: Default::default(),
         executions: exec_tx,
         stdin: Mutex::new(stdin),
-        settings: std::sync::Mutex::new(settings),
+        telemetry: std::sync::Mutex::new(telemetry),
         rustc_version: rustc_version(),
         last_build_log: std::sync::Mutex::new(None),
     });
-    let executor = tokio::spawn(executor::run(Arc::clone(&kernel), exec_rx, events_rx));
-    // If the executor ever died, cells would wait forever while the heartbeat still
-    // answers: exit instead, so the client sees the kernel die and can restart it.
-    tokio::spawn(async move {
-        if let Err(e) = executor.await {
-            log(&format!(
-                "the execution queue stopped ({e}); exiting so the client restarts the kernel"
-            ));
-            std::process::exit(70);
-        }
-    });
+    exit_if_stopped(tokio::spawn(executor::run(
+        Arc::clone(&kernel),
+        exec_rx,
+        events_rx,
+    )));
     let replays = Arc::new(std::sync::Mutex::new(wire::ReplayGuard::new(100_000)));
     tokio::spawn(read_loop(
         Arc::clone(&kernel),
@@ -237,6 +233,19 @@ pub async fn serve(
     ));
     read_loop(kernel, control_recv, key, replays, Channel::Control).await;
     Ok(())
+}
+
+/// If the executor ever died, cells would wait forever while the heartbeat still
+/// answers: exit instead, so the client sees the kernel die and can restart it.
+fn exit_if_stopped(executor: tokio::task::JoinHandle<()>) {
+    tokio::spawn(async move {
+        if let Err(e) = executor.await {
+            log(&format!(
+                "the execution queue stopped ({e}); exiting so the client restarts the kernel"
+            ));
+            std::process::exit(70);
+        }
+    });
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -272,7 +281,7 @@ async fn read_loop(
     }
 }
 
-/// One typed `match` over what clients ask.
+/// Queues shell `execute_request`s; answers every other request between busy and idle.
 async fn dispatch(kernel: &Arc<Kernel>, request: JupyterMessage, channel: Channel) {
     if let JupyterMessageContent::ExecuteRequest(execute) = &request.content {
         if channel == Channel::Shell {
@@ -282,48 +291,26 @@ async fn dispatch(kernel: &Arc<Kernel>, request: JupyterMessage, channel: Channe
         }
     }
     kernel.iopub.status(Status::busy(), &request);
-    let reply: Option<JupyterMessageContent> = match &request.content {
+    if let Some(reply) = answer(kernel, &request, channel).await {
+        send_reply(kernel, channel, wire::child_of(reply, &request)).await;
+    }
+    kernel.iopub.status(Status::idle(), &request);
+}
+
+/// One typed `match` over what clients ask: the reply's content, or none for messages
+/// that get no reply.
+async fn answer(
+    kernel: &Kernel,
+    request: &JupyterMessage,
+    channel: Channel,
+) -> Option<JupyterMessageContent> {
+    match &request.content {
         JupyterMessageContent::KernelInfoRequest(_) => {
             Some(kernel_info(&kernel.rustc_version).into())
         }
-        JupyterMessageContent::IsCompleteRequest(r) => Some(
-            match crate::engine::syntax::is_complete(&r.code) {
-                Completeness::Complete => IsCompleteReply::complete(),
-                Completeness::Incomplete(indent) => IsCompleteReply::incomplete(indent),
-                Completeness::Invalid => IsCompleteReply::invalid(),
-            }
-            .into(),
-        ),
-        JupyterMessageContent::CompleteRequest(r) => {
-            let c = kernel.engine.complete(r.code.clone(), r.cursor_pos).await;
-            Some(
-                CompleteReply {
-                    matches: c.matches,
-                    cursor_start: c.cursor_start,
-                    cursor_end: c.cursor_end,
-                    ..Default::default()
-                }
-                .into(),
-            )
-        }
-        JupyterMessageContent::InspectRequest(r) => {
-            let i = kernel.engine.inspect(r.code.clone(), r.cursor_pos).await;
-            let mut data = Vec::new();
-            if i.found {
-                data.push(MediaType::Plain(i.text));
-                if !i.html.is_empty() {
-                    data.push(MediaType::Html(i.html));
-                }
-            }
-            Some(
-                InspectReply {
-                    found: i.found,
-                    data: Media::new(data),
-                    ..Default::default()
-                }
-                .into(),
-            )
-        }
+        JupyterMessageContent::IsCompleteRequest(r) => Some(is_complete(&r.code).into()),
+        JupyterMessageContent::CompleteRequest(r) => Some(complete(kernel, r).await.into()),
+        JupyterMessageContent::InspectRequest(r) => Some(inspect(kernel, r).await.into()),
         JupyterMessageContent::HistoryRequest(r) => {
             let history = kernel
                 .history
@@ -340,7 +327,7 @@ async fn dispatch(kernel: &Arc<Kernel>, request: JupyterMessage, channel: Channe
                     comm_id: open.comm_id.clone(),
                     data: Default::default(),
                 },
-                &request,
+                request,
             ));
             None
         }
@@ -350,14 +337,7 @@ async fn dispatch(kernel: &Arc<Kernel>, request: JupyterMessage, channel: Channe
             Some(InterruptReply::new().into())
         }
         JupyterMessageContent::ShutdownRequest(r) => {
-            let reply = ShutdownReply {
-                restart: r.restart,
-                status: ReplyStatus::Ok,
-                error: None,
-            };
-            send_reply(kernel, channel, wire::child_of(reply, &request)).await;
-            kernel.iopub.status(Status::idle(), &request);
-            shutdown(kernel).await;
+            shut_down_on_request(kernel, request, r, channel).await
         }
         JupyterMessageContent::ExecuteRequest(_) => {
             log("execute_request on control is not supported; ignored");
@@ -370,11 +350,64 @@ async fn dispatch(kernel: &Arc<Kernel>, request: JupyterMessage, channel: Channe
             ));
             None
         }
-    };
-    if let Some(reply) = reply {
-        send_reply(kernel, channel, wire::child_of(reply, &request)).await;
     }
-    kernel.iopub.status(Status::idle(), &request);
+}
+
+fn is_complete(code: &str) -> IsCompleteReply {
+    match crate::engine::syntax::is_complete(code) {
+        Completeness::Complete => IsCompleteReply::complete(),
+        Completeness::Incomplete(indent) => IsCompleteReply::incomplete(indent),
+        Completeness::Invalid => IsCompleteReply::invalid(),
+    }
+}
+
+async fn complete(kernel: &Kernel, request: &CompleteRequest) -> CompleteReply {
+    let c = kernel
+        .engine
+        .complete(request.code.clone(), request.cursor_pos)
+        .await;
+    CompleteReply {
+        matches: c.matches,
+        cursor_start: c.cursor_start,
+        cursor_end: c.cursor_end,
+        ..Default::default()
+    }
+}
+
+async fn inspect(kernel: &Kernel, request: &InspectRequest) -> InspectReply {
+    let i = kernel
+        .engine
+        .inspect(request.code.clone(), request.cursor_pos)
+        .await;
+    let mut data = Vec::new();
+    if i.found {
+        data.push(MediaType::Plain(i.text));
+        if !i.html.is_empty() {
+            data.push(MediaType::Html(i.html));
+        }
+    }
+    InspectReply {
+        found: i.found,
+        data: Media::new(data),
+        ..Default::default()
+    }
+}
+
+/// Replies, goes idle, and ends the kernel.
+async fn shut_down_on_request(
+    kernel: &Kernel,
+    request: &JupyterMessage,
+    shutdown_request: &ShutdownRequest,
+    channel: Channel,
+) -> ! {
+    let reply = ShutdownReply {
+        restart: shutdown_request.restart,
+        status: ReplyStatus::Ok,
+        error: None,
+    };
+    send_reply(kernel, channel, wire::child_of(reply, request)).await;
+    kernel.iopub.status(Status::idle(), request);
+    shutdown(kernel).await
 }
 
 async fn send_reply(kernel: &Kernel, channel: Channel, reply: JupyterMessage) {

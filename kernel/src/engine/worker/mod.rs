@@ -164,6 +164,45 @@ impl Worker {
     }
 
     fn execute(&mut self, evcxr: &mut Evcxr, cell: CellId, code: ReadCell, allow_stdin: bool) {
+        let pid_before = self.begin_cell(evcxr, cell);
+        let counters_before = self.limits.counters();
+        let variables_before: Vec<String> = evcxr
+            .context
+            .variables_and_types()
+            .map(|(name, _)| name.to_string())
+            .collect();
+
+        let outcome = self.plan_and_run(evcxr, cell, code, allow_stdin);
+
+        let pid_after = self.refresh_child_pid(&evcxr.context);
+        let restarted = pid_after != pid_before;
+        let lost = if restarted {
+            variables_before
+        } else {
+            Vec::new()
+        };
+        let outcome = self.worded_outcome(outcome, lost, restarted);
+        self.control.set_phase(Phase::Idle);
+        // Not busy any more before the reply can reach the client, so a completion
+        // request sent right after the reply is answered for real.
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        let hits = self.limits.hits_since(counters_before);
+        let _ = evcxr.pump.send(PumpCommand::Finish(cell, outcome, hits));
+        if restarted {
+            // A new child has neither our panic hook nor the flush function.
+            run_prelude(&mut evcxr.context);
+            let pid = self.refresh_child_pid(&evcxr.context);
+            self.limit_warnings.extend(self.limits.check_member(pid));
+        }
+        if cell == WARM_CELL {
+            start::warm_analysis(&mut evcxr.context, start::WARM_ANALYSIS_TOKIO);
+        }
+    }
+
+    /// Readies the cell's run: flags cleared, the time limit watching, the pump and the
+    /// server told it started, limit problems not yet shown shown. Returns the pid of
+    /// the user-code process before the run.
+    fn begin_cell(&mut self, evcxr: &mut Evcxr, cell: CellId) -> u32 {
         let serial = self.control.cell_serial.fetch_add(1, Ordering::SeqCst) + 1;
         self.control.interrupted.store(false, Ordering::SeqCst);
         self.control.timed_out.store(false, Ordering::SeqCst);
@@ -195,53 +234,32 @@ impl Worker {
                 },
             );
         }
-        let counters_before = self.limits.counters();
-        let variables_before: Vec<String> = evcxr
-            .context
-            .variables_and_types()
-            .map(|(name, _)| name.to_string())
-            .collect();
+        pid_before
+    }
 
-        let outcome = self.plan_and_run(evcxr, cell, code, allow_stdin);
-
-        let pid_after = self.refresh_child_pid(&evcxr.context);
-        let restarted = pid_after != pid_before;
-        let lost = if restarted {
-            variables_before
-        } else {
-            Vec::new()
-        };
-        let outcome = if self.control.interrupted.load(Ordering::SeqCst) {
-            match self.time_limit.as_ref() {
+    /// The outcome as the learner reads it: an interrupt or the time limit says so, and
+    /// they and a crash name the variables `lost` with a restarted process.
+    fn worded_outcome(
+        &self,
+        outcome: CellOutcome,
+        lost: Vec<String>,
+        restarted: bool,
+    ) -> CellOutcome {
+        if self.control.interrupted.load(Ordering::SeqCst) {
+            return match self.time_limit.as_ref() {
                 Some(limit) if self.control.timed_out.load(Ordering::SeqCst) => {
                     CellOutcome::Error(report::timed_out(&limit.text, lost, restarted))
                 }
                 _ => CellOutcome::Error(report::interrupted(lost, restarted)),
-            }
-        } else {
-            match outcome {
-                // Worded by the pump, which also saw what the child wrote on stderr.
-                CellOutcome::Error(mut e) if e.kind == ErrorKind::Crashed => {
-                    e.lost_variables = lost;
-                    CellOutcome::Error(e)
-                }
-                other => other,
-            }
-        };
-        self.control.set_phase(Phase::Idle);
-        // Not busy any more before the reply can reach the client, so a completion
-        // request sent right after the reply is answered for real.
-        self.pending.fetch_sub(1, Ordering::SeqCst);
-        let hits = self.limits.hits_since(counters_before);
-        let _ = evcxr.pump.send(PumpCommand::Finish(cell, outcome, hits));
-        if restarted {
-            // A new child has neither our panic hook nor the flush function.
-            run_prelude(&mut evcxr.context);
-            let pid = self.refresh_child_pid(&evcxr.context);
-            self.limit_warnings.extend(self.limits.check_member(pid));
+            };
         }
-        if cell == WARM_CELL {
-            start::warm_analysis(&mut evcxr.context, start::WARM_ANALYSIS_TOKIO);
+        match outcome {
+            // Worded by the pump, which also saw what the child wrote on stderr.
+            CellOutcome::Error(mut e) if e.kind == ErrorKind::Crashed => {
+                e.lost_variables = lost;
+                CellOutcome::Error(e)
+            }
+            other => other,
         }
     }
 }

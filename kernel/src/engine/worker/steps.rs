@@ -6,13 +6,14 @@
 use super::{Evcxr, Worker};
 use crate::engine::cell::Step;
 use crate::engine::{
-    process, report, syntax, CellError, CellEvent, CellId, CellOutcome, EngineEvent, ErrorKind,
-    Phase,
+    process, report, syntax, CellError, CellEvent, CellId, CellOutcome, Control, EngineEvent,
+    ErrorKind, Phase,
 };
 use serde_json::{Map, Value};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 impl Worker {
     pub(super) fn run_steps(
@@ -107,39 +108,14 @@ impl Worker {
         code: &str,
         allow_stdin: bool,
     ) -> CellOutcome {
-        let events = self.events.clone();
-        let control = Arc::clone(&self.control);
+        let reader = input_reader(
+            self.events.clone(),
+            Arc::clone(&self.control),
+            cell,
+            allow_stdin,
+        );
         // evcxr does not export its InputRequest type: the closure's argument type is
         // inferred from `EvalCallbacks::input_reader`.
-        let reader = move |prompt: String, password: bool| -> String {
-            if !allow_stdin {
-                let _ = events.send(EngineEvent {
-                    cell,
-                    event: CellEvent::Stream {
-                        stderr: true,
-                        text:
-                            "rustmeter: this cell asked for input, but this client does not allow \
-                               input (allow_stdin is false); an empty line was given.\n"
-                                .to_string(),
-                    },
-                });
-                return String::new();
-            }
-            let (reply, answer) = std::sync::mpsc::sync_channel(1);
-            let _ = events.send(EngineEvent {
-                cell,
-                event: CellEvent::InputRequest {
-                    prompt,
-                    password,
-                    reply,
-                },
-            });
-            // The learner's typing does not count against the cell's time limit.
-            control.awaiting_input.store(true, Ordering::SeqCst);
-            let line = answer.recv().unwrap_or_default();
-            control.awaiting_input.store(false, Ordering::SeqCst);
-            line
-        };
         let mut callbacks = evcxr::EvalCallbacks {
             input_reader: &|request| reader(request.prompt, request.is_password),
         };
@@ -151,59 +127,42 @@ impl Worker {
                 "kernel error",
                 "evcxr failed internally on this cell (the kernel is still running). Try :restart.",
             )),
-            Ok(Ok(outputs)) => {
-                let mut content = outputs.content_by_mime_type;
-                // A cell ending in a statement-like expression (`print!(..)`, a `for`
-                // loop) has the value `()`: show nothing, as Python kernels do for None.
-                if content.len() == 1 && content.get("text/plain").is_some_and(|t| t == "()") {
-                    content.clear();
-                }
-                // A cell ending in `;` has no value: content blocks it printed last are
-                // displays, not its result.
-                if !content.is_empty() && !syntax::has_final_expression(code) {
-                    let data = std::mem::take(&mut content)
-                        .into_iter()
-                        .map(|(m, c)| (m, Value::String(c)))
-                        .collect();
-                    self.send(
-                        cell,
-                        CellEvent::Display {
-                            data,
-                            metadata: Map::new(),
-                            display_id: None,
-                            update: false,
-                        },
-                    );
-                }
-                CellOutcome::Ok {
-                    data: content
-                        .into_iter()
-                        .map(|(m, c)| (m, Value::String(c)))
-                        .collect(),
-                }
-            }
-            Ok(Err(evcxr::Error::CompilationErrors(errors))) => {
-                CellOutcome::Error(report::compile_errors(&errors))
-            }
-            Ok(Err(evcxr::Error::SubprocessTerminated(message))) => CellOutcome::Error(CellError {
-                kind: ErrorKind::Crashed,
-                ename: "crash".into(),
-                evalue: message,
-                traceback: Vec::new(),
-                lost_variables: Vec::new(),
-            }),
-            Ok(Err(evcxr::Error::TypeRedefinedVariablesLost(vars))) => {
-                let mut e = report::message(
-                    "variables lost",
-                    format!(
-                        "A type was redefined, so these variables were lost: {}",
-                        vars.join(", ")
-                    ),
-                );
-                e.lost_variables = vars;
-                CellOutcome::Error(e)
-            }
-            Ok(Err(other)) => CellOutcome::Error(report::message("error", other.to_string())),
+            Ok(Ok(outputs)) => self.value_of(cell, code, outputs),
+            Ok(Err(error)) => CellOutcome::Error(evcxr_error(error)),
+        }
+    }
+
+    /// The cell's value from what evcxr returned; content it printed last that is not
+    /// its value is sent as a display.
+    fn value_of(&self, cell: CellId, code: &str, outputs: evcxr::EvalOutputs) -> CellOutcome {
+        let mut content = outputs.content_by_mime_type;
+        // A cell ending in a statement-like expression (`print!(..)`, a `for`
+        // loop) has the value `()`: show nothing, as Python kernels do for None.
+        if content.len() == 1 && content.get("text/plain").is_some_and(|t| t == "()") {
+            content.clear();
+        }
+        // A cell ending in `;` has no value: content blocks it printed last are
+        // displays, not its result.
+        if !content.is_empty() && !syntax::has_final_expression(code) {
+            let data = std::mem::take(&mut content)
+                .into_iter()
+                .map(|(m, c)| (m, Value::String(c)))
+                .collect();
+            self.send(
+                cell,
+                CellEvent::Display {
+                    data,
+                    metadata: Map::new(),
+                    display_id: None,
+                    update: false,
+                },
+            );
+        }
+        CellOutcome::Ok {
+            data: content
+                .into_iter()
+                .map(|(m, c)| (m, Value::String(c)))
+                .collect(),
         }
     }
 
@@ -296,6 +255,70 @@ impl Worker {
             },
         );
         outcome
+    }
+}
+
+/// Answers evcxr's input requests: the client's answer when it allows input, else an
+/// empty line and a note on stderr.
+fn input_reader(
+    events: mpsc::UnboundedSender<EngineEvent>,
+    control: Arc<Control>,
+    cell: CellId,
+    allow_stdin: bool,
+) -> impl Fn(String, bool) -> String {
+    move |prompt: String, password: bool| -> String {
+        if !allow_stdin {
+            let _ = events.send(EngineEvent {
+                cell,
+                event: CellEvent::Stream {
+                    stderr: true,
+                    text: "rustmeter: this cell asked for input, but this client does not allow \
+                           input (allow_stdin is false); an empty line was given.\n"
+                        .to_string(),
+                },
+            });
+            return String::new();
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let _ = events.send(EngineEvent {
+            cell,
+            event: CellEvent::InputRequest {
+                prompt,
+                password,
+                reply,
+            },
+        });
+        // The learner's typing does not count against the cell's time limit.
+        control.awaiting_input.store(true, Ordering::SeqCst);
+        let line = answer.recv().unwrap_or_default();
+        control.awaiting_input.store(false, Ordering::SeqCst);
+        line
+    }
+}
+
+/// evcxr's error for a cell, worded for the learner.
+fn evcxr_error(error: evcxr::Error) -> CellError {
+    match error {
+        evcxr::Error::CompilationErrors(errors) => report::compile_errors(&errors),
+        evcxr::Error::SubprocessTerminated(message) => CellError {
+            kind: ErrorKind::Crashed,
+            ename: "crash".into(),
+            evalue: message,
+            traceback: Vec::new(),
+            lost_variables: Vec::new(),
+        },
+        evcxr::Error::TypeRedefinedVariablesLost(vars) => {
+            let mut e = report::message(
+                "variables lost",
+                format!(
+                    "A type was redefined, so these variables were lost: {}",
+                    vars.join(", ")
+                ),
+            );
+            e.lost_variables = vars;
+            e
+        }
+        other => report::message("error", other.to_string()),
     }
 }
 

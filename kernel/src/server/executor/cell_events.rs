@@ -4,9 +4,9 @@
 
 use super::live_build::LiveBuild;
 use super::publish::{publish_background, publish_live, publish_output};
-use super::RecentParents;
+use super::{CellRun, RecentParents};
 use crate::engine::{CellEvent, CellId, CellOutcome, EngineEvent};
-use crate::server::meter::{CellMeter, Display};
+use crate::server::meter::{CellMeter, FooterChoice};
 use crate::server::overflow::{self, OutputBudget, Route};
 use crate::server::{log, wire, Kernel};
 use crate::telemetry::render;
@@ -24,43 +24,36 @@ const LIVE_EVERY: Duration = Duration::from_millis(400);
 /// every `live_build::PROGRESS_HEARTBEAT`).
 const PROGRESS_EVERY: Duration = Duration::from_millis(300);
 
-/// Publishes what the engine reports for `cell` until it finishes, with the live footer.
-#[allow(clippy::too_many_arguments)]
+/// Publishes what the engine reports for the cell until it finishes, with the live footer.
 pub(super) async fn run_events(
     kernel: &Arc<Kernel>,
-    parent: &JupyterMessage,
-    cell: CellId,
-    silent: bool,
-    shown: Display,
+    run: &mut CellRun<'_>,
     code: &str,
-    meter: &mut CellMeter,
     events: &mut mpsc::UnboundedReceiver<EngineEvent>,
     recent: &RecentParents,
 ) -> CellOutcome {
-    let live_id = format!("rustmeter-live-{cell}");
-    let mut live_shown = false;
-    let saved_to = crate::workdir::cache_dir()
-        .join("outputs")
-        .join(format!("kernel-{}-cell-{cell}.txt", std::process::id()));
-    let mut budget = OutputBudget::new(overflow::limit_from_env(), saved_to);
+    let (cell, parent) = (run.cell.cell, run.cell.parent);
+    let live = LiveFooter::new(cell);
+    let budget = output_budget(cell);
     let mut ticker = tokio::time::interval(LIVE_EVERY);
-    let mut build = (!silent).then(|| LiveBuild::start(kernel, cell, code));
+    let build = (!run.cell.silent()).then(|| LiveBuild::start(kernel, cell, code));
+    let mut output = LiveOutput {
+        live,
+        budget,
+        build,
+    };
     let mut build_ticker = tokio::time::interval(PROGRESS_EVERY);
     let outcome = loop {
         let event = tokio::select! {
             event = events.recv() => event,
-            _ = build_ticker.tick(), if build.is_some() => {
-                if let Some(build) = build.as_mut() {
+            _ = build_ticker.tick(), if output.build.is_some() => {
+                if let Some(build) = output.build.as_mut() {
                     build.tick(kernel, parent);
                 }
                 continue;
             }
-            _ = ticker.tick(), if shown != Display::Off => {
-                if let Some((run_ms, view)) = meter.live().filter(|(ms, _)| *ms >= LIVE_AFTER_MS) {
-                    let line = render::live_line(run_ms, view.cpu_cores_now, view.threads, view.rss_bytes);
-                    publish_live(kernel, parent, &live_id, line, live_shown);
-                    live_shown = true;
-                }
+            _ = ticker.tick(), if run.cell.footer != FooterChoice::Off => {
+                output.live.refresh(kernel, parent, &run.meter);
                 continue;
             }
         };
@@ -76,77 +69,157 @@ pub(super) async fn run_events(
         }
         match event.event {
             CellEvent::Finished(outcome) => break outcome,
-            CellEvent::Started { child_pid } => {
-                meter.started(child_pid, shown != Display::Off);
-                // Builds before this were the kernel's warm-up (the cell's queue time).
-                if let Some(build) = build.as_mut() {
-                    build.tracker.poll();
-                    build.tracker.times = Default::default();
-                }
-            }
-            CellEvent::RunStarted { at } => {
-                meter.run_started(at);
-                if let Some(build) = build.as_mut() {
-                    build.collapse(kernel, parent);
-                }
-            }
-            CellEvent::RunEnded { at } => meter.run_ended(at),
-            CellEvent::Note { key, value } => meter.note(key, value),
-            CellEvent::InputRequest {
-                prompt,
-                password,
-                reply,
-            } => {
-                let answer = ask_input(kernel, parent, prompt, password).await;
-                let _ = reply.send(answer);
-            }
-            other if silent => drop(other),
-            CellEvent::Stream { stderr, text } => match budget.route(text) {
-                Route::Publish(text) => {
-                    publish_output(kernel, parent, CellEvent::Stream { stderr, text })
-                }
-                Route::PublishThenNote(text, note) => {
-                    publish_output(kernel, parent, CellEvent::Stream { stderr, text });
-                    publish_output(
-                        kernel,
-                        parent,
-                        CellEvent::Stream {
-                            stderr: true,
-                            text: note,
-                        },
-                    );
-                }
-                Route::Saved => {}
-            },
-            other => publish_output(kernel, parent, other),
+            event => on_event(kernel, run, &mut output, event).await,
         }
     };
-    if let Some(mut build) = build {
-        build.collapse(kernel, parent);
-        build.tracker.poll();
-        meter.build_times(std::mem::take(&mut build.tracker.times));
-        if !build.tracker.lines.is_empty() {
-            *kernel
-                .last_build_log
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(build.tracker.log(cell));
+    output.finish(kernel, run);
+    outcome
+}
+
+/// What following one running cell keeps between its events.
+struct LiveOutput {
+    live: LiveFooter,
+    budget: OutputBudget,
+    /// The compile progress; none for silent requests.
+    build: Option<LiveBuild>,
+}
+
+impl LiveOutput {
+    /// After the cell's end: the compile progress collapsed and its times given to the
+    /// meter, the output budget's summary, the live footer emptied.
+    fn finish(self, kernel: &Kernel, run: &mut CellRun<'_>) {
+        let (cell, parent) = (run.cell.cell, run.cell.parent);
+        if let Some(mut build) = self.build {
+            build.collapse(kernel, parent);
+            build.tracker.poll();
+            run.meter
+                .build_times(std::mem::take(&mut build.tracker.times));
+            if !build.tracker.lines.is_empty() {
+                *kernel
+                    .last_build_log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(build.tracker.log(cell));
+            }
+        }
+        if let Some(summary) = self.budget.summary() {
+            publish_output(
+                kernel,
+                parent,
+                CellEvent::Stream {
+                    stderr: true,
+                    text: summary,
+                },
+            );
+        }
+        self.live.clear(kernel, parent);
+    }
+}
+
+/// The running cell's one-line footer, shown and updated in place under a display id.
+struct LiveFooter {
+    display_id: String,
+    shown: bool,
+}
+
+impl LiveFooter {
+    fn new(cell: CellId) -> LiveFooter {
+        LiveFooter {
+            display_id: format!("rustmeter-live-{cell}"),
+            shown: false,
         }
     }
-    if let Some(summary) = budget.summary() {
-        publish_output(
-            kernel,
-            parent,
-            CellEvent::Stream {
-                stderr: true,
-                text: summary,
-            },
-        );
+
+    /// Shows or updates the line, once the user's code has run `LIVE_AFTER_MS`.
+    fn refresh(&mut self, kernel: &Kernel, parent: &JupyterMessage, meter: &CellMeter) {
+        if let Some((run_ms, view)) = meter.live().filter(|(ms, _)| *ms >= LIVE_AFTER_MS) {
+            let line = render::live_line(run_ms, view.cpu_cores_now, view.threads, view.rss_bytes);
+            publish_live(kernel, parent, &self.display_id, line, self.shown);
+            self.shown = true;
+        }
     }
-    if live_shown {
-        // Emptied, so the final footer is the one footer of this cell.
-        publish_live(kernel, parent, &live_id, String::new(), true);
+
+    /// Emptied, so the final footer is the one footer of this cell.
+    fn clear(self, kernel: &Kernel, parent: &JupyterMessage) {
+        if self.shown {
+            publish_live(kernel, parent, &self.display_id, String::new(), true);
+        }
     }
-    outcome
+}
+
+/// Output past the budget is saved to this cell's file instead of published.
+fn output_budget(cell: CellId) -> OutputBudget {
+    let saved_to = crate::workdir::cache_dir()
+        .join("outputs")
+        .join(format!("kernel-{}-cell-{cell}.txt", std::process::id()));
+    OutputBudget::new(overflow::limit_from_env(), saved_to)
+}
+
+/// One event of the running cell, other than its end: meter moments, input prompts, and
+/// (unless silent) its output.
+async fn on_event(
+    kernel: &Kernel,
+    run: &mut CellRun<'_>,
+    output: &mut LiveOutput,
+    event: CellEvent,
+) {
+    let parent = run.cell.parent;
+    match event {
+        CellEvent::Started { child_pid } => {
+            run.meter
+                .started(child_pid, run.cell.footer != FooterChoice::Off);
+            // Builds before this were the kernel's warm-up (the cell's queue time).
+            if let Some(build) = output.build.as_mut() {
+                build.tracker.poll();
+                build.tracker.times = Default::default();
+            }
+        }
+        CellEvent::RunStarted { at } => {
+            run.meter.run_started(at);
+            if let Some(build) = output.build.as_mut() {
+                build.collapse(kernel, parent);
+            }
+        }
+        CellEvent::RunEnded { at } => run.meter.run_ended(at),
+        CellEvent::Note { key, value } => run.meter.note(key, value),
+        CellEvent::InputRequest {
+            prompt,
+            password,
+            reply,
+        } => {
+            let answer = ask_input(kernel, parent, prompt, password).await;
+            let _ = reply.send(answer);
+        }
+        other if run.cell.silent() => drop(other),
+        CellEvent::Stream { stderr, text } => {
+            publish_stream(kernel, parent, &mut output.budget, stderr, text)
+        }
+        other => publish_output(kernel, parent, other),
+    }
+}
+
+/// A stream chunk within the cell's output budget; what passes it is saved, with one note.
+fn publish_stream(
+    kernel: &Kernel,
+    parent: &JupyterMessage,
+    budget: &mut OutputBudget,
+    stderr: bool,
+    text: String,
+) {
+    match budget.route(text) {
+        Route::Publish(text) => publish_output(kernel, parent, CellEvent::Stream { stderr, text }),
+        Route::PublishThenNote(text, note) => {
+            publish_output(kernel, parent, CellEvent::Stream { stderr, text });
+            publish_output(
+                kernel,
+                parent,
+                CellEvent::Stream {
+                    stderr: true,
+                    text: note,
+                },
+            );
+        }
+        Route::Saved => {}
+    }
 }
 
 /// Sends an `input_request` on stdin to the client that asked for this cell and waits

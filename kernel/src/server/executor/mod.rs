@@ -2,20 +2,22 @@
 //! reports for each (streams, displays, input prompts, the result or the one error), and
 //! after an error aborts the requests already waiting, as ipykernel does.
 //!
-//! Owns the order of execution and the reply to each request. The parts: `cell_events`
-//! follows one running cell's engine events, `publish` turns them into iopub messages,
-//! `live_build` shows compile progress in place. Must not name evcxr types: the engine
+//! Owns the order of execution and the reply to each request. One cell goes through the
+//! steps of ipykernel's `execute_request`: publish the input, run (rustmeter's commands,
+//! then the engine), publish the outcome, reply with metadata; the steps share one
+//! [`CellRun`]. The parts: `cell_events` follows one running cell's engine events,
+//! `publish` turns them into iopub messages, `live_build` shows compile progress in place. Must not name evcxr types: the engine
 //! is reached only through [`crate::engine::Engine`].
 
 mod cell_events;
 mod live_build;
 mod publish;
 
-use super::meter::{CellMeter, Display};
+use super::meter::{CellMeter, FooterChoice};
 use super::{commands, log, wire, Kernel};
-use crate::engine::{CellId, CellOutcome, EngineEvent, ErrorKind};
+use crate::engine::{CellError, CellId, CellOutcome, EngineEvent, ErrorKind};
 use crate::telemetry::render;
-use crate::telemetry::CellStatus;
+use crate::telemetry::{CellStatus, CellTelemetry};
 use cell_events::run_events;
 use jupyter_protocol::{
     ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount,
@@ -25,7 +27,7 @@ use publish::{footer, media, publish_background};
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// An execute request waiting its turn.
@@ -108,7 +110,81 @@ pub async fn run(
     }
 }
 
-/// Runs one cell to the end. If it failed: when, just before its reply was sent.
+/// An execute request once counted: what every step of its cell's run reads.
+#[derive(Clone, Copy)]
+struct CellRequest<'a> {
+    parent: &'a JupyterMessage,
+    request: &'a ExecuteRequest,
+    cell: CellId,
+    /// The cell's execution count (`In [n]`), also the number of its history entry.
+    count: usize,
+    /// Off for silent requests and for cells that were only rustmeter commands.
+    footer: FooterChoice,
+}
+
+impl CellRequest<'_> {
+    fn silent(&self) -> bool {
+        self.request.silent
+    }
+
+    fn execution_count(&self) -> ExecutionCount {
+        ExecutionCount::new(self.count)
+    }
+}
+
+/// One cell while it runs: its request, its meter and its label.
+pub(super) struct CellRun<'a> {
+    cell: CellRequest<'a>,
+    meter: CellMeter,
+    /// The cell's `:label`, or the one a bare `:label` left for it; none when silent.
+    label: Option<String>,
+    /// The cell was only rustmeter commands: nothing ran worth a footer or a record.
+    only_commands: bool,
+}
+
+impl<'a> CellRun<'a> {
+    fn new(kernel: &Kernel, queued: &'a Queued, cell: CellId, count: usize) -> CellRun<'a> {
+        let meter = CellMeter::new(queued.received);
+        let footer = if queued.request.silent {
+            FooterChoice::Off
+        } else {
+            kernel.telemetry().footer
+        };
+        CellRun {
+            cell: CellRequest {
+                parent: &queued.message,
+                request: &queued.request,
+                cell,
+                count,
+                footer,
+            },
+            meter,
+            label: None,
+            only_commands: false,
+        }
+    }
+}
+
+/// A cell after its run: its request, its telemetry, and what measuring it cost.
+struct FinishedCell<'a> {
+    cell: CellRequest<'a>,
+    telemetry: CellTelemetry,
+    /// The meter's own time on the cell's critical path (start and finish) …
+    meter_cost: Duration,
+    /// … and when labelling, recording and rendering the telemetry began.
+    render_started: Instant,
+}
+
+impl FinishedCell<'_> {
+    /// What telemetry cost this cell on its critical path (for bench/telemetry_overhead).
+    fn overhead_ms(&self) -> f64 {
+        (self.meter_cost + self.render_started.elapsed()).as_secs_f64() * 1000.0
+    }
+}
+
+/// Runs one cell to the end, in the steps of ipykernel's `execute_request`: publish the
+/// input, run (rustmeter's commands, then the engine), publish the outcome, reply. If it
+/// failed: when, just before its reply was sent.
 async fn execute(
     kernel: &Arc<Kernel>,
     queued: &Queued,
@@ -117,160 +193,222 @@ async fn execute(
     events: &mut mpsc::UnboundedReceiver<EngineEvent>,
     recent: &RecentParents,
 ) -> Option<Instant> {
+    publish_input(kernel, queued, count);
+    let mut run = CellRun::new(kernel, queued, cell, *count);
+    let outcome = run_cell(kernel, &mut run, events, recent).await;
+    let finished = measure(kernel, run, &outcome);
+    let (reply, failed) = publish_outcome(kernel, &finished, outcome);
+    let replied_at = send_execute_reply(kernel, &finished, reply, failed).await;
+    failed.then_some(replied_at)
+}
+
+/// Busy, then (unless silent) the cell's input, counted and kept in the history when the
+/// request asks for that.
+fn publish_input(kernel: &Kernel, queued: &Queued, count: &mut usize) {
     let parent = &queued.message;
     let request = &queued.request;
-    let silent = request.silent;
     kernel.iopub.status(Status::busy(), parent);
-    if !silent && request.store_history {
+    if request.silent {
+        return;
+    }
+    if request.store_history {
         *count += 1;
     }
-    let execution_count = ExecutionCount::new(*count);
-    if !silent {
-        kernel.iopub.send(wire::child_of(
-            ExecuteInput {
-                code: request.code.clone(),
-                execution_count,
-            },
-            parent,
-        ));
-        if request.store_history {
-            kernel
-                .history
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(*count, &request.code);
-        }
+    kernel.iopub.send(wire::child_of(
+        ExecuteInput {
+            code: request.code.clone(),
+            execution_count: ExecutionCount::new(*count),
+        },
+        parent,
+    ));
+    if request.store_history {
+        kernel
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(*count, &request.code);
     }
-    let mut meter = CellMeter::new(queued.received);
-    let commands = commands::take(&request.code);
-    let shown = if silent {
-        Display::Off
-    } else {
-        kernel.settings().display
-    };
-    let label = if silent {
-        None
-    } else {
-        commands
+}
+
+/// What is left of a cell once rustmeter's own commands are answered.
+enum AfterCommands {
+    /// What the engine runs, already read, and its text as written (for the live
+    /// build view).
+    Engine(crate::commands::Cell, String),
+    /// Nothing: the cell was only commands, and this is its outcome.
+    Done(CellOutcome),
+}
+
+/// The executor's one call into `commands`: takes rustmeter's command lines out of the
+/// cell, settles its label and answers the commands.
+fn answer_commands(kernel: &Kernel, run: &mut CellRun<'_>) -> AfterCommands {
+    let commands = commands::take(&run.cell.request.code);
+    if !run.cell.silent() {
+        // Taken before the commands run: a bare `:label` leaves one for the next cell.
+        run.label = commands
             .label
             .clone()
-            .or_else(|| kernel.settings().pending_label.take())
-    };
-    // Cells that were only rustmeter commands ran nothing worth a footer or a record.
-    let mut shown = shown;
-    let mut only_commands = false;
-    let outcome = match commands::run_local(kernel, parent, &commands) {
-        Some(outcome) => {
-            meter.started(0, false);
-            shown = Display::Off;
-            only_commands = true;
+            .or_else(|| kernel.telemetry().pending_label.take());
+    }
+    match commands::run_local(kernel, run.cell.parent, &commands) {
+        Some(outcome) => AfterCommands::Done(outcome),
+        None => AfterCommands::Engine(commands.for_engine, commands.code),
+    }
+}
+
+/// Runs the cell: rustmeter's commands here, what is left in the engine.
+async fn run_cell(
+    kernel: &Arc<Kernel>,
+    run: &mut CellRun<'_>,
+    events: &mut mpsc::UnboundedReceiver<EngineEvent>,
+    recent: &RecentParents,
+) -> CellOutcome {
+    match answer_commands(kernel, run) {
+        AfterCommands::Done(outcome) => {
+            run.meter.started(0, false);
+            run.cell.footer = FooterChoice::Off;
+            run.only_commands = true;
             outcome
         }
-        None => {
-            kernel
-                .engine
-                .execute_cell(cell, commands.for_engine.clone(), request.allow_stdin);
-            run_events(
-                kernel,
-                parent,
-                cell,
-                silent,
-                shown,
-                &commands.code,
-                &mut meter,
-                events,
-                recent,
-            )
-            .await
+        AfterCommands::Engine(cell, code) => {
+            let allow_stdin = run.cell.request.allow_stdin;
+            kernel.engine.execute_cell(run.cell.cell, cell, allow_stdin);
+            run_events(kernel, run, &code, events, recent).await
         }
-    };
-    let (mut telemetry, meter_cost) = meter.finish(status_of(&outcome));
-    let render_started = Instant::now();
-    telemetry.label = label;
-    if !silent && !only_commands {
-        kernel.settings().record(&request.code, &mut telemetry);
     }
+}
 
-    let (reply, failed) = match outcome {
+/// Ends the cell's meter: its telemetry, labelled, and recorded (for `:compare`,
+/// `rustmeter::last()` and the next run of the same code) unless the request was silent
+/// or the cell only commands.
+fn measure<'a>(kernel: &Kernel, run: CellRun<'a>, outcome: &CellOutcome) -> FinishedCell<'a> {
+    let (mut telemetry, meter_cost) = run.meter.finish(status_of(outcome));
+    let render_started = Instant::now();
+    telemetry.label = run.label;
+    if !run.cell.silent() && !run.only_commands {
+        kernel
+            .telemetry()
+            .record(&run.cell.request.code, &mut telemetry);
+    }
+    FinishedCell {
+        cell: run.cell,
+        telemetry,
+        meter_cost,
+        render_started,
+    }
+}
+
+/// Publishes the outcome; returns the reply's content and whether the cell failed.
+fn publish_outcome(
+    kernel: &Kernel,
+    finished: &FinishedCell<'_>,
+    outcome: CellOutcome,
+) -> (ExecuteReply, bool) {
+    match outcome {
         CellOutcome::Ok { data } => {
-            if !silent && !data.is_empty() {
-                if request.store_history {
-                    if let Some(Value::String(text)) = data.get("text/plain") {
-                        kernel
-                            .history
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .set_output(*count, text);
-                    }
-                }
-                kernel.iopub.send(wire::child_of(
-                    ExecuteResult {
-                        execution_count,
-                        data: media(data),
-                        metadata: Map::new(),
-                        // `{}`, not null: the message schema wants an object.
-                        transient: Some(Transient::default()),
-                    },
-                    parent,
-                ));
-            }
-            if let Display::On(mode) = shown {
-                kernel
-                    .iopub
-                    .send(wire::child_of(footer(&telemetry, mode), parent));
-            }
+            publish_result(kernel, finished, data);
             let reply = ExecuteReply {
                 status: ReplyStatus::Ok,
-                execution_count,
+                execution_count: finished.cell.execution_count(),
                 user_expressions: Some(Default::default()),
                 ..Default::default()
             };
             (reply, false)
         }
-        CellOutcome::Error(mut error) => {
-            // A failed cell has exactly one error message: its footer is the last line.
-            if shown != Display::Off {
-                error.traceback.push(render::text_line(&telemetry));
+        CellOutcome::Error(error) => (publish_error(kernel, finished, error), true),
+    }
+}
+
+/// The result (unless silent or empty, kept in the history when asked), then the footer.
+fn publish_result(kernel: &Kernel, finished: &FinishedCell<'_>, data: Map<String, Value>) {
+    let cell = &finished.cell;
+    if !cell.silent() && !data.is_empty() {
+        if cell.request.store_history {
+            if let Some(Value::String(text)) = data.get("text/plain") {
+                kernel
+                    .history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_output(cell.count, text);
             }
-            if !silent {
-                kernel.iopub.send(wire::child_of(
-                    ErrorOutput {
-                        ename: error.ename.clone(),
-                        evalue: error.evalue.clone(),
-                        traceback: error.traceback.clone(),
-                    },
-                    parent,
-                ));
-            }
-            let reply = ExecuteReply {
-                status: ReplyStatus::Error,
-                execution_count,
-                user_expressions: Some(Default::default()),
-                error: Some(Box::new(ReplyError {
-                    ename: error.ename,
-                    evalue: error.evalue,
-                    traceback: error.traceback,
-                })),
-                ..Default::default()
-            };
-            (reply, true)
         }
-    };
-    // What telemetry cost this cell on its critical path (for bench/telemetry_overhead).
-    let overhead_ms = (meter_cost + render_started.elapsed()).as_secs_f64() * 1000.0;
+        kernel.iopub.send(wire::child_of(
+            ExecuteResult {
+                execution_count: cell.execution_count(),
+                data: media(data),
+                metadata: Map::new(),
+                // `{}`, not null: the message schema wants an object.
+                transient: Some(Transient::default()),
+            },
+            cell.parent,
+        ));
+    }
+    if let FooterChoice::On(mode) = cell.footer {
+        kernel.iopub.send(wire::child_of(
+            footer(&finished.telemetry, mode),
+            cell.parent,
+        ));
+    }
+}
+
+/// Publishes the error (unless silent) and returns the error reply.
+fn publish_error(
+    kernel: &Kernel,
+    finished: &FinishedCell<'_>,
+    mut error: CellError,
+) -> ExecuteReply {
+    let cell = &finished.cell;
+    // A failed cell has exactly one error message: its footer is the last line.
+    if cell.footer != FooterChoice::Off {
+        error.traceback.push(render::text_line(&finished.telemetry));
+    }
+    if !cell.silent() {
+        kernel.iopub.send(wire::child_of(
+            ErrorOutput {
+                ename: error.ename.clone(),
+                evalue: error.evalue.clone(),
+                traceback: error.traceback.clone(),
+            },
+            cell.parent,
+        ));
+    }
+    ExecuteReply {
+        status: ReplyStatus::Error,
+        execution_count: cell.execution_count(),
+        user_expressions: Some(Default::default()),
+        error: Some(Box::new(ReplyError {
+            ename: error.ename,
+            evalue: error.evalue,
+            traceback: error.traceback,
+        })),
+        ..Default::default()
+    }
+}
+
+/// Sends the reply with ipykernel's metadata (`started`, `status`) and, unless silent,
+/// the cell's telemetry and its cost; then idle. Returns when the reply was about to be
+/// sent: requests received later are not aborted by this cell's failure.
+async fn send_execute_reply(
+    kernel: &Kernel,
+    finished: &FinishedCell<'_>,
+    reply: ExecuteReply,
+    failed: bool,
+) -> Instant {
+    let overhead_ms = finished.overhead_ms();
+    let parent = finished.cell.parent;
     let mut reply = wire::child_of(reply, parent);
     reply.metadata = serde_json::json!({
         "started": chrono::Utc::now().to_rfc3339(),
         "status": status_word(failed),
     });
-    if !silent {
-        reply.metadata["rustmeter"] = telemetry.to_json();
+    if !finished.cell.silent() {
+        reply.metadata["rustmeter"] = finished.telemetry.to_json();
         reply.metadata["rustmeter_overhead_ms"] = overhead_ms.into();
     }
     let replied_at = Instant::now();
     send_shell(kernel, reply).await;
     kernel.iopub.status(Status::idle(), parent);
-    failed.then_some(replied_at)
+    replied_at
 }
 
 fn status_word(failed: bool) -> &'static str {
