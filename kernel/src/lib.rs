@@ -6,6 +6,7 @@
 //! knows nothing of either.
 
 pub mod child_runtime;
+pub mod cli;
 pub mod demo_server;
 pub mod depcache;
 pub mod doctor;
