@@ -3,6 +3,8 @@
 //! and registers nothing.
 
 use anyhow::Context;
+use jupyter_protocol::JupyterKernelspec;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Clone)]
@@ -13,25 +15,36 @@ pub struct KernelSpecOptions {
     pub env: Vec<(String, String)>,
 }
 
-pub fn kernel_json(binary: &Path, options: &KernelSpecOptions) -> serde_json::Value {
-    let mut env = serde_json::Map::new();
+/// The kernel.json contents. jupyter_protocol's own type, so the fields are the ones
+/// Jupyter reads; install.sh writes no kernel.json of its own.
+pub fn kernel_json(binary: &Path, options: &KernelSpecOptions) -> JupyterKernelspec {
+    let mut env = HashMap::new();
     if let Some(src) = &options.rust_src {
-        env.insert("RUST_SRC_PATH".into(), src.display().to_string().into());
+        env.insert("RUST_SRC_PATH".to_string(), src.display().to_string());
     }
     for (k, v) in &options.env {
-        env.insert(k.clone(), v.clone().into());
+        env.insert(k.clone(), v.clone());
     }
-    serde_json::json!({
-        "argv": [binary.display().to_string(), "kernel", "--connection-file", "{connection_file}"],
-        "display_name": "Rust (rustmeter)",
-        "language": "rust",
-        "interrupt_mode": "message",
-        "env": env,
-        "metadata": {
-            "debugger": false,
-            "rustmeter": { "version": env!("CARGO_PKG_VERSION") }
-        }
-    })
+    let metadata = HashMap::from([
+        ("debugger".to_string(), serde_json::Value::Bool(false)),
+        (
+            "rustmeter".to_string(),
+            serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
+        ),
+    ]);
+    JupyterKernelspec {
+        argv: vec![
+            binary.display().to_string(),
+            "kernel".to_string(),
+            "--connection-file".to_string(),
+            "{connection_file}".to_string(),
+        ],
+        display_name: "Rust (rustmeter)".to_string(),
+        language: "rust".to_string(),
+        metadata: Some(metadata),
+        interrupt_mode: Some("message".to_string()),
+        env: Some(env),
+    }
 }
 
 /// Writes kernel.json and logos into `dir` (created if needed).
@@ -40,7 +53,9 @@ pub fn write_kernelspec(dir: &Path, options: &KernelSpecOptions) -> anyhow::Resu
     let binary = std::env::current_exe()
         .context("cannot find the rustmeter binary's path")?
         .canonicalize()?;
-    let json = serde_json::to_string_pretty(&kernel_json(&binary, options))?;
+    // Through a `Value`, whose objects keep their keys sorted: the same file every time,
+    // whatever order the spec's hash maps iterate in.
+    let json = serde_json::to_string_pretty(&serde_json::to_value(kernel_json(&binary, options))?)?;
     std::fs::write(dir.join("kernel.json"), json)?;
     for (name, png) in LOGOS {
         std::fs::write(dir.join(name), png)?;
@@ -65,7 +80,7 @@ mod tests {
             rust_src: Some("/src".into()),
             env: vec![("A".into(), "1".into())],
         };
-        let j = kernel_json(Path::new("/bin/rustmeter"), &opts);
+        let j = serde_json::to_value(kernel_json(Path::new("/bin/rustmeter"), &opts)).unwrap();
         assert_eq!(j["argv"][1], "kernel");
         assert_eq!(j["argv"][3], "{connection_file}");
         assert_eq!(j["interrupt_mode"], "message");
