@@ -314,42 +314,16 @@ spec_dir="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-kernelspec.XXXXXX")"
 # mktemp makes it 0700 and `kernelspec install` copies the mode: a system-wide or class
 # kernelspec must be readable by every user.
 chmod 755 "$spec_dir"
-trap 'rm -rf "$spec_dir" "$spec_dir.log"' EXIT
+trap 'rm -rf "$spec_dir"' EXIT
 
 spec_args=(install-kernelspec --dir "$spec_dir")
 [[ -n "$rust_src" ]] && spec_args+=(--rust-src "$rust_src")
 for kv in ${extra_env[@]+"${extra_env[@]}"}; do
     spec_args+=(--env "$kv")
 done
-if "$BIN" "${spec_args[@]}" >"$spec_dir.log" 2>&1 && [[ -f "$spec_dir/kernel.json" ]]; then
-    echo "written by $BIN install-kernelspec"
-else
-    # Older binaries have no install-kernelspec: write the same kernel.json without logos.
-    echo "($BIN install-kernelspec failed: $(tail -n 1 "$spec_dir.log" 2>/dev/null); writing kernel.json directly)"
-    "$PY" - "$spec_dir/kernel.json" "$(realpath "$BIN")" "$rust_src" \
-        ${extra_env[@]+"${extra_env[@]}"} <<'PY'
-import json, sys
-out, binary, rust_src, *extra = sys.argv[1:]
-env = {}
-if rust_src:
-    env["RUST_SRC_PATH"] = rust_src
-for kv in extra:
-    key, _, value = kv.partition("=")
-    env[key] = value
-spec = {
-    "argv": [binary, "kernel", "--connection-file", "{connection_file}"],
-    "display_name": "Rust (rustmeter)",
-    "language": "rust",
-    "interrupt_mode": "message",
-    "env": env,
-    "metadata": {"debugger": False},
-}
-with open(out, "w") as f:
-    json.dump(spec, f, indent=2)
-    f.write("\n")
-PY
-fi
-rm -f "$spec_dir.log"
+# The binary writes kernel.json (and the logos): the one place its contents are defined.
+"$BIN" "${spec_args[@]}" || die "$BIN install-kernelspec failed (its error is above)"
+echo "written by $BIN install-kernelspec"
 
 # Where `jupyter kernelspec install` will put it, for the given scope.
 dest="$("$PY" - "$KERNEL_NAME" "${scope[@]}" <<'PY'

@@ -17,9 +17,14 @@
 //! flush function and the panic hook are installed by the kernel's prelude cell (see
 //! `engine::prelude`), which reports the flush function's address on stdout.
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::{fcntl_dupfd_cloexec, Errno};
+use rustix::pipe::{pipe_with, PipeFlags};
+use rustix::stdio;
+use rustix::time::{clock_gettime, ClockId};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -89,16 +94,18 @@ fn apply_env_file() {
 }
 
 fn install() -> std::io::Result<()> {
-    let real_stdout = Arc::new(Mutex::new(unsafe { File::from_raw_fd(dup(1)?) }));
-    let (out_read, out_write) = pipe()?;
-    let (in_read, in_write) = pipe()?;
-    let real_stdin = dup(0)?;
-    dup2(out_write, 1)?;
-    dup2(in_read, 0)?;
-    unsafe {
-        libc::close(out_write);
-        libc::close(in_read);
-    }
+    // Copies of the real stdin and stdout above 2, kept by the relays; the pipes' ends
+    // then take fds 0 and 1, where evcxr's runtime and user code read and write.
+    let real_stdout = File::from(fcntl_dupfd_cloexec(stdio::stdout(), 3)?);
+    let real_stdout = Arc::new(Mutex::new(real_stdout));
+    let (out_read, out_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    let (in_read, in_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    let real_stdin = fcntl_dupfd_cloexec(stdio::stdin(), 3)?;
+    stdio::dup2_stdout(&out_write)?;
+    stdio::dup2_stdin(&in_read)?;
+    // Fds 0 and 1 are now the only copies of these ends, so each relay notices when the
+    // runtime's side closes.
+    drop((out_write, in_read));
     let (flush_tx, flush_rx) = mpsc::channel::<usize>();
     std::thread::spawn(move || flusher(flush_rx));
     // Markers start once the kernel's prelude cell has run: evcxr's own warm-up cell
@@ -110,29 +117,6 @@ fn install() -> std::io::Result<()> {
         relay_stdin(real_stdin, in_write, stdout_for_stdin, markers_for_stdin)
     });
     std::thread::spawn(move || StdoutRelay::new(real_stdout, flush_tx, markers_on).run(out_read));
-    Ok(())
-}
-
-fn pipe() -> std::io::Result<(i32, i32)> {
-    let mut fds = [0; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((fds[0], fds[1]))
-}
-
-fn dup(fd: i32) -> std::io::Result<i32> {
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    if new < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(new)
-}
-
-fn dup2(from: i32, to: i32) -> std::io::Result<()> {
-    if unsafe { libc::dup2(from, to) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
     Ok(())
 }
 
@@ -148,13 +132,13 @@ fn flusher(requests: mpsc::Receiver<usize>) {
 }
 
 fn relay_stdin(
-    real_stdin: i32,
-    to_runtime: i32,
+    real_stdin: OwnedFd,
+    to_runtime: OwnedFd,
     real_stdout: Arc<Mutex<File>>,
     markers_on: Arc<AtomicBool>,
 ) {
-    let mut input = unsafe { File::from_raw_fd(real_stdin) };
-    let mut output = unsafe { File::from_raw_fd(to_runtime) };
+    let mut input = File::from(real_stdin);
+    let mut output = File::from(to_runtime);
     let mut lines = LineSplitter::default();
     let mut buf = [0u8; 8192];
     loop {
@@ -180,12 +164,7 @@ fn relay_stdin(
 /// they happen: the kernel reads the markers late when the machine is loaded (eight runs
 /// of an 800 ms sleep read 791.9–805.7 ms when stamped on arrival, with three busy loops).
 pub fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let now = clock_gettime(ClockId::Monotonic);
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
@@ -258,13 +237,13 @@ impl StdoutRelay {
         }
     }
 
-    fn run(mut self, fd: i32) {
-        let mut input = unsafe { File::from_raw_fd(fd) };
+    fn run(mut self, fd: OwnedFd) {
+        let mut input = File::from(fd);
         let mut lines = LineSplitter::default();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let timeout = self.next_deadline();
-            if !wait_readable(fd, timeout) {
+            if !wait_readable(&input, timeout) {
                 self.on_timeout();
                 continue;
             }
@@ -422,20 +401,16 @@ fn mime_value(content: String) -> serde_json::Value {
     serde_json::Value::String(content)
 }
 
-fn wait_readable(fd: i32, timeout: Option<Duration>) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+/// Whether `fd` has something to read before `timeout` (`None`: wait as long as it takes).
+fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    // A timeout too long for a timespec waits without one: the same in practice.
+    let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
     loop {
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r >= 0 {
-            return r > 0;
-        }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return true; // let read() report the error
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(ready) => return ready > 0,
+            Err(Errno::INTR) => continue,
+            Err(_) => return true, // let read() report the error
         }
     }
 }
@@ -458,6 +433,26 @@ mod tests {
         );
         assert_eq!(stamp_instant(""), None);
         assert_eq!(stamp_instant("soon"), None);
+    }
+
+    #[test]
+    fn a_pipe_is_readable_once_written_or_closed() {
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        let short = Some(Duration::from_millis(20));
+        assert!(
+            !wait_readable(&read, short),
+            "an empty pipe is not readable"
+        );
+        let mut write = File::from(write);
+        write.write_all(b"x").unwrap();
+        assert!(wait_readable(&read, short), "a written pipe is readable");
+        assert!(
+            wait_readable(&read, None),
+            "no timeout waits until readable"
+        );
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        drop(write);
+        assert!(wait_readable(&read, short), "end-of-file is readable");
     }
 
     #[test]

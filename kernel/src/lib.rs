@@ -7,6 +7,7 @@
 //! `server` and `engine` and imports neither.
 
 pub mod child_runtime;
+pub mod cli;
 pub mod commands;
 pub mod demo_server;
 pub mod depcache;

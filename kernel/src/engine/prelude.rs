@@ -4,6 +4,10 @@
 //! place a panic hook or a stdout flush reaches user code. Everything sits inside one
 //! block, so evcxr keeps no items or variables from it. The one exception is
 //! [`QUICK_DISPLAY`], items kept on purpose, compiled with the first prelude.
+//!
+//! The Rust source itself lives in real files, `kernel/shim/prelude.rs` and
+//! `kernel/shim/quick_display.rs`, syntax-checked by the tests below; this module fills
+//! in the markers.
 
 use crate::child_runtime::{END_OF_CELL, END_OF_CELL_FN, PANIC};
 
@@ -17,56 +21,7 @@ use crate::child_runtime::{END_OF_CELL, END_OF_CELL_FN, PANIC};
 /// inherent `evcxr_display`, and a crate's own `evcxr_display` on them through a trait
 /// would be ambiguous with this one (evcxr then falls back to `{:?}`, as before).
 /// Inherent `evcxr_display` methods of the learner's types win over a trait's.
-pub const QUICK_DISPLAY: &str = r#"mod __rustmeter_display {
-    pub trait Show {
-        fn evcxr_display(&self);
-    }
-    pub trait Plain: ::std::fmt::Debug {}
-    impl<T: Plain + ?Sized> Show for T {
-        fn evcxr_display(&self) {
-            use ::std::io::Write;
-            let text = format!("{:?}", self);
-            let mut out = ::std::io::stdout().lock();
-            let sent = out
-                .write_all(b"EVCXR_BEGIN_CONTENT text/plain
-")
-                .and_then(|_| out.write_all(text.as_bytes()))
-                .and_then(|_| out.write_all(b"
-EVCXR_END_CONTENT
-"));
-            if let Err(error) = sent {
-                eprintln!("Failed to send content to parent: {:?}", error);
-                ::std::process::exit(1);
-            }
-        }
-    }
-    macro_rules! plain {
-        ($($t:ty),*) => { $(impl Plain for $t {})* };
-    }
-    plain!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, bool,
-        char, str, String, (), ::std::time::Duration);
-    impl<T: Plain + ?Sized> Plain for &T {}
-    impl<T: Plain + ?Sized> Plain for &mut T {}
-    impl<T: Plain + ?Sized> Plain for Box<T> {}
-    impl<T: Plain + ?Sized> Plain for ::std::rc::Rc<T> {}
-    impl<T: Plain + ?Sized> Plain for ::std::sync::Arc<T> {}
-    impl<T: Plain> Plain for [T] {}
-    impl<T: Plain, const N: usize> Plain for [T; N] {}
-    impl<T: Plain> Plain for Vec<T> {}
-    impl<T: Plain> Plain for ::std::collections::VecDeque<T> {}
-    impl<T: Plain> Plain for ::std::collections::BTreeSet<T> {}
-    impl<T: Plain, S> Plain for ::std::collections::HashSet<T, S> {}
-    impl<K: Plain, V: Plain> Plain for ::std::collections::BTreeMap<K, V> {}
-    impl<K: Plain, V: Plain, S> Plain for ::std::collections::HashMap<K, V, S> {}
-    impl<T: Plain> Plain for Option<T> {}
-    impl<T: Plain, E: Plain> Plain for Result<T, E> {}
-    impl<A: Plain> Plain for (A,) {}
-    impl<A: Plain, B: Plain> Plain for (A, B) {}
-    impl<A: Plain, B: Plain, C: Plain> Plain for (A, B, C) {}
-    impl<A: Plain, B: Plain, C: Plain, D: Plain> Plain for (A, B, C, D) {}
-}
-use __rustmeter_display::Show as __RustmeterShow;
-"#;
+pub const QUICK_DISPLAY: &str = include_str!("../../shim/quick_display.rs");
 
 /// Replaces [`QUICK_DISPLAY`] once the learner changes how evcxr prints values (`:fmt`,
 /// `:types`): every value then takes evcxr's own path, which honours those settings.
@@ -80,74 +35,27 @@ pub fn changes_value_format(code: &str) -> bool {
     })
 }
 
-/// Rust source of the prelude cell.
+/// The prelude cell's source, with `@@NAME@@` where a marker of [`crate::child_runtime`]
+/// goes (inside string literals, so the file parses as it is).
+const PRELUDE_TEMPLATE: &str = include_str!("../../shim/prelude.rs");
+
+/// Rust source of the prelude cell: one block, the markers filled in as Rust string
+/// escapes (they start with a control character).
 pub fn source() -> String {
-    format!(
-        r#####"{{
-    extern "C" fn rustmeter_end_of_cell() {{
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all("{eoc}\n".as_bytes());
-        let _ = out.flush();
-    }}
-    fn rustmeter_json_string(s: &str) -> String {{
-        let mut out = String::from("\"");
-        for c in s.chars() {{
-            match c {{
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{{:04x}}", c as u32)),
-                c => out.push(c),
-            }}
-        }}
-        out.push('"');
-        out
-    }}
-    std::panic::set_hook(Box::new(|info| {{
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "Box<dyn Any>".to_string());
-        let location = info
-            .location()
-            .map(|l| format!("{{}}:{{}}:{{}}", l.file(), l.line(), l.column()))
-            .unwrap_or_default();
-        let thread = std::thread::current();
-        let name = thread.name().unwrap_or("<unnamed>").to_string();
-        // The cell runs on the child's main thread: its thread id equals the process id.
-        let main = std::fs::read_link("/proc/thread-self")
-            .map(|p| {{
-                let p = p.to_string_lossy().to_string();
-                let mut parts = p.split('/');
-                let pid = parts.next().unwrap_or("");
-                p.ends_with(&format!("/task/{{pid}}"))
-            }})
-            .unwrap_or(false);
-        // A panic of the cell itself becomes the cell's one error message; panics of
-        // other threads are only reported on stderr, as Rust does.
-        if !main {{
-            eprintln!("thread '{{name}}' panicked at {{location}}:\n{{message}}");
-        }}
-        println!(
-            "{panic}{{{{\"message\":{{}},\"location\":{{}},\"main\":{{}}}}}}",
-            rustmeter_json_string(&message),
-            rustmeter_json_string(&location),
-            main
-        );
-    }}));
-    println!("{eoc_fn}{{}}", rustmeter_end_of_cell as usize);
-}}"#####,
-        eoc = END_OF_CELL.escape_default(),
-        eoc_fn = END_OF_CELL_FN.escape_default(),
-        panic = PANIC.escape_default(),
-    )
+    PRELUDE_TEMPLATE
+        .trim_end() // the file's last newline: the cell is the block alone
+        .replace(
+            "@@END_OF_CELL_FN@@",
+            &END_OF_CELL_FN.escape_default().to_string(),
+        )
+        .replace("@@END_OF_CELL@@", &END_OF_CELL.escape_default().to_string())
+        .replace("@@PANIC@@", &PANIC.escape_default().to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use ra_ap_syntax::{Edition, SourceFile};
+
     #[test]
     fn prelude_is_one_block_with_markers() {
         let src = super::source();
@@ -155,6 +63,26 @@ mod tests {
         assert!(src.contains("\\u{1}RM_EOC_FN "));
         assert!(src.contains("\\u{1}RM_PANIC "));
         assert!(src.contains("set_hook"));
+    }
+
+    /// The sources as evcxr receives them parse as Rust: a typo in a shim file shows
+    /// here, not as a failed hidden cell in every new kernel.
+    #[test]
+    fn the_sources_sent_to_evcxr_parse() {
+        // The prelude is a block, which is not an item: parse it as a function body.
+        let prelude = format!("fn prelude() {}", super::source());
+        for (name, text) in [
+            ("shim/prelude.rs", prelude.as_str()),
+            ("shim/quick_display.rs", super::QUICK_DISPLAY),
+            ("QUICK_DISPLAY_OFF", super::QUICK_DISPLAY_OFF),
+        ] {
+            let parsed = SourceFile::parse(text, Edition::Edition2021);
+            assert_eq!(parsed.errors(), [], "{name} does not parse:\n{text}");
+        }
+        assert!(
+            !prelude.contains("@@"),
+            "a placeholder was not filled in:\n{prelude}"
+        );
     }
 
     #[test]

@@ -5,8 +5,14 @@
 //!
 //! Owns only the bytes and descriptors on that socket.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use rustix::net::{
+    self, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use rustix::stdio;
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -22,31 +28,21 @@ const MAX_REQUEST: usize = 64 * 1024;
 pub fn send(stream: &UnixStream, request: &Request) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(request)?;
     bytes.push(b'\n');
-    let fds: [RawFd; 3] = [0, 1, 2];
-    let fd_bytes = std::mem::size_of_val(&fds) as u32;
-    let mut control = vec![0u8; unsafe { libc::CMSG_SPACE(fd_bytes) } as usize];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_mut_ptr().cast(),
-        iov_len: bytes.len(),
-    };
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as _;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
-    }
-    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if (sent as usize) < bytes.len() {
-        (&*stream).write_all(&bytes[sent as usize..])?;
+    let stdio = [stdio::stdin(), stdio::stdout(), stdio::stderr()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(
+        control.push(SendAncillaryMessage::ScmRights(&stdio)),
+        "the buffer is sized for three descriptors"
+    );
+    let sent = net::sendmsg(
+        stream,
+        &[IoSlice::new(&bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
+    if sent < bytes.len() {
+        (&*stream).write_all(&bytes[sent..])?;
     }
     Ok(())
 }
@@ -54,36 +50,24 @@ pub fn send(stream: &UnixStream, request: &Request) -> std::io::Result<()> {
 /// Receives a request and the descriptors that came with it (stdin, stdout, stderr).
 pub fn receive(stream: &UnixStream) -> std::io::Result<(Request, Vec<OwnedFd>)> {
     let mut buffer = vec![0u8; MAX_REQUEST];
-    let mut control = vec![0u8; unsafe { libc::CMSG_SPACE(64) } as usize];
-    let mut iov = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
-    };
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
-    let received = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if received < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // Room for 16 descriptors, three expected: any extras arrive owned, and are closed
+    // when the caller drops them.
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let received = net::recvmsg(
+        stream,
+        &mut [IoSliceMut::new(&mut buffer)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?
+    .bytes;
     let mut fds = Vec::new();
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
-                    / std::mem::size_of::<RawFd>();
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received_fds) = message {
+            fds.extend(received_fds);
         }
     }
-    let mut line = buffer[..received as usize].to_vec();
+    let mut line = buffer[..received].to_vec();
     if !line.contains(&b'\n') {
         let mut rest = Vec::new();
         let mut reader = BufReader::new(stream).take(MAX_REQUEST as u64);
@@ -117,18 +101,9 @@ pub fn write_reply(mut stream: &UnixStream, reply: Result<u32, &str>) -> std::io
 
 /// The uid of the process on the other end.
 pub fn peer_uid(stream: &UnixStream) -> Option<u32> {
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred.uid)
+    net::sockopt::socket_peercred(stream)
+        .ok()
+        .map(|cred| cred.uid.as_raw())
 }
 
 #[cfg(test)]
@@ -147,10 +122,17 @@ mod tests {
         assert_eq!(got.connection_file, request.connection_file);
         assert_eq!(got.launcher_pid, 42);
         assert_eq!(fds.len(), 3);
+        for (number, fd) in fds.into_iter().enumerate() {
+            use std::os::unix::fs::MetadataExt;
+            let received = std::fs::File::from(fd).metadata().unwrap();
+            let own = std::fs::metadata(format!("/proc/self/fd/{number}")).unwrap();
+            let identity = |m: &std::fs::Metadata| (m.dev(), m.ino());
+            assert_eq!(identity(&received), identity(&own), "descriptor {number}");
+        }
         write_reply(&b, Ok(7)).unwrap();
         assert_eq!(read_reply(&a).unwrap(), Ok(7));
         write_reply(&b, Err("no")).unwrap();
         assert_eq!(read_reply(&a).unwrap(), Err("no".to_string()));
-        assert_eq!(peer_uid(&a), Some(unsafe { libc::getuid() }));
+        assert_eq!(peer_uid(&a), Some(rustix::process::getuid().as_raw()));
     }
 }
