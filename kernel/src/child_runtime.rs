@@ -177,7 +177,10 @@ fn stamped(marker: &str) -> String {
 /// text holds no stamp. A stamp from the future (impossible on one machine) reads as now.
 pub fn stamp_instant(text: &str) -> Option<Instant> {
     let stamp: u64 = text.trim().parse().ok()?;
-    let (now, now_ns) = (Instant::now(), monotonic_ns());
+    // The clock first, then the `Instant`: the `Instant` is then never earlier than the
+    // reading, so a stamp never reads back earlier than the moment it names.
+    let now_ns = monotonic_ns();
+    let now = Instant::now();
     let ago = Duration::from_nanos(now_ns.saturating_sub(stamp));
     Some(now.checked_sub(ago).unwrap_or(now))
 }

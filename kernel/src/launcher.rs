@@ -52,15 +52,17 @@ pub fn watch(launcher: u32, on_gone: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("launcher-watch".into())
         .spawn(move || {
-            match pidfd(launcher) {
-                Some(fd) => wait_readable(fd),
-                None => {
-                    while alive(launcher)
-                        && (!watching_parent || std::os::unix::process::parent_id() == launcher)
-                    {
-                        std::thread::sleep(POLL);
-                    }
-                }
+            if let Some(fd) = pidfd(launcher) {
+                wait_readable(fd);
+                // SAFETY: our own descriptor, closed once.
+                unsafe { libc::close(fd) };
+            }
+            // Also the check after the pidfd: a poll that ended for another reason (an
+            // error) falls back to checking, never to a shutdown.
+            while alive(launcher)
+                && (!watching_parent || std::os::unix::process::parent_id() == launcher)
+            {
+                std::thread::sleep(POLL);
             }
             on_gone();
         });
@@ -272,20 +274,26 @@ mod tests {
 
     #[test]
     fn the_watch_fires_when_the_watched_process_exits() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("0.3")
-            .spawn()
+        // Started through a shell that exits at once, so the sleep is not a descendant of
+        // this test process (another unit test kills all of those).
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 >/dev/null 2>&1 & echo $!"])
+            .output()
             .expect("start sleep");
+        let pid: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("its pid");
         let (tx, rx) = std::sync::mpsc::channel();
-        watch(child.id(), move || {
+        watch(pid, move || {
             let _ = tx.send(());
         });
         assert!(
-            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
             "fired while the process ran"
         );
-        child.wait().expect("sleep ends");
-        rx.recv_timeout(Duration::from_secs(3))
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        rx.recv_timeout(Duration::from_secs(10))
             .expect("no call after the process exited");
     }
 }

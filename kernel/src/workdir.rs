@@ -71,8 +71,17 @@ impl WorkDir {
         self.path.join("telemetry")
     }
 
+    /// Removes the folder; tried again while something still writes into it (a build
+    /// ending as the kernel stops), for at most a second.
     pub fn remove(&self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        for _ in 0..20 {
+            match std::fs::remove_dir_all(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                _ => return,
+            }
+        }
     }
 }
 

@@ -149,6 +149,9 @@ pub struct Control {
     timed_out: AtomicBool,
     /// The cell waits for the learner to answer an input prompt.
     awaiting_input: AtomicBool,
+    /// The kernel is shutting down: a killed child is not restarted, so nothing writes
+    /// into the work folder while it is removed.
+    stopping: AtomicBool,
     /// Counts cells, so a late stop never hits the next cell.
     cell_serial: AtomicU64,
     /// `None` when the pipe could not be made: interrupts then always kill.
@@ -223,6 +226,7 @@ pub struct EngineStopper {
 
 impl EngineStopper {
     pub fn stop(&self) {
+        self.control.stopping.store(true, Ordering::SeqCst);
         let child = self.control.child_pid.load(Ordering::SeqCst);
         process::kill_group(child);
         let shell = self.control.shell_pgid.load(Ordering::SeqCst);
@@ -259,6 +263,7 @@ impl Engine {
             interrupted: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
             awaiting_input: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             cell_serial: AtomicU64::new(0),
             cancel: interrupt::CancelChannel::new()
                 .map_err(|e| {

@@ -188,7 +188,7 @@ impl Worker {
         self.pending.fetch_sub(1, Ordering::SeqCst);
         let hits = self.limits.hits_since(counters_before);
         let _ = evcxr.pump.send(PumpCommand::Finish(cell, outcome, hits));
-        if restarted {
+        if restarted && !self.control.stopping.load(Ordering::SeqCst) {
             // A new child has neither our panic hook nor the flush function.
             run_prelude(&mut evcxr.context);
             let pid = self.refresh_child_pid(&evcxr.context);
