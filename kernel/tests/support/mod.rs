@@ -121,6 +121,19 @@ impl TestKernel {
     }
 
     pub async fn start_with(options: Options<'_>) -> TestKernel {
+        // The ports are free when picked, but another process (a kernel of a test running
+        // beside this one, cargo fetching a crate) can take one before the kernel binds
+        // it; the kernel then exits naming the port. Such a start is tried again with new
+        // ports, as a client would.
+        for _ in 0..3 {
+            if let Some(kernel) = Self::try_start(options).await {
+                return kernel;
+            }
+        }
+        panic!("the kernel exited before listening three times in a row (ports taken?)");
+    }
+
+    async fn try_start(options: Options<'_>) -> Option<TestKernel> {
         let dir = std::env::temp_dir().join(format!("rustmeter-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
@@ -182,6 +195,9 @@ impl TestKernel {
                 if wanted.iter().all(|p| listening.contains(p)) {
                     break;
                 }
+                if let Ok(Some(_)) = process.0.as_mut().unwrap().try_wait() {
+                    return None;
+                }
                 assert!(
                     start.elapsed() < Duration::from_secs(60),
                     "the kernel did not listen on {wanted:?} within 60 s (listening: {listening:?})"
@@ -226,7 +242,7 @@ impl TestKernel {
             .request(KernelInfoRequest {}.into(), Duration::from_secs(10))
             .await;
         assert_eq!(reply["status"], "ok");
-        kernel
+        Some(kernel)
     }
 
     pub fn pid(&self) -> u32 {
