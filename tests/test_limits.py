@@ -350,7 +350,7 @@ def test_caps_that_cannot_be_enforced_are_said_once_and_the_kernel_works(learner
         assert f"RUSTMETER_MEMORY_LIMIT={MEMORY} is set but NOT enforced" in warning, warning
         assert "permission denied" in warning, warning
         assert "RUSTMETER_CGROUP_PARENT" in warning and "chown" in warning, warning
-        assert 'RUSTMETER_THREAD_LIMIT="a thousand" is not a number' in warning, warning
+        assert 'RUSTMETER_THREAD_LIMIT="a thousand" is not a whole number' in warning, warning
         reply, out = kernel.run("2 + 2")
         assert value_of(out) == "4"
         assert "NOT enforced" not in stderr_of(out), "said once, not on every cell"

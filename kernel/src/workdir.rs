@@ -85,6 +85,45 @@ impl WorkDir {
     }
 }
 
+/// A folder to bind and connect Unix sockets in. A socket path holds at most 107 bytes,
+/// which a deep folder (a long `TMPDIR` or `RUSTMETER_RUNTIME_DIR`) exceeds; such a folder
+/// is reached through `/proc/self/fd/<fd>` of a handle kept open here (about 20 bytes).
+/// Paths made with it work only in this process, and only while it lives.
+pub struct SocketFolder {
+    _handle: Option<std::fs::File>,
+    path: PathBuf,
+}
+
+/// The longest Unix socket path (`sun_path` is 108 bytes with its closing NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+impl SocketFolder {
+    /// `dir` itself when `dir/<name>` fits for names up to `longest_name` bytes.
+    pub fn open(dir: &Path, longest_name: usize) -> std::io::Result<SocketFolder> {
+        if dir.as_os_str().len() + 1 + longest_name <= MAX_SOCKET_PATH {
+            return Ok(SocketFolder {
+                _handle: None,
+                path: dir.to_path_buf(),
+            });
+        }
+        let handle = std::fs::File::open(dir)?;
+        Ok(SocketFolder {
+            path: fd_path(&handle),
+            _handle: Some(handle),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `/proc/self/fd/<fd>`: the open folder `folder`, by a short path valid in this process.
+pub fn fd_path(folder: &std::fs::File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()))
+}
+
 /// Writes `contents` so that readers (cells, other kernels) never see half a file:
 /// to a temporary name in the same folder, then renamed into place.
 pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -146,5 +185,27 @@ mod tests {
         assert!(base.join(format!("kernel-{}", std::process::id())).exists());
         assert!(base.join("unrelated").exists());
         std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn deep_folders_get_short_socket_paths_that_bind() {
+        let deep = std::env::temp_dir()
+            .join(format!("rm-socket-folder-{}", std::process::id()))
+            .join("a".repeat(60))
+            .join("b".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let folder = SocketFolder::open(&deep, 10).unwrap();
+        assert!(
+            folder.path().starts_with("/proc/self/fd/"),
+            "{:?}",
+            folder.path()
+        );
+        let socket = folder.path().join("wire-1");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        assert!(deep.join("wire-1").exists());
+        let shallow = SocketFolder::open(Path::new("/tmp"), 10).unwrap();
+        assert_eq!(shallow.path(), Path::new("/tmp"));
+        std::fs::remove_dir_all(deep.parent().unwrap().parent().unwrap()).unwrap();
     }
 }

@@ -343,3 +343,26 @@ async fn values_print_as_evcxr_prints_them() {
     let r = k.execute("7u8").await;
     assert!(text(&r).contains("u8"), "{:?}", text(&r));
 }
+
+/// A runtime folder deeper than a Unix socket path can hold (107 bytes) still serves: the
+/// kernel reaches its private sockets through a short path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_folder_deeper_than_a_socket_path_still_serves() {
+    let deep = support::TempDir(
+        std::env::temp_dir()
+            .join(format!("rustmeter-deep-{}", uuid::Uuid::new_v4()))
+            .join("d".repeat(90)),
+    );
+    std::fs::create_dir_all(&deep.0).unwrap();
+    let mut k =
+        TestKernel::start_with_env(&[("RUSTMETER_RUNTIME_DIR", deep.0.to_str().unwrap())]).await;
+    let r = k.execute("40 + 2").await;
+    assert_eq!(r.result_text().as_deref(), Some("42"), "{r:?}");
+    let work = std::fs::read_dir(&deep.0)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert!(work.join("wire-1").exists(), "sockets are in {work:?}");
+}

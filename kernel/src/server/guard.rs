@@ -12,6 +12,7 @@
 
 use super::log;
 use super::zmtp_check::{InboundCheck, Violation};
+use crate::workdir::SocketFolder;
 use anyhow::Context;
 use jupyter_protocol::{ConnectionInfo, Transport};
 use std::path::{Path, PathBuf};
@@ -48,10 +49,10 @@ impl Settings {
 }
 
 /// The private endpoints zeromq binds when the guard is on: `ipc://{dir}/wire-{1..5}`.
-pub fn private_endpoints(public: &ConnectionInfo, dir: &Path) -> ConnectionInfo {
+pub fn private_endpoints(public: &ConnectionInfo, dir: &SocketFolder) -> ConnectionInfo {
     ConnectionInfo {
         transport: Transport::IPC,
-        ip: dir.join("wire").display().to_string(),
+        ip: dir.path().join("wire").display().to_string(),
         shell_port: 1,
         iopub_port: 2,
         stdin_port: 3,

@@ -169,8 +169,10 @@ pub async fn serve(
     // With the guard, zeromq binds private ipc endpoints and the guard listens on the
     // connection file's; without it, zeromq binds the connection file's endpoints itself.
     let guard = guard::Settings::from_env()?;
+    // Kept open while the kernel serves: the guard connects through it per connection.
+    let wire_folder = crate::workdir::SocketFolder::open(&engine.workdir_path(), 16)?;
     let bound = match &guard {
-        Some(_) => guard::private_endpoints(&info, &engine.workdir_path()),
+        Some(_) => guard::private_endpoints(&info, &wire_folder),
         None => info.clone(),
     };
     let shell = create_kernel_shell_connection(&bound, &session)
@@ -232,6 +234,7 @@ pub async fn serve(
         Channel::Shell,
     ));
     read_loop(kernel, control_recv, key, replays, Channel::Control).await;
+    drop(wire_folder);
     Ok(())
 }
 

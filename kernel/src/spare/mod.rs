@@ -117,8 +117,7 @@ pub fn proxy_file(launcher: u32) -> PathBuf {
 /// and connect through `/proc/self/fd/<folder fd>/<name>` instead (about 50 bytes).
 /// `folder` must stay open while the path is used.
 fn socket_address(folder: &std::fs::File, name: &std::ffi::OsStr) -> PathBuf {
-    use std::os::fd::AsRawFd;
-    Path::new(&format!("/proc/self/fd/{}", folder.as_raw_fd())).join(name)
+    crate::workdir::fd_path(folder).join(name)
 }
 
 /// An exclusive lock per key: held by the one spare that warms or waits for that key.
