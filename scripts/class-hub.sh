@@ -166,7 +166,7 @@ cmd_add_learners() {
         local group
         while read -r group; do
             [[ -n "$group" ]] || continue
-            mkdir -p "$group" && chown -R "$name:" "$group" || die "cannot delegate cgroup $group to $name"
+            { mkdir -p "$group" && chown -R "$name:" "$group"; } || die "cannot delegate cgroup $group to $name"
         done < <(learner_cgroups "$name")
     done
 }

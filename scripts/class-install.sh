@@ -27,7 +27,7 @@ class_prepare() {
 
     if ! cmp -s "$BIN" "$dir/bin/rustmeter"; then
         step "class mode: copying the kernel binary to $dir/bin/rustmeter"
-        install -m 0755 "$BIN" "$dir/bin/rustmeter.new" && mv -f "$dir/bin/rustmeter.new" "$dir/bin/rustmeter" \
+        { install -m 0755 "$BIN" "$dir/bin/rustmeter.new" && mv -f "$dir/bin/rustmeter.new" "$dir/bin/rustmeter"; } \
             || die "--class: cannot copy $BIN to $dir/bin"
     fi
     BIN="$dir/bin/rustmeter"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Run all of rustmeter's tests: the Rust tests (cargo test) and the Python/Jupyter tests
-# (pytest tests/), installing first when the binary, the Python environment or the
+# Run all of rustmeter's tests: the style checks (scripts/lint.sh), the Rust tests
+# (cargo test) and the Python/Jupyter tests (pytest tests/), installing first when the binary, the Python environment or the
 # kernelspec is missing. Exits non-zero when either suite fails.
 #
-#   scripts/test.sh [--no-build] [--no-cargo-test] [--no-pytest] [-- pytest args...]
+#   scripts/test.sh [--no-build] [--no-lint] [--no-cargo-test] [--no-pytest] [-- pytest args...]
 #
 #   --no-build       don't run cargo build (use the binary as it is)
+#   --no-lint        skip scripts/lint.sh (rustfmt, clippy, shellcheck, module direction)
 #   --no-cargo-test  skip `cargo test`
 #   --no-pytest      skip pytest
 #   after --, arguments go to pytest (e.g. -- -k smoke -x)
@@ -14,15 +15,17 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
 build=1
+lint=1
 cargo_tests=1
 py_tests=1
 pytest_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --no-build) build=0 ;;
+        --no-lint) lint=0 ;;
         --no-cargo-test) cargo_tests=0 ;;
         --no-pytest) py_tests=0 ;;
-        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; pytest_args=("$@"); break ;;
         *) die "unknown option: $1 (see scripts/test.sh --help)" ;;
     esac
@@ -52,8 +55,11 @@ use_project_env "$PY"
 export RUSTMETER_BIN="$BIN"
 [[ $py_tests -eq 1 ]] && ensure_chromium  # for tests/test_browser.py; skips when it can't
 
-# Short names: kernels bind Unix sockets under TMPDIR, and a socket path has 107 bytes.
-logs="$(mktemp -d "${TMPDIR:-/tmp}/rmt.XXXXXX")"
+# Short names: tests and clients bind Unix sockets under TMPDIR, and a socket path has
+# 107 bytes (the kernel copes with deep folders; jupyter_client's ipc endpoints do not).
+tmp_base="${TMPDIR:-/tmp}"
+[[ ${#tmp_base} -le 24 ]] || tmp_base=/tmp
+logs="$(mktemp -d "$tmp_base/rmt.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT
 
 # ---------------------------------------------------------------------------- fresh state
@@ -87,6 +93,17 @@ sum_of() {
                               END { print s + 0 }'
 }
 passed=0 failed=0 skipped=0
+
+# ---------------------------------------------------------------------------- lint
+lint_status="skipped"
+if [[ $lint -eq 1 ]]; then
+    if "$ROOT/scripts/lint.sh"; then
+        lint_status="PASS"
+    else
+        lint_status="FAIL (scripts/lint.sh printed what differs)"
+        failed=$((failed + 1))
+    fi
+fi
 
 # ---------------------------------------------------------------------------- cargo test
 cargo_status="skipped"
@@ -144,7 +161,8 @@ fi
 # ---------------------------------------------------------------------------- summary
 echo
 echo "==> summary ($((SECONDS - started))s)"
+echo "    lint:       $lint_status"
 echo "    cargo test: $cargo_status"
 echo "    pytest:     $pytest_status"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
-[[ "$cargo_status" != FAIL* && "$pytest_status" != FAIL* ]]
+[[ "$lint_status" != FAIL* && "$cargo_status" != FAIL* && "$pytest_status" != FAIL* ]]

@@ -63,6 +63,35 @@ const HOLD_LIMIT: Duration = Duration::from_millis(150);
 /// How long the end of a cell waits for the user-code stdout to be flushed.
 const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 
+/// SIGINT must not kill the child (the kernel decides when to kill,
+/// after the grace period), so the handler does nothing. `SA_RESTART`: a blocking call in
+/// evcxr's runtime or our relays that met `EINTR` could end the process's loops; code that
+/// wants the interrupt listens for SIGINT itself (`tokio::signal::ctrl_c()`) or checks
+/// `rustmeter::interrupted()`.
+fn ignore_sigint_in_child() {
+    extern "C" fn on_sigint(_: libc::c_int) {}
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// Processes the user's code starts must not inherit the
+/// cancel channel.
+fn keep_channel_private_in_child() {
+    let Some(fd) =
+        crate::settings::text(&crate::settings::INTERRUPT_FD).and_then(|v| v.parse::<i32>().ok())
+    else {
+        return;
+    };
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+}
+
 /// Installs the relays when this process is evcxr's user-code child; returns at once
 /// otherwise.
 pub fn hook() {
@@ -70,8 +99,8 @@ pub fn hook() {
         return;
     }
     apply_env_file();
-    crate::engine::interrupt::ignore_sigint_in_child();
-    crate::engine::interrupt::keep_channel_private_in_child();
+    ignore_sigint_in_child();
+    keep_channel_private_in_child();
     if let Err(error) = install() {
         // Without the relays cells still run; they only lose live displays.
         eprintln!("rustmeter: could not set up output relay: {error}");

@@ -25,7 +25,7 @@
 //! reusing and stopping it from a cell is the `rustmeter` API crate's `demo` module.
 //! This module knows nothing of Jupyter or evcxr.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,7 +184,7 @@ async fn answer(stream: TcpStream, delay: Duration, counters: Arc<Counters>) {
 async fn watch_owner(state_file: PathBuf, owner: u32, me: u32) {
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let owner_alive = Path::new(&format!("/proc/{owner}")).exists();
+        let owner_alive = crate::sys::alive(owner);
         let still_mine = std::fs::read_to_string(&state_file)
             .map(|s| s.lines().any(|l| l == format!("pid {me}")))
             .unwrap_or(false);

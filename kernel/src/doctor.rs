@@ -480,14 +480,10 @@ fn open_files() -> Finding {
     }
 }
 
-fn read_number(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 fn threads() -> Finding {
     let (nproc, _) = limit(libc::RLIMIT_NPROC);
-    let max = read_number("/proc/sys/kernel/threads-max").unwrap_or(u64::MAX);
-    let pids = read_number("/proc/sys/kernel/pid_max").unwrap_or(u64::MAX);
+    let max = crate::sys::kernel_setting("kernel/threads-max").unwrap_or(u64::MAX);
+    let pids = crate::sys::kernel_setting("kernel/pid_max").unwrap_or(u64::MAX);
     let cgroup = std::fs::read_to_string("/sys/fs/cgroup/pids.max")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
@@ -520,15 +516,8 @@ fn threads() -> Finding {
 
 fn memory_and_cores() -> Finding {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kb = |key: &str| {
-        meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let (total, available) = (kb("MemTotal:") / 1024, kb("MemAvailable:") / 1024);
+    let kib = |field: &str| crate::sys::meminfo_kib(field).unwrap_or(0);
+    let (total, available) = (kib("MemTotal") / 1024, kib("MemAvailable") / 1024);
     let text = format!("{cores} cores, {total} MB RAM ({available} MB available)");
     // One kernel: ~450 MB (rust-analyzer) + the cells' process + compiling (~1 GB peaks).
     if available >= 2048 && cores >= 2 {

@@ -13,6 +13,7 @@
 //! A leaf: reads `/proc`, the environment and its switch (through `crate::settings`),
 //! never the server, engine or spares; what "shut down" means is the caller's closure.
 
+use crate::sys::{alive, environ, own_processes, parent_of};
 use std::time::Duration;
 
 /// The switch: on (default) or off.
@@ -187,27 +188,6 @@ fn wait_readable(fd: i32) {
     {}
 }
 
-/// Alive and not a zombie (a killed launcher whose own parent has not reaped it yet).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-fn parent_of(pid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
 fn ancestors(pid: u32) -> Vec<u32> {
     let mut chain = Vec::new();
     let mut at = parent_of(pid);
@@ -216,23 +196,6 @@ fn ancestors(pid: u32) -> Vec<u32> {
         at = parent_of(at);
     }
     chain
-}
-
-fn own_processes() -> Vec<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = unsafe { libc::getuid() };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn environ(pid: u32) -> Vec<u8> {
-    std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default()
 }
 
 fn env_pid(environ: &[u8], name: &str) -> Option<u32> {
@@ -244,10 +207,7 @@ fn env_pid(environ: &[u8], name: &str) -> Option<u32> {
 }
 
 fn cmdline(pid: u32) -> String {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    String::from_utf8_lossy(&raw)
-        .trim_end_matches('\0')
-        .replace('\0', " ")
+    crate::sys::cmdline(pid).join(" ")
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ fn run(cli: Cli) -> Result<(), String> {
         return Ok(());
     };
     match command {
-        Command::Kernel(args) => rustmeter_kernel::server::run_kernel(args.connection_file())
+        Command::Kernel(args) => rustmeter_kernel::launch::run_kernel(args.connection_file())
             .map_err(|e| format!("{e:#}")),
         Command::Spare { key } => {
             rustmeter_kernel::spare::run_spare(&key).map_err(|e| format!("{e:#}"))
@@ -91,7 +91,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Prewarm { cache } => {
-            let summary = rustmeter_kernel::depcache::prewarm::run(cache)?;
+            let summary = rustmeter_kernel::launch::prewarm::run(cache)?;
             print!("{summary}");
             Ok(())
         }

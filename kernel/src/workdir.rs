@@ -166,9 +166,7 @@ pub fn remove_stale(base: &Path) -> usize {
 }
 
 fn is_rustmeter(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("rustmeter"))
-        .unwrap_or(false)
+    crate::sys::cmdline(pid).join(" ").contains("rustmeter")
 }
 
 #[cfg(test)]

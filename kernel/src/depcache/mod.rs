@@ -29,7 +29,6 @@
 pub mod digest;
 pub mod key;
 pub mod link;
-pub mod prewarm;
 pub mod record;
 pub mod rewrite;
 pub mod store;
@@ -48,6 +47,13 @@ pub fn is_wrapper_invocation() -> bool {
 }
 
 /// `RUSTMETER_DEP_CACHE=off` turns the cache off (the wrapper is not installed).
+/// The cells a learner's first async notebook runs: what `rustmeter prewarm` compiles into
+/// a cache tier and what spares warm up with (so both are cache hits).
+pub const CANONICAL_CELLS: [&str; 2] = [
+    ":dep tokio = { version = \"1\", features = [\"full\"] }",
+    "tokio::time::sleep(std::time::Duration::from_millis(1)).await;\nlet _ = rustmeter::last();",
+];
+
 pub fn enabled() -> bool {
     settings::switch(&settings::DEP_CACHE)
 }

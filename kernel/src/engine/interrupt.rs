@@ -143,32 +143,3 @@ fn stop_code(control: &Control, serial: u64) {
         process::kill_group(child);
     }
 }
-
-/// Runs in the user-code child: SIGINT must not kill it (the kernel decides when to kill,
-/// after the grace period), so the handler does nothing. `SA_RESTART`: a blocking call in
-/// evcxr's runtime or our relays that met `EINTR` could end the process's loops; code that
-/// wants the interrupt listens for SIGINT itself (`tokio::signal::ctrl_c()`) or checks
-/// `rustmeter::interrupted()`.
-pub fn ignore_sigint_in_child() {
-    extern "C" fn on_sigint(_: libc::c_int) {}
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-    }
-}
-
-/// Runs in the user-code child: processes the user's code starts must not inherit the
-/// cancel channel.
-pub fn keep_channel_private_in_child() {
-    let Some(fd) =
-        crate::settings::text(&crate::settings::INTERRUPT_FD).and_then(|v| v.parse::<i32>().ok())
-    else {
-        return;
-    };
-    unsafe {
-        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
-}

@@ -159,6 +159,9 @@ pub struct Control {
     /// Woken by every interrupt: whoever waits on the cell's behalf (an input prompt)
     /// gives up.
     interrupts: tokio::sync::Notify,
+    /// Called with true when cell code starts running and false when it stops (the
+    /// launch pauses warm spares with it); set once, by [`Engine::on_running_change`].
+    on_running: std::sync::OnceLock<fn(bool)>,
 }
 
 impl Control {
@@ -174,9 +177,10 @@ impl Control {
     fn set_phase(&self, phase: Phase) {
         let before = self.phase.swap(phase as u8, Ordering::SeqCst);
         let running = Phase::Running as u8;
-        match (before == running, phase as u8 == running) {
-            (false, true) => crate::spare::pause::stop_spares(),
-            (true, false) => crate::spare::pause::continue_spares(),
+        let hook = self.on_running.get();
+        match (before == running, phase as u8 == running, hook) {
+            (false, true, Some(hook)) => hook(true),
+            (true, false, Some(hook)) => hook(false),
             _ => {}
         }
     }
@@ -273,6 +277,7 @@ impl Engine {
                 })
                 .ok(),
             interrupts: tokio::sync::Notify::new(),
+            on_running: std::sync::OnceLock::new(),
         });
         let workdir = Arc::new(workdir);
         let limits = Arc::new(crate::limits::Limits::from_env());
@@ -303,6 +308,12 @@ impl Engine {
             limits,
             on_idle: Arc::default(),
         }
+    }
+
+    /// Calls `hook(true)` whenever cell code starts running and `hook(false)` when it
+    /// stops (not while compiling). Set once; later calls are ignored.
+    pub fn on_running_change(&self, hook: fn(bool)) {
+        let _ = self.control.on_running.set(hook);
     }
 
     /// Calls `then` on another thread once the engine is first idle (warmed up, and no

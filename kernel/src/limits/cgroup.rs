@@ -275,7 +275,7 @@ fn remove_stale_siblings(parent: &Path) {
         else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if !crate::sys::alive(pid) {
             // Fails harmlessly while processes remain in it.
             let _ = std::fs::remove_dir(entry.path());
         }

@@ -17,7 +17,6 @@ pub mod wire;
 pub mod zmtp_check;
 
 use crate::engine::{Completeness, Engine};
-use crate::workdir::WorkDir;
 use anyhow::Context;
 use jupyter_protocol::{
     CodeMirrorMode, CommClose, CommInfoReply, CompleteReply, CompleteRequest, ConnectionInfo,
@@ -30,72 +29,8 @@ use jupyter_zmq_client::{
     create_kernel_iopub_xpub_connection, create_kernel_shell_connection,
     create_kernel_stdin_connection, RouterSendConnection, SubscriptionEvent,
 };
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
-
-/// Runs the kernel until a shutdown request. Returns an error only if it cannot start.
-/// With warm spares on (see [`crate::spare`]), a ready spare serves this launch and this
-/// process stays as its proxy; either way a spare is started for the next launch (at
-/// once when served, else when this kernel is first idle).
-pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
-    crate::spare::note_launch_environment();
-    let launcher = crate::launcher::launcher();
-    let spare_key = crate::spare::enabled()
-        .then(crate::spare::current_key)
-        .and_then(Result::ok);
-    if let Some(key) = &spare_key {
-        if let Some(claimed) = crate::spare::claim(key, &connection_file) {
-            crate::spare::ensure(key);
-            if let Some(launcher) = launcher {
-                // The proxy's exit closes the link: the spare then shuts down as a kernel.
-                crate::launcher::watch(launcher, move || {
-                    log(&format!(
-                        "the launching process {launcher} is gone; shutting down"
-                    ));
-                    let _ = std::fs::remove_file(crate::spare::proxy_file(std::process::id()));
-                    std::process::exit(0);
-                });
-            }
-            claimed.serve_as_proxy();
-        }
-    }
-    let text = std::fs::read_to_string(&connection_file)
-        .with_context(|| format!("cannot read connection file {}", connection_file.display()))?;
-    // The parse error is reported without the file's content: it holds the key.
-    let info: ConnectionInfo = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "connection file {} is not valid: {}",
-            connection_file.display(),
-            e.classify_text()
-        )
-    })?;
-    let workdir = WorkDir::create().context("cannot create the kernel's work folder")?;
-    std::fs::create_dir_all(workdir.evcxr_dir())?;
-    // Still single-threaded here: the only safe moment to set evcxr's folder.
-    std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
-    crate::launcher::mark_kernel_process();
-    runtime()?.block_on(async {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let engine = Engine::start(workdir, events_tx);
-        if let Some(launcher) = launcher {
-            let stopper = engine.stopper();
-            crate::launcher::watch(launcher, move || {
-                log(&format!(
-                    "the launching process {launcher} is gone; shutting down"
-                ));
-                stopper.stop();
-                std::process::exit(0);
-            });
-        }
-        // The spare for the next launch warms up once this kernel has (and its first
-        // cells ran), not alongside.
-        if let Some(key) = spare_key {
-            engine.when_idle(move || crate::spare::ensure(&key));
-        }
-        serve(info, engine, events_rx).await
-    })
-}
 
 /// The kernel's own async runtime: two I/O threads (the engine has its own thread).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

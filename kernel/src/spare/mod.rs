@@ -257,7 +257,7 @@ pub fn stop_all() -> usize {
 /// code ran elsewhere (see `pause`) would otherwise keep the signal pending.
 fn terminate(pid: u32) -> bool {
     let sent = unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0;
-    crate::engine::process::signal_tree(pid, libc::SIGCONT);
+    crate::sys::signal_tree(pid, libc::SIGCONT);
     sent
 }
 
@@ -266,17 +266,7 @@ pub fn waiting() -> Vec<(u32, u64)> {
     spare_pids(&dir())
         .into_iter()
         .filter(|(_, pid)| is_spare(*pid))
-        .map(|(_, pid)| {
-            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                })
-                .unwrap_or(0);
-            (pid, rss * 1024)
-        })
+        .map(|(_, pid)| (pid, crate::sys::status_bytes(pid, "VmRSS").unwrap_or(0)))
         .collect()
 }
 
@@ -296,13 +286,9 @@ fn spare_pids(dir: &Path) -> Vec<(String, u32)> {
 }
 
 fn is_spare(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            c.split(|b| *b == 0)
-                .nth(1)
-                .is_some_and(|arg| arg == b"spare")
-        })
-        .unwrap_or(false)
+    crate::sys::cmdline(pid)
+        .get(1)
+        .is_some_and(|arg| arg == "spare")
 }
 
 fn log(message: &str) {

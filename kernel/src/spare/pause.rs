@@ -5,12 +5,21 @@
 //! while code *runs*: a spare stopped during a compile could hold a cargo lock that
 //! compile waits for.
 //!
-//! Leaf module: the engine calls it on its phase changes; it knows only processes.
+//! Knows only processes; the launch hands [`while_code_runs`] to each engine it starts.
 
 use std::sync::Mutex;
 
 /// The processes this kernel stopped, so that exactly those are continued.
 static STOPPED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// An engine's hook for "code started (true) or stopped (false) running".
+pub fn while_code_runs(running: bool) {
+    if running {
+        stop_spares();
+    } else {
+        continue_spares();
+    }
+}
 
 /// Stops the warm-up of every spare of this user but this process.
 pub fn stop_spares() {
@@ -25,7 +34,7 @@ pub fn stop_spares() {
     }
     let mut stopped = STOPPED.lock().unwrap_or_else(|p| p.into_inner());
     for root in roots {
-        stopped.extend(crate::engine::process::signal_tree(root, libc::SIGSTOP));
+        stopped.extend(crate::sys::signal_tree(root, libc::SIGSTOP));
     }
 }
 

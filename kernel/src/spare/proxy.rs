@@ -33,7 +33,7 @@ pub fn claim(key: &str, connection_file: &Path) -> Option<Claimed> {
         // A spare stopped while another kernel's code runs (see `pause`) must answer now.
         let pid = name.trim_end_matches(".sock").rsplit('-').next();
         if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
-            crate::engine::process::signal_tree(pid, libc::SIGCONT);
+            crate::sys::signal_tree(pid, libc::SIGCONT);
         }
         let Ok(folder) = std::fs::File::open(&dir) else {
             return None;

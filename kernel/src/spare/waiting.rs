@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 /// The canonical dependency line of the tutorials and the prewarm (so it is a cache hit),
 /// and the `rustmeter` crate, declared by naming it without calling anything.
 const WARM_CELLS: [&str; 2] = [
-    crate::depcache::prewarm::CANONICAL_CELLS[0],
+    crate::depcache::CANONICAL_CELLS[0],
     "{ let _ = rustmeter::interrupted; }",
 ];
 
@@ -69,6 +69,7 @@ async fn warm_then_serve(
     let started = Instant::now();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let engine = Engine::start(workdir, events_tx);
+    engine.on_running_change(super::pause::while_code_runs);
     for code in WARM_CELLS {
         engine.execute(WARM_CELL, code.to_string(), false);
         if let Err(e) = finish_warm_cell(&mut events).await {

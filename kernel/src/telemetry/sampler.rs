@@ -82,7 +82,8 @@ pub struct Sampler {
     system: Arc<Mutex<Option<System>>>,
 }
 
-/// Without sysinfo (it failed to initialise) readings fall back to `/proc` directly.
+/// Without sysinfo (it failed to initialise: no readable `/proc`, which it reads itself)
+/// readings are unknown.
 fn read_with(system: &mut Option<System>, pid: u32) -> Option<Reading> {
     let threads = thread_count(pid)?;
     read_cpu_memory(system, pid, threads)
@@ -90,9 +91,7 @@ fn read_with(system: &mut Option<System>, pid: u32) -> Option<Reading> {
 
 /// CPU and memory from sysinfo; `threads` comes from the caller's own poll.
 fn read_cpu_memory(system: &mut Option<System>, pid: u32, threads: u64) -> Option<Reading> {
-    let Some(system) = system else {
-        return read_proc(pid);
-    };
+    let system = system.as_mut()?;
     let spid = Pid::from_u32(pid);
     system.refresh_processes_specifics(
         ProcessesToUpdate::Some(&[spid]),
@@ -111,56 +110,24 @@ fn read_cpu_memory(system: &mut Option<System>, pid: u32, threads: u64) -> Optio
     })
 }
 
-fn read_proc(pid: u32) -> Option<Reading> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    Some(Reading {
-        cpu_ms: ticks * 1000.0 / hz,
-        rss_bytes: f.get(21)?.parse::<u64>().ok()? * page,
-        threads: f.get(17)?.parse().ok()?,
-    })
-}
-
 /// The exact number of threads, from the `Threads:` line of `/proc/PID/status` (the same
 /// count as `/proc/PID/stat` field 20, without summing every thread's CPU time, which
 /// makes `stat` O(threads)).
 pub fn thread_count(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Threads:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    crate::sys::status_number(pid, "Threads")
 }
 
 /// Resets the kernel's peak-RSS counter for `pid` (`VmHWM`).
 pub fn reset_peak(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+    crate::sys::reset_peak_rss(pid)
 }
 
 /// `VmHWM` of `pid`, in bytes.
 pub fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::sys::status_bytes(pid, "VmHWM")
 }
 
-/// The machine's CPU time since boot by kind, in clock ticks: the first line of
-/// `/proc/stat` (user, nice, system, idle, iowait, irq, softirq, steal; 0 where the
-/// kernel reports fewer).
-pub fn machine_cpu_ticks() -> Option<[u64; 8]> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let mut fields = stat.lines().next()?.split_whitespace();
-    if fields.next() != Some("cpu") {
-        return None;
-    }
-    let mut ticks = [0u64; 8];
-    for (tick, field) in ticks.iter_mut().zip(fields) {
-        *tick = field.parse().ok()?;
-    }
-    Some(ticks)
-}
+pub use crate::sys::machine_cpu_ticks;
 
 /// CPU time (ms) all programs on the machine have used since boot, from `/proc/stat`.
 pub fn machine_busy_ms() -> Option<f64> {
@@ -411,9 +378,8 @@ mod tests {
         assert!(peak_rss(pid).unwrap() > 0);
         let mut system = System::new().ok();
         let r = read_with(&mut system, pid).unwrap();
-        assert!(r.rss_bytes > 0);
-        let p = read_proc(pid).unwrap();
-        assert!(p.rss_bytes > 0 && p.threads >= 1);
+        assert!(r.rss_bytes > 0 && r.threads >= 1 && r.cpu_ms >= 0.0);
+        assert!(read_with(&mut None, pid).is_none(), "no sysinfo, no reading");
     }
 
     #[test]

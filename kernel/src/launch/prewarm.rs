@@ -6,22 +6,17 @@
 //! Owns only that sequence and its summary; the engine plans the cells exactly as in a
 //! notebook (the same shim lines), and the wrapper does the caching.
 
-use super::record::{parse_event, BuildEvent};
+use crate::depcache::record::{parse_event, BuildEvent};
+use crate::depcache::CANONICAL_CELLS;
 use crate::engine::{CellEvent, CellOutcome, Engine};
 use crate::workdir::WorkDir;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The cells a learner's first async notebook runs.
-pub const CANONICAL_CELLS: [&str; 2] = [
-    ":dep tokio = { version = \"1\", features = [\"full\"] }",
-    "tokio::time::sleep(std::time::Duration::from_millis(1)).await;\nlet _ = rustmeter::last();",
-];
-
 /// Runs the canonical cells; `cache` makes DIR the tier written. Must be called while
 /// the process is still single-threaded (it sets environment variables).
 pub fn run(cache: Option<PathBuf>) -> Result<String, String> {
-    if !super::enabled() {
+    if !crate::depcache::enabled() {
         return Err(format!(
             "the dependency cache is off ({}={}): nothing to prewarm",
             crate::settings::DEP_CACHE.name,
@@ -30,12 +25,13 @@ pub fn run(cache: Option<PathBuf>) -> Result<String, String> {
     }
     let tier = match cache {
         Some(dir) => {
-            super::store::create_dirs(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            crate::depcache::store::create_dirs(&dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
             let dir = std::fs::canonicalize(&dir).map_err(|e| e.to_string())?;
             std::env::set_var(crate::settings::DEP_CACHE_TIER.name, &dir);
             dir
         }
-        None => super::Tiers::from_env().write.root,
+        None => crate::depcache::Tiers::from_env().write.root,
     };
     let workdir = WorkDir::create().map_err(|e| format!("work folder: {e}"))?;
     std::fs::create_dir_all(workdir.evcxr_dir()).map_err(|e| e.to_string())?;
@@ -45,6 +41,7 @@ pub fn run(cache: Option<PathBuf>) -> Result<String, String> {
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = Engine::start(workdir, tx);
+    engine.on_running_change(crate::spare::pause::while_code_runs);
     let mut failure = None;
     for (id, code) in (1..).zip(CANONICAL_CELLS) {
         engine.execute(id, code.to_string(), false);

@@ -1,0 +1,213 @@
+//! What Linux says about processes, and signals to them: the `/proc` readers (stat,
+//! status, cmdline, environ, the process table) and process signalling, for every module
+//! that needs them (engine, spare, launcher, telemetry, work folders, doctor).
+//!
+//! Leaf module: imports nothing else of this crate, knows nothing of kernels, cells or
+//! Jupyter. Every reader answers "unknown" (`None`, empty) for a process that is gone.
+
+use std::collections::{HashMap, HashSet};
+
+/// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, first):
+/// the name is in parentheses and may itself hold spaces and parentheses.
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after) = stat.rsplit_once(')')?;
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+/// Alive and not a zombie (a killed process whose parent has not reaped it yet).
+pub fn alive(pid: u32) -> bool {
+    stat_fields(pid)
+        .and_then(|fields| fields.first().cloned())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// The parent of `pid`, 0 when unknown.
+pub fn parent_of(pid: u32) -> u32 {
+    stat_fields(pid)
+        .and_then(|fields| fields.get(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The arguments of `pid` (the program first); empty when unknown.
+pub fn cmdline(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+/// The raw environment block of `pid` (`NAME=value\0…`); empty when unknown or not ours.
+pub fn environ(pid: u32) -> Vec<u8> {
+    std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default()
+}
+
+/// The number on a line of `/proc/<pid>/status` (`Threads`, `VmRSS` in kB).
+pub fn status_number(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    status_number(pid, field).map(|kib| kib * 1024)
+}
+
+/// Resets the kernel's peak-RSS counter of `pid` (`VmHWM`, through `clear_refs`).
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// The machine's CPU time since boot by kind, in clock ticks: the first line of
+/// `/proc/stat` (user, nice, system, idle, iowait, irq, softirq, steal; 0 where the
+/// kernel reports fewer).
+pub fn machine_cpu_ticks() -> Option<[u64; 8]> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut fields = stat.lines().next()?.split_whitespace();
+    if fields.next() != Some("cpu") {
+        return None;
+    }
+    let mut ticks = [0u64; 8];
+    for (tick, field) in ticks.iter_mut().zip(fields) {
+        *tick = field.parse().ok()?;
+    }
+    Some(ticks)
+}
+
+/// A number the kernel publishes under `/proc/sys` (`kernel/threads-max`).
+pub fn kernel_setting(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A line of `/proc/meminfo` (`MemTotal`, `MemAvailable`), in KiB.
+pub fn meminfo_kib(field: &str) -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The pids of every process this user owns.
+pub fn own_processes() -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::getuid().as_raw();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// `(pid, ppid, pgid)` of every process.
+fn process_table() -> Vec<(u32, u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let fields = stat_fields(pid)?;
+            Some((
+                pid,
+                fields.get(1)?.parse().ok()?,
+                fields.get(2)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// All descendants of `root`, excluding whole process groups in `keep_groups`.
+pub fn descendants(root: u32, keep_groups: &[u32]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
+    for (pid, ppid, pgid) in process_table() {
+        children.entry(ppid).or_default().push((pid, pgid));
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(parent) = stack.pop() {
+        for (pid, pgid) in children.get(&parent).cloned().unwrap_or_default() {
+            if keep_groups.contains(&pgid) || !seen.insert(pid) {
+                continue;
+            }
+            out.push(pid);
+            stack.push(pid);
+        }
+    }
+    out
+}
+
+/// Sends `signal` to one process; false when it could not (gone, not ours, pid ≤ 1).
+pub fn signal(pid: u32, signal: i32) -> bool {
+    pid > 1 && unsafe { libc::kill(pid as i32, signal) } == 0
+}
+
+/// Sends SIGKILL to a process group.
+pub fn kill_group(pgid: u32) {
+    if pgid > 1 {
+        unsafe {
+            libc::kill(-(pgid as i32), libc::SIGKILL);
+        }
+    }
+}
+
+/// Sends `signal` to `root` and every process under it; returns the pids it reached.
+pub fn signal_tree(root: u32, sig: i32) -> Vec<u32> {
+    std::iter::once(root)
+        .chain(descendants(root, &[]))
+        .filter(|pid| signal(*pid, sig))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn reads_this_process_and_its_children() {
+        let me = std::process::id();
+        assert!(alive(me));
+        assert_eq!(parent_of(me), std::os::unix::process::parent_id());
+        assert!(!cmdline(me).is_empty());
+        assert!(status_bytes(me, "VmRSS").is_some_and(|rss| rss > 0));
+        assert!(status_number(me, "Threads").is_some_and(|n| n >= 1));
+        assert!(machine_cpu_ticks().is_some_and(|t| t.iter().sum::<u64>() > 0));
+        assert!(own_processes().contains(&me));
+        assert!(kernel_setting("kernel/pid_max").is_some_and(|n| n > 1));
+        assert!(meminfo_kib("MemTotal").is_some_and(|kib| kib > 0));
+
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("sleep 30 & wait")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let found = descendants(me, &[]);
+        assert!(found.contains(&child.id()));
+        assert!(found.len() >= 2, "sh and its sleep: {found:?}");
+        let reached = signal_tree(child.id(), libc::SIGKILL);
+        assert!(reached.len() >= 2, "{reached:?}");
+        assert!(!child.wait().unwrap().success());
+        assert!(!alive(child.id()));
+        assert_eq!(parent_of(u32::MAX), 0);
+    }
+}
