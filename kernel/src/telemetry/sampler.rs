@@ -379,7 +379,10 @@ mod tests {
         let mut system = System::new().ok();
         let r = read_with(&mut system, pid).unwrap();
         assert!(r.rss_bytes > 0 && r.threads >= 1 && r.cpu_ms >= 0.0);
-        assert!(read_with(&mut None, pid).is_none(), "no sysinfo, no reading");
+        assert!(
+            read_with(&mut None, pid).is_none(),
+            "no sysinfo, no reading"
+        );
     }
 
     #[test]
