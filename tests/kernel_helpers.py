@@ -187,3 +187,12 @@ def launched_kernel(env: dict[str, str] | None = None, ready_timeout: float = 12
                 kernel.wait()
         client.stop_channels()
         os.unlink(connection)
+
+
+def pid_alive(pid: int) -> bool:
+    """The process runs and is not a zombie (killed, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

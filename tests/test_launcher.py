@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel_helpers import KERNEL_NAME, ROOT, STARTUP_TIMEOUT, run_cell, stream_text
+from kernel_helpers import KERNEL_NAME, ROOT, STARTUP_TIMEOUT, pid_alive, run_cell, stream_text
 from test_spare import spares  # noqa: F401  (the fixture: a private runtime folder with spares on)
 
 GONE_WITHIN = 3.0  # s, from the launcher's death
@@ -54,14 +54,6 @@ print(json.dumps({"kernel": km.provisioner.process.pid, "printed": printed}), fl
 import time
 time.sleep(3600)
 """
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def processes_with(*words: str) -> list[int]:
@@ -187,17 +179,13 @@ def test_a_kernel_whose_client_is_killed_exits_with_everything_it_started(kernel
 def test_a_kernel_ends_when_jupyterlab_is_killed_while_a_cell_runs(kernel_env, monkeypatch):
     from browser_helpers import start_server
     from jupyter_client import BlockingKernelClient
-    from test_spare import api_call
+    from test_spare import open_notebook_session
 
     for name in ("RUSTMETER_RUNTIME_DIR", "RUSTMETER_SPARE"):
         monkeypatch.setenv(name, kernel_env[name])
     server = start_server("lab")
     try:
-        session = api_call(server, "POST", "sessions", {
-            "path": "01-welcome.ipynb", "name": "01-welcome.ipynb", "type": "notebook",
-            "kernel": {"name": KERNEL_NAME},
-        })
-        kernel_id = session["kernel"]["id"]
+        kernel_id = open_notebook_session(server)["kernel"]["id"]
         connection = Path(server.env["JUPYTER_RUNTIME_DIR"]) / f"kernel-{kernel_id}.json"
         kc = BlockingKernelClient(connection_file=str(connection))
         kc.load_connection_file()

@@ -1,4 +1,4 @@
-"""Memory and thread caps on a shared machine (issue 7, acceptance 3).
+"""Memory and thread caps on a shared machine.
 
 Two real kernels of one non-root user, each with RUSTMETER_MEMORY_LIMIT=500M and
 RUSTMETER_THREAD_LIMIT=1000, in cgroups an administrator delegated to that user. Kernel 1

@@ -1,4 +1,4 @@
-"""Soak (issue 7): many cells in one session keep the kernel's RSS flat (at most 20 MB
+"""Soak: many cells in one session keep the kernel's RSS flat (at most 20 MB
 growth), leak no file descriptors or threads, and every cell has its telemetry.
 
 Runs bench/soak's code with RUSTMETER_SOAK_CELLS cells (default 150, about a minute and a

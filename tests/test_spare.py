@@ -17,18 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from kernel_helpers import KERNEL_NAME, STARTUP_TIMEOUT, result_data, run_cell, stream_text
+from kernel_helpers import KERNEL_NAME, STARTUP_TIMEOUT, pid_alive, result_data, run_cell, stream_text
 
 SPARE_READY_TIMEOUT = 300  # s: a spare waits 4 s, then for a free core, then warms (~15 s)
 CANONICAL_DEP = ':dep tokio = { version = "1", features = ["full"] }'
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_until(condition, timeout: float, what: str):
@@ -239,6 +231,15 @@ def api_call(server, method: str, path: str, body: dict | None = None) -> dict:
         return json.loads(text) if text else {}
 
 
+def open_notebook_session(server, notebook: str = "01-welcome.ipynb") -> dict:
+    """Opens `notebook` with a rustmeter kernel through Jupyter's sessions API, as
+    JupyterLab does; returns the session (its kernel's id is `["kernel"]["id"]`)."""
+    return api_call(server, "POST", "sessions", {
+        "path": notebook, "name": notebook, "type": "notebook",
+        "kernel": {"name": KERNEL_NAME},
+    })
+
+
 def test_a_kernel_restart_in_jupyterlab_is_served_by_a_spare(spares, monkeypatch):
     """Under jupyter_server each launch gets its own JPY_* variables; the spare must still
     match, or a learner's restart would never be instant."""
@@ -248,10 +249,7 @@ def test_a_kernel_restart_in_jupyterlab_is_served_by_a_spare(spares, monkeypatch
     monkeypatch.setenv("RUSTMETER_RUNTIME_DIR", str(spares.base))
     server = start_server("lab")
     try:
-        session = api_call(server, "POST", "sessions", {
-            "path": "01-welcome.ipynb", "name": "01-welcome.ipynb", "type": "notebook",
-            "kernel": {"name": KERNEL_NAME},
-        })
+        session = open_notebook_session(server)
         kernel = session["kernel"]["id"]
         spare = spares.wait_ready()
         api_call(server, "POST", f"kernels/{kernel}/restart")

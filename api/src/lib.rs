@@ -17,10 +17,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 pub mod demo;
+#[doc(hidden)]
+pub mod markers;
 
-const MARK_DISPLAY: &str = "\u{1}RM_DISPLAY ";
-const MARK_CLEAR: &str = "\u{1}RM_CLEAR ";
-const MARK_NOTE: &str = "\u{1}RM_NOTE ";
+use markers::{CLEAR as MARK_CLEAR, DISPLAY as MARK_DISPLAY, NOTE as MARK_NOTE};
 
 /// The figures of one finished cell (see the footer for what each means).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -30,29 +30,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Prefix of every line rustmeter's own markers use. A control character, so ordinary
-/// program output never collides with it.
-pub const MARK: &str = "\u{1}RM_";
-/// `\u{1}RM_RUN_START <ns>`: compiled user code started running (announced by the stdin
-/// relay), stamped with this process's `CLOCK_MONOTONIC` in nanoseconds (see [`stamp`]).
-pub const RUN_START: &str = "\u{1}RM_RUN_START";
-/// `\u{1}RM_RUN_END <ns>`: the user's code returned (announced before evcxr's completion
-/// line), stamped like [`RUN_START`].
-pub const RUN_END: &str = "\u{1}RM_RUN_END";
-/// `\u{1}RM_DISPLAY {json}`: a display_data (fields `data`, optional `display_id`, `update`).
-pub const DISPLAY: &str = "\u{1}RM_DISPLAY ";
-/// `\u{1}RM_NOTE {"key":..,"value":..}`: a parameter the cell attached to its telemetry.
-pub const NOTE: &str = "\u{1}RM_NOTE ";
-/// `\u{1}RM_CLEAR {json}`: clear_output (`{"wait":bool}`).
-pub const CLEAR: &str = "\u{1}RM_CLEAR ";
-/// `\u{1}RM_PANIC {json}`: a panic seen by the prelude's panic hook.
-pub const PANIC: &str = "\u{1}RM_PANIC ";
-/// Ends a partial output line (one printed without newline): the text before it has no `\n`.
-pub const NO_EOL: &str = "\u{1}RM_NOEOL";
-/// Printed by the prelude's flush function; the relay consumes it.
-pub const END_OF_CELL: &str = "\u{1}RM_EOC";
-/// `\u{1}RM_EOC_FN <address>`: where the prelude's flush function lives; consumed here.
-pub const END_OF_CELL_FN: &str = "\u{1}RM_EOC_FN ";
+use crate::markers::{DISPLAY, END_OF_CELL, END_OF_CELL_FN, NO_EOL, RUN_END, RUN_START};
 
 const EVCXR_COMPLETE: &str = "EVCXR_EXECUTION_COMPLETE";
 const EVCXR_BEGIN: &str = "EVCXR_BEGIN_CONTENT ";

@@ -30,6 +30,8 @@ pub mod install;
 pub mod launch;
 pub mod launcher;
 pub mod limits;
+#[path = "../../api/src/markers.rs"]
+pub mod markers;
 pub mod server;
 pub mod settings;
 pub mod spare;

@@ -45,9 +45,15 @@ pub fn environ(pid: u32) -> Vec<u8> {
 
 /// The number on a line of `/proc/<pid>/status` (`Threads`, `VmRSS` in kB).
 pub fn status_number(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
+    field_number(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        field,
+    )
+}
+
+/// The first number after `field:` in a `Name: value` file (`status`, `meminfo`).
+fn field_number(text: &str, field: &str) -> Option<u64> {
+    text.lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
         .split_whitespace()
         .next()?
@@ -92,14 +98,7 @@ pub fn kernel_setting(name: &str) -> Option<u64> {
 
 /// A line of `/proc/meminfo` (`MemTotal`, `MemAvailable`), in KiB.
 pub fn meminfo_kib(field: &str) -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    field_number(&std::fs::read_to_string("/proc/meminfo").ok()?, field)
 }
 
 /// The pids of every process this user owns.

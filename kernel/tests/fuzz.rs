@@ -1,4 +1,4 @@
-//! Seeded fuzzing of the shell and control channels (issue 7, acceptance 4): forged,
+//! Seeded fuzzing of the shell and control channels: forged,
 //! malformed, replayed and validly-signed-but-malformed messages, plus raw ZMTP garbage on
 //! fresh TCP connections to every port. Every message that could run code carries code
 //! that writes a marker file; the marker must never appear. A kernel_info on control and

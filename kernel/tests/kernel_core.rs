@@ -237,7 +237,8 @@ async fn interrupt_stops_a_runaway_cell_and_restart_leaves_nothing_behind() {
     let outputs = k.collect_until_idle(&id, Duration::from_secs(10)).await;
     let took = sent.elapsed();
     println!("blocking loop {{}}: interrupt -> idle in {took:?}");
-    // A grace period for a cooperative stop, then the kill (issue 7 allows 2 s).
+    // A grace period for a cooperative stop, then the kill: the interrupt must end the
+    // cell within 2 s.
     assert!(
         took < Duration::from_secs(2),
         "idle {took:?} after the interrupt"

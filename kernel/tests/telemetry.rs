@@ -245,6 +245,20 @@ async fn cells_read_telemetry_through_the_shipped_crate_and_compare_labels() {
     let r = k.execute("rustmeter::note(\"N\", 1000);").await;
     assert_eq!(r.telemetry()["notes"]["N"], 1000.0);
 
+    // Every marker the `rustmeter` crate prints (one `markers` file on both sides) comes
+    // back as its Jupyter message.
+    let r = k
+        .execute("rustmeter::html(\"<b>one</b>\");\nrustmeter::display_with_id(\"d\", \"text/plain\", \"v1\", false);\nrustmeter::display_with_id(\"d\", \"text/plain\", \"v2\", true);\nrustmeter::clear_output(true);")
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let shown = r.of_type("display_data");
+    assert_eq!(shown[0].content["data"]["text/html"], "<b>one</b>", "{r:?}");
+    assert_eq!(shown[1].content["transient"]["display_id"], "d", "{r:?}");
+    let updated = r.of_type("update_display_data");
+    assert_eq!(updated[0].content["data"]["text/plain"], "v2", "{r:?}");
+    assert_eq!(r.of_type("clear_output")[0].content["wait"], true, "{r:?}");
+    assert!(!r.stdout().contains('\u{1}'), "no marker leaks: {r:?}");
+
     for (label, n) in [("one", 1), ("ten", 10), ("hundred", 100)] {
         let code = format!(
             ":label {label}\nlet hs: Vec<_> = (0..{n}).map(|_| std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(100)))).collect();\nfor h in hs {{ h.join().unwrap(); }}"

@@ -9,7 +9,7 @@
 //! `kernel/shim/quick_display.rs`, syntax-checked by the tests below; this module fills
 //! in the markers.
 
-use crate::child_runtime::{END_OF_CELL, END_OF_CELL_FN, PANIC};
+use crate::markers::{END_OF_CELL, END_OF_CELL_FN, PANIC};
 
 /// Items defined once per kernel, before the prelude: a cell ending in a std value
 /// (`x + 1`, a `Vec`, an `Option`) then compiles once instead of twice.
@@ -35,7 +35,7 @@ pub fn changes_value_format(code: &str) -> bool {
     })
 }
 
-/// The prelude cell's source, with `@@NAME@@` where a marker of [`crate::child_runtime`]
+/// The prelude cell's source, with `@@NAME@@` where a marker of [`crate::markers`]
 /// goes (inside string literals, so the file parses as it is).
 const PRELUDE_TEMPLATE: &str = include_str!("../../shim/prelude.rs");
 

@@ -7,9 +7,8 @@
 //! `Finish` after those lines, because it is one thread reading in turn.
 
 use super::{CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase};
-use crate::child_runtime::{
-    stamp_instant, CLEAR, DISPLAY, NOTE, NO_EOL, PANIC, RUN_END, RUN_START,
-};
+use crate::child_runtime::stamp_instant;
+use crate::markers::{CLEAR, DISPLAY, NOTE, NO_EOL, PANIC, RUN_END, RUN_START};
 use crossbeam_channel::{select, Receiver};
 use serde_json::Value;
 use std::sync::Arc;
@@ -104,7 +103,7 @@ impl Pump {
 
     fn on_stdout(&self, cell: CellId, in_cell: bool, line: String, panic: &mut Option<PanicSeen>) {
         // A marker after a `print!` without newline: the text before it is partial output.
-        if let Some(at) = line.find(crate::child_runtime::MARK).filter(|at| *at > 0) {
+        if let Some(at) = line.find(crate::markers::MARK).filter(|at| *at > 0) {
             self.send(
                 cell,
                 CellEvent::Stream {

@@ -20,8 +20,9 @@ pub fn api_dep_line(root: &Path) -> std::io::Result<String> {
     const MANIFEST: &str = include_str!("../../../api/Cargo.toml");
     const LIB: &str = include_str!("../../../api/src/lib.rs");
     const DEMO: &str = include_str!("../../../api/src/demo.rs");
+    const MARKERS: &str = include_str!("../../../api/src/markers.rs");
     // Named after the sources too: kernels built from other commits share this folder.
-    let sources = [MANIFEST, LIB, DEMO].concat();
+    let sources = [MANIFEST, LIB, DEMO, MARKERS].concat();
     let dir = root.join(format!(
         "rustmeter-api-{}-{:08x}",
         env!("CARGO_PKG_VERSION"),
@@ -30,6 +31,7 @@ pub fn api_dep_line(root: &Path) -> std::io::Result<String> {
     write_if_changed(&dir.join("Cargo.toml"), MANIFEST)?;
     write_if_changed(&dir.join("src").join("lib.rs"), LIB)?;
     write_if_changed(&dir.join("src").join("demo.rs"), DEMO)?;
+    write_if_changed(&dir.join("src").join("markers.rs"), MARKERS)?;
     Ok(format!(
         ":dep rustmeter = {{ package = \"rustmeter-api\", path = \"{}\" }}",
         dir.display()
