@@ -112,6 +112,29 @@ class RustmeterKernelTests(jupyter_kernel_test.KernelTests):
         return super().execute_helper(code, timeout=max(timeout, REPLY_TIMEOUT), **kwargs)
 
 
+class IPythonStyleSamples(RustmeterKernelTests):
+    """The same suite with samples shaped like IPython's own: arithmetic with spaces,
+    a runtime error (not a `panic!` written out), history patterns holding `*` and
+    spaces, completion of a longer prefix."""
+
+    code_hello_world = 'print!("{}\\n", "hello, world");'
+    code_stderr = 'eprint!("oops\\n");'
+    completion_samples = [
+        {"text": "std::collections::HashM", "matches": {"HashMap"}},
+        {"text": "let v: Vec<u8> = Vec::with_capa", "matches": {"with_capacity"}},
+    ]
+    complete_code_samples = ["6 * 7", "struct P { x: i32 }", "let s = \"{\";"]
+    incomplete_code_samples = ["match x {", "let s = \"abc", "/* note"]
+    invalid_code_samples = ["let = 5;", ")"]
+    code_generate_error = "let d = 0;\n1 / d"
+    code_execute_result = [
+        {"code": "6 * 7", "result": "42"},
+        {"code": '"ab".repeat(3)', "result": '"ababab"'},
+    ]
+    code_history_pattern = "6 *"
+    code_inspect_sample = "std::collections::HashMap"
+
+
 # ------------------------------------------------------------------------------- runner
 _running_kernel: list[Any] = []
 
@@ -136,6 +159,8 @@ class JsonLinesResult(unittest.TextTestResult):
         if not self.results_path:
             return
         name, sub = _test_name(test)
+        samples = type(getattr(test, "test_case", test)).__name__
+        sub = f"[{samples}] {sub}".strip()
         line = {"test": name, "subtest": sub, "outcome": outcome, "detail": detail}
         with open(self.results_path, "a") as f:
             f.write(json.dumps(line) + "\n")
@@ -182,7 +207,11 @@ def main() -> int:
     JsonLinesResult.results_path = os.environ.get("RUSTMETER_CONFORMANCE_RESULTS")
     deadline = float(os.environ.get("RUSTMETER_CONFORMANCE_DEADLINE", "840"))
     threading.Thread(target=_watchdog, args=(deadline,), daemon=True).start()
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(RustmeterKernelTests)
+    loader = unittest.defaultTestLoader
+    suite = unittest.TestSuite(
+        loader.loadTestsFromTestCase(samples)
+        for samples in (RustmeterKernelTests, IPythonStyleSamples)
+    )
     runner = unittest.TextTestRunner(verbosity=2, resultclass=JsonLinesResult, stream=sys.stdout)
     result = runner.run(suite)
     return 0 if result.wasSuccessful() else 1

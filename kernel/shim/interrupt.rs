@@ -186,29 +186,81 @@ pub mod __rustmeter {
 
     impl<T: IntoFuture> RmInterruptible for T {}
 
-    /// evcxr runs an async cell as `runtime_guard.block_on(async { … })`. The runtime's
-    /// own `block_on` is generic over the future, so every async cell compiled tokio's
-    /// scheduler loop again (about 0.3 s of rustc per cell on 2 cores). This method is
-    /// found first (on the guard itself, before auto-deref reaches the runtime's), boxes
-    /// the cell's future and runs it through one function compiled here, once. Same
-    /// runtime, same lock held, same panics: only the future's type is erased.
-    pub trait RmBlockOn {
-        fn block_on<F: Future>(self, future: F) -> F::Output;
+    /// What an interrupted cell returns instead of its value: evcxr's cells return `()`
+    /// or, once `?` is allowed (the kernel's tokio declaration allows it), a `Result`
+    /// whose error prints itself and marks the cell failed.
+    pub trait FromInterrupt {
+        fn from_interrupt() -> Self;
     }
 
-    impl RmBlockOn for std::sync::MutexGuard<'_, ::tokio::runtime::Runtime> {
-        fn block_on<F: Future>(self, future: F) -> F::Output {
-            let mut output = None;
-            block_on_boxed(&self, Box::pin(async { output = Some(future.await) }));
-            output.expect("block_on returns once the future is done")
+    impl FromInterrupt for () {
+        fn from_interrupt() {}
+    }
+
+    impl<T, E: From<Interrupted>> FromInterrupt for Result<T, E> {
+        fn from_interrupt() -> Self {
+            Err(Interrupted.into())
         }
     }
 
+    /// Once evcxr is in async mode it runs *every* cell as
+    /// `runtime_guard.block_on(async { … })`. This method is found first (on the guard
+    /// itself, before auto-deref reaches the runtime's) and runs the cell as a program
+    /// would run the same code:
+    /// - The cell's future is first polled with the runtime *entered* (as
+    ///   `Handle::enter()` does), not inside `block_on`: a cell that never awaits runs to
+    ///   its end right there, with `tokio::spawn` and `Handle::current()` working, and may
+    ///   build and block on a runtime of its own (`#[tokio::main]`, `Runtime::new()`,
+    ///   `futures::executor::block_on`), which inside `block_on` would panic.
+    /// - A cell that is still waiting after that poll continues on the shared runtime,
+    ///   raced against the interrupt: an interrupt drops the whole cell future wherever it
+    ///   is parked (`join!`, `select!`, `join_all`, an `async` block) and the cell returns
+    ///   early, so evcxr keeps the variables of earlier cells.
+    /// - The future's type is erased (boxed) so that tokio's scheduler loop is compiled
+    ///   once, here, not again in every cell (about 0.3 s of rustc per cell on 2 cores).
+    pub trait RmBlockOn {
+        fn block_on<F: Future>(self, future: F) -> F::Output
+        where
+            F::Output: FromInterrupt;
+    }
+
+    impl RmBlockOn for std::sync::MutexGuard<'_, ::tokio::runtime::Runtime> {
+        fn block_on<F: Future>(self, future: F) -> F::Output
+        where
+            F::Output: FromInterrupt,
+        {
+            let mut output = None;
+            run_cell(&self, Box::pin(async { output = Some(future.await) }));
+            output.unwrap_or_else(F::Output::from_interrupt)
+        }
+    }
+
+    /// Runs one cell's future (see [`RmBlockOn`]); returns when it ended or was interrupted.
     #[inline(never)]
-    pub fn block_on_boxed(
+    pub fn run_cell(
         runtime: &::tokio::runtime::Runtime,
-        future: Pin<Box<dyn Future<Output = ()> + '_>>,
+        mut cell: Pin<Box<dyn Future<Output = ()> + '_>>,
     ) {
-        runtime.block_on(future)
+        let tasks_before = runtime.metrics().num_alive_tasks();
+        {
+            let _entered = runtime.enter();
+            let mut context = Context::from_waker(Waker::noop());
+            if cell.as_mut().poll(&mut context).is_ready() {
+                return;
+            }
+        }
+        let interrupted = runtime
+            .block_on(Interruptible { inner: cell })
+            .is_err();
+        if interrupted {
+            let still = runtime.metrics().num_alive_tasks().saturating_sub(tasks_before);
+            if still > 0 {
+                eprintln!(
+                    "rustmeter: {still} task(s) this cell spawned keep running, as they would in a \
+                     program whose function returned early; keep their JoinHandle and call \
+                     .abort() to stop them."
+                );
+            }
+        }
     }
 }

@@ -114,12 +114,20 @@ pub fn command_error(error: &CommandError) -> CellError {
     }
 }
 
+/// Added to tokio's panic when a cell that `.await`s also calls `block_on`.
+const NESTED_RUNTIME_HINT: &str = "this cell awaits, so it runs on the shared tokio runtime, \
+and a runtime cannot block on another inside it. Move the block_on (or #[tokio::main] fn) \
+into a cell without .await, or use tokio::task::spawn_blocking for the blocking part.";
+
 /// A panic on the thread that ran the cell.
 pub fn panic(message: &str, location: &str) -> CellError {
     let mut traceback = vec![format!("{RED}{BOLD}panic{RESET}: {message}")];
     // evcxr compiles cells into src/lib.rs: its line numbers mean nothing to the learner.
     if !location.is_empty() && !location.starts_with("src/lib.rs") {
         traceback.push(format!("{BLUE}  --> {location}{RESET}"));
+    }
+    if message.contains("Cannot start a runtime from within a runtime") {
+        traceback.push(format!("{BOLD}why{RESET}: {NESTED_RUNTIME_HINT}"));
     }
     CellError {
         kind: ErrorKind::Panic,
@@ -371,6 +379,17 @@ mod tests {
         let lines = e.traceback.len();
         note_limits(&mut e, &[Hit::Threads(threads)]);
         assert_eq!(e.traceback.len(), lines, "a cap is named once");
+    }
+
+    #[test]
+    fn a_nested_runtime_panic_says_why_and_what_to_do() {
+        let error = panic(
+            "Cannot start a runtime from within a runtime. This happens because ...",
+            "src/lib.rs:3:5",
+        );
+        let text = error.traceback.join("\n");
+        assert!(text.contains("cell without .await"), "{text}");
+        assert!(!panic("boom", "").traceback.join("").contains("why"));
     }
 
     #[test]

@@ -76,6 +76,14 @@ pub const BLOCK_ON_IMPORT: &str = "use tokio::__rustmeter::RmBlockOn as __RmBloc
 
 pub const ALL: [ShimSpec; 2] = [TOKIO, RAYON];
 
+/// Compiled with the tokio declaration: its `.await` and `?` make evcxr switch to async
+/// mode and allow `?` right then (evcxr learns both only from the compile errors E0728
+/// and E0277, and has no setting for them). From then on every cell runs through
+/// `RmBlockOn::block_on`, so cells that never await have the runtime entered, and the
+/// first cell that awaits is not compiled again while evcxr learns.
+pub const ASYNC_MODE_SWITCH: &str =
+    "std::future::ready(Ok::<(), tokio::__rustmeter::Interrupted>(())).await?;";
+
 /// `RUSTMETER_SHARED_DEPS=off` turns shims off: evcxr's own static linking (one copy per
 /// cell, so tasks do not survive their cell). For comparison and as an escape hatch.
 pub fn enabled() -> bool {
@@ -111,7 +119,8 @@ pub fn dep_line(root: &Path, spec: ShimSpec, extra_features: &[String]) -> std::
         line.push_str(INTERRUPTIBLE_IMPORT);
         line.push('\n');
         line.push_str(BLOCK_ON_IMPORT);
-        line.push_str("\ntokio::__rustmeter::start_watcher();");
+        line.push_str("\ntokio::__rustmeter::start_watcher();\n");
+        line.push_str(ASYNC_MODE_SWITCH);
     }
     Ok(line)
 }

@@ -99,13 +99,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A `*` in the pattern is always the wildcard, also where the text has a `*`.
+        if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some(s) = star {
             pi = s + 1;
             mark += 1;
@@ -131,6 +132,14 @@ mod tests {
         assert!(glob_match("let *", "let x = 1;"));
         assert!(!glob_match("let", "let x"));
         assert!(glob_match("*x*", "let x = 1;"));
+        // Patterns with wildcards over inputs that hold the same characters.
+        assert!(glob_match("6 *", "6 * 7"));
+        assert!(glob_match("*repeat*", "\"ab\".repeat(3)"));
+        assert!(glob_match("?a*", "ba * 2"));
+        assert!(glob_match("*?", "?"));
+        assert!(glob_match("a*b?c", "a**b?c"));
+        assert!(!glob_match("6 *", "7 * 6"));
+        assert!(!glob_match("?a*", "a"));
     }
 
     #[test]
