@@ -367,3 +367,33 @@ async fn a_runtime_folder_deeper_than_a_socket_path_still_serves() {
         .path();
     assert!(work.join("wire-1").exists(), "sockets are in {work:?}");
 }
+
+/// Tab right after a notebook opens: a completion sent as soon as the kernel listens
+/// waits for evcxr to finish starting and answers for real.
+#[tokio::test(flavor = "multi_thread")]
+async fn completion_right_after_launch_waits_for_the_start() {
+    let mut k = TestKernel::start().await;
+    let code = "std::collections::HashM".to_string();
+    let asked = Instant::now();
+    let completion = k
+        .request(
+            CompleteRequest {
+                cursor_pos: code.len(),
+                code,
+            }
+            .into(),
+            Duration::from_secs(30),
+        )
+        .await;
+    println!(
+        "completion right after launch answered in {:?}",
+        asked.elapsed()
+    );
+    let matches: Vec<&str> = completion["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert!(matches.contains(&"HashMap"), "{completion}");
+}

@@ -36,6 +36,10 @@ pub type CellId = u64;
 /// rust-analyzer warm-up over the new dependencies.
 pub const WARM_CELL: CellId = CellId::MAX;
 
+/// How long a completion or inspection waits for evcxr to finish starting (it takes
+/// 2–5 s here, rust-analyzer's warm-up included).
+pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Something a running cell did, in order.
 #[derive(Debug)]
 pub enum CellEvent {
@@ -359,7 +363,19 @@ impl Engine {
         self.pending.load(Ordering::SeqCst) > 0 || self.control.phase() != Phase::Idle
     }
 
+    /// In the first seconds after launch evcxr and rust-analyzer are still starting: a
+    /// completion or inspection asked then (Tab right after a notebook opens) waits for
+    /// them, up to [`START_WAIT`], instead of answering empty. A running cell is not
+    /// waited for: its end may be minutes away.
+    async fn wait_while_starting(&self) {
+        let deadline = std::time::Instant::now() + START_WAIT;
+        while self.control.phase() == Phase::Starting && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn complete(&self, code: String, cursor: usize) -> Completion {
+        self.wait_while_starting().await;
         if self.is_busy() {
             return Completion {
                 cursor_start: cursor,
@@ -377,6 +393,7 @@ impl Engine {
     }
 
     pub async fn inspect(&self, code: String, cursor: usize) -> Inspection {
+        self.wait_while_starting().await;
         if self.is_busy() {
             return Inspection::default();
         }
