@@ -121,7 +121,7 @@ class IPythonStyleSamples(RustmeterKernelTests):
     code_stderr = 'eprint!("oops\\n");'
     completion_samples = [
         {"text": "std::collections::HashM", "matches": {"HashMap"}},
-        {"text": "let v: Vec<u8> = Vec::with_capa", "matches": {"with_capacity"}},
+        {"text": "let m = std::collections::BTreeM", "matches": {"BTreeMap"}},
     ]
     complete_code_samples = ["6 * 7", "struct P { x: i32 }", "let s = \"{\";"]
     incomplete_code_samples = ["match x {", "let s = \"abc", "/* note"]

@@ -74,7 +74,7 @@ fn is_top_level(node: &SyntaxNode) -> bool {
 
 /// evcxr `:` command lines left in the code are blanked for parsing (same byte length,
 /// so offsets stay the same).
-fn mask_commands(code: &str) -> String {
+pub(super) fn mask_commands(code: &str) -> String {
     code.split('\n')
         .map(|line| {
             if line.trim_start().starts_with(':') {

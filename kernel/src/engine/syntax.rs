@@ -87,7 +87,24 @@ pub fn is_complete(code: &str) -> Completeness {
     if ends_with_continuation(code) {
         return Completeness::Incomplete(INDENT.to_string());
     }
+    if !parses_as_cell(code) {
+        return Completeness::Invalid;
+    }
     Completeness::Complete
+}
+
+/// Balanced code that still does not parse (`let = 5;`): running it can only fail, so a
+/// console runs it at once to show the error instead of asking for more lines. Parsed as
+/// a function body, as evcxr wraps a cell, with `:` command lines blanked.
+fn parses_as_cell(code: &str) -> bool {
+    use ra_ap_syntax::{Edition, SourceFile};
+    let wrapped = format!(
+        "fn __rm_cell() {{\n{}\n}}",
+        super::awaits::mask_commands(code)
+    );
+    SourceFile::parse(&wrapped, Edition::CURRENT)
+        .errors()
+        .is_empty()
 }
 
 fn indent_for(depth: usize) -> String {
@@ -227,6 +244,11 @@ mod tests {
             ":dep tokio",
             "0..",
             "a.b()",
+            "6 * 7",
+            "struct P { x: i32 }\nlet p = P { x: 1 };\np.x",
+            "#[derive(Debug)]\nstruct Q;",
+            ":dep itoa = \"1\"\nitoa::Buffer::new().format(1u8).len()",
+            "let v: Vec<u8> = Vec::new();\nv",
         ] {
             assert_eq!(is_complete(code), Completeness::Complete, "{code}");
         }
@@ -253,7 +275,7 @@ mod tests {
 
     #[test]
     fn invalid_code() {
-        for code in ["let x = );", "}", "fn f() { ]"] {
+        for code in ["let x = );", "}", "fn f() { ]", "let = 5;", "fn 3x() {}"] {
             assert_eq!(is_complete(code), Completeness::Invalid, "{code}");
         }
     }
