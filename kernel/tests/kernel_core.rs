@@ -259,17 +259,7 @@ async fn interrupt_stops_a_runaway_cell_and_restart_leaves_nothing_behind() {
     );
     // Once the new child is ready, completion works again before any further cell.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let code = "std::collections::Hash".to_string();
-    let completion = k
-        .request(
-            CompleteRequest {
-                cursor_pos: code.len(),
-                code,
-            }
-            .into(),
-            Duration::from_secs(60),
-        )
-        .await;
+    let completion = complete_at_end(&mut k, "std::collections::Hash", 60).await;
     assert!(
         completion["matches"].to_string().contains("HashMap"),
         "{completion}"
@@ -373,18 +363,8 @@ async fn a_runtime_folder_deeper_than_a_socket_path_still_serves() {
 #[tokio::test(flavor = "multi_thread")]
 async fn completion_right_after_launch_waits_for_the_start() {
     let mut k = TestKernel::start().await;
-    let code = "std::collections::HashM".to_string();
     let asked = Instant::now();
-    let completion = k
-        .request(
-            CompleteRequest {
-                cursor_pos: code.len(),
-                code,
-            }
-            .into(),
-            Duration::from_secs(30),
-        )
-        .await;
+    let completion = complete_at_end(&mut k, "std::collections::HashM", 30).await;
     println!(
         "completion right after launch answered in {:?}",
         asked.elapsed()
@@ -396,4 +376,14 @@ async fn completion_right_after_launch_waits_for_the_start() {
         .filter_map(|m| m.as_str())
         .collect();
     assert!(matches.contains(&"HashMap"), "{completion}");
+}
+
+/// The kernel's complete_reply for `code` with the cursor at its end.
+async fn complete_at_end(k: &mut TestKernel, code: &str, timeout_s: u64) -> serde_json::Value {
+    let request = CompleteRequest {
+        cursor_pos: code.len(),
+        code: code.to_string(),
+    };
+    k.request(request.into(), Duration::from_secs(timeout_s))
+        .await
 }
