@@ -77,6 +77,8 @@ async fn an_interrupt_stops_any_await_and_keeps_the_process() {
     assert_eq!(r.status(), "ok", "{r:?}");
     let r = k.execute("tokio::task::yield_now().await;").await;
     assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k.execute(":dep futures = \"0.3\"").await;
+    assert_eq!(r.status(), "ok", "{r:?}");
     let child = user_code_pid(&k);
     let cells = [
         (
@@ -90,6 +92,14 @@ async fn an_interrupt_stops_any_await_and_keeps_the_process() {
         (
             "JoinSet of 100 sleeps",
             "let mut set = tokio::task::JoinSet::new();\nfor _ in 0..100 { set.spawn(tokio::time::sleep(std::time::Duration::from_secs(60))); }\nwhile let Some(done) = set.join_next().await { done.unwrap(); }",
+        ),
+        (
+            "join_all of 100 sleeps",
+            "futures::future::join_all((0..100).map(|_| tokio::time::sleep(std::time::Duration::from_secs(60)))).await;",
+        ),
+        (
+            "async move block awaited at the end",
+            "let secs = 60;\nasync move { tokio::time::sleep(std::time::Duration::from_secs(secs)).await; secs }.await",
         ),
         (
             "async closure awaited at the end",
@@ -121,4 +131,21 @@ async fn an_interrupt_stops_any_await_and_keeps_the_process() {
         let r = k.execute("format!(\"{started:?}\") == seed").await;
         assert_eq!(r.result_text().as_deref(), Some("true"), "{what}: {r:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_await_after_the_tokio_declaration_builds_once() {
+    let mut k = TestKernel::start().await;
+    let builds = |r: &support::Executed| r.telemetry()["compile_parts"]["cell_builds"].clone();
+    let r = k.execute("let x = 1;").await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    // evcxr learns async mode and `?` from one failed build of the declaration.
+    let r = k
+        .execute(":dep tokio = { version = \"1\", features = [\"full\"] }")
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert_eq!(builds(&r), 2, "{:?}", r.telemetry());
+    let r = k.execute("tokio::task::yield_now().await;\nx + 1").await;
+    assert_eq!(r.result_text().as_deref(), Some("2"), "{r:?}");
+    assert_eq!(builds(&r), 1, "{:?}", r.telemetry());
 }

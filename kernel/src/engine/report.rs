@@ -1,7 +1,7 @@
 //! Turns evcxr errors into the neutral [`CellError`] the server shows: one error per failed
 //! cell, with a readable traceback (source line, carets, label, help). Pure functions.
 
-use super::{CellError, ErrorKind};
+use super::{diagnostics, CellError, ErrorKind};
 use crate::commands::{CommandError, Problem};
 use crate::limits::{self, Hit, Setting};
 use evcxr::CompilationError;
@@ -11,15 +11,32 @@ const BOLD: &str = "\x1b[1m";
 const BLUE: &str = "\x1b[34m";
 const RESET: &str = "\x1b[0m";
 
-/// All compile errors of one cell as one error (the protocol wants one `error` per cell).
-pub fn compile_errors(errors: &[CompilationError]) -> CellError {
+/// All compile errors of one cell as one error (the protocol wants one `error` per cell);
+/// `code` is the cell as evcxr compiled it, for mapping rustc's spans back to its lines.
+pub fn compile_errors(errors: &[CompilationError], code: &str) -> CellError {
+    let shown: Vec<&CompilationError> = errors
+        .iter()
+        .filter(|e| diagnostics::worth_showing(e))
+        .collect();
+    // Never an empty traceback: a failed build with nothing worth showing shows it all.
+    let errors = if shown.iter().any(|e| e.level() == "error") {
+        shown
+    } else {
+        errors.iter().collect()
+    };
     let mut traceback = Vec::new();
-    for error in errors {
-        traceback.extend(format_one(error));
+    for error in &errors {
+        traceback.extend(diagnostics::render(
+            error,
+            &diagnostics::CellSource::new(code, error),
+        ));
     }
     let first = errors.first();
-    let evalue = first.map_or_else(|| "compilation failed".to_string(), |e| e.message());
-    let count = errors.len();
+    let evalue = first.map_or_else(
+        || "compilation failed".to_string(),
+        |e| diagnostics::clean(&e.message(), &diagnostics::CellSource::new(code, e)),
+    );
+    let count = errors.iter().filter(|e| e.level() == "error").count();
     if count > 1 {
         traceback.push(format!("{BOLD}{count} errors{RESET}"));
     }
@@ -30,48 +47,6 @@ pub fn compile_errors(errors: &[CompilationError]) -> CellError {
         traceback,
         lost_variables: Vec::new(),
     }
-}
-
-fn format_one(error: &CompilationError) -> Vec<String> {
-    let mut lines = Vec::new();
-    let code = error.code().map(|c| format!("[{c}]")).unwrap_or_default();
-    let level = error.level();
-    lines.push(format!(
-        "{RED}{BOLD}{level}{code}{RESET}{BOLD}: {}{RESET}",
-        error.message()
-    ));
-    for spanned in error.spanned_messages() {
-        if let Some(span) = &spanned.span {
-            lines.push(format!(
-                "{BLUE}  --> line {}:{}{RESET}",
-                span.start_line, span.start_column
-            ));
-            for (offset, source) in spanned.lines.iter().enumerate() {
-                let line_no = span.start_line + offset;
-                lines.push(format!("{BLUE}{line_no:>4} |{RESET} {source}"));
-            }
-            if span.start_line == span.end_line && span.end_column >= span.start_column {
-                let pad = " ".repeat(span.start_column.saturating_sub(1));
-                let carets = "^".repeat((span.end_column - span.start_column).max(1));
-                lines.push(format!(
-                    "{BLUE}     |{RESET} {pad}{RED}{carets} {}{RESET}",
-                    spanned.label
-                ));
-            } else if !spanned.label.is_empty() {
-                lines.push(format!("{BLUE}     = {RESET}{}", spanned.label));
-            }
-        } else if !spanned.label.is_empty() {
-            lines.push(format!("  {}", spanned.label));
-        }
-    }
-    for help in error.help() {
-        lines.push(format!("{BOLD}help{RESET}: {help}"));
-    }
-    if let Some(hint) = error.evcxr_extra_hint() {
-        lines.push(format!("{BOLD}hint{RESET}: {hint}"));
-    }
-    lines.push(String::new());
-    lines
 }
 
 /// A plain message error (evcxr `Error::Message`, bad `:` command, refused input).

@@ -80,9 +80,10 @@ pub const ALL: [ShimSpec; 2] = [TOKIO, RAYON];
 /// mode and allow `?` right then (evcxr learns both only from the compile errors E0728
 /// and E0277, and has no setting for them). From then on every cell runs through
 /// `RmBlockOn::block_on`, so cells that never await have the runtime entered, and the
-/// first cell that awaits is not compiled again while evcxr learns.
+/// first cell that awaits is built once. Two statements, so that rustc reports both
+/// errors in one failed build: the declaration builds twice, not three times.
 pub const ASYNC_MODE_SWITCH: &str =
-    "std::future::ready(Ok::<(), tokio::__rustmeter::Interrupted>(())).await?;";
+    "std::future::ready(()).await;\nOk::<(), tokio::__rustmeter::Interrupted>(())?;";
 
 /// `RUSTMETER_SHARED_DEPS=off` turns shims off: evcxr's own static linking (one copy per
 /// cell, so tasks do not survive their cell). For comparison and as an escape hatch.

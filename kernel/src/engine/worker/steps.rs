@@ -128,7 +128,7 @@ impl Worker {
                 "evcxr failed internally on this cell (the kernel is still running). Try :restart.",
             )),
             Ok(Ok(outputs)) => self.value_of(cell, code, outputs),
-            Ok(Err(error)) => CellOutcome::Error(evcxr_error(error)),
+            Ok(Err(error)) => CellOutcome::Error(evcxr_error(error, code)),
         }
     }
 
@@ -297,9 +297,9 @@ fn input_reader(
 }
 
 /// evcxr's error for a cell, worded for the learner.
-fn evcxr_error(error: evcxr::Error) -> CellError {
+fn evcxr_error(error: evcxr::Error, code: &str) -> CellError {
     match error {
-        evcxr::Error::CompilationErrors(errors) => report::compile_errors(&errors),
+        evcxr::Error::CompilationErrors(errors) => report::compile_errors(&errors, code),
         evcxr::Error::SubprocessTerminated(message) => CellError {
             kind: ErrorKind::Crashed,
             ename: "crash".into(),

@@ -1,0 +1,326 @@
+//! Compile errors in the learner's words. rustc's diagnostic (the JSON evcxr keeps on each
+//! `CompilationError`) is rendered against the cell's own lines: spans in the generated
+//! crate (`src/lib.rs`) are mapped back to cell lines, rustc's notes are kept with their
+//! spans ("await occurs here"), a suggestion is shown as the learner's line with the
+//! change made, and generated names (`{async block@src/lib.rs:…}`,
+//! `evcxr_variable_store`, `evcxr_internal_runtime::`) are replaced or dropped.
+//!
+//! Pure functions over text: nothing here compiles or runs; [`super::report`] wraps the
+//! lines in the cell's error.
+
+use evcxr::CompilationError;
+use serde_json::Value;
+
+const RED: &str = "\x1b[31m";
+const BOLD: &str = "\x1b[1m";
+const BLUE: &str = "\x1b[34m";
+const GREEN: &str = "\x1b[32m";
+const RESET: &str = "\x1b[0m";
+
+/// The generated crate's source file, as rustc names it in spans and type names.
+const GENERATED_FILE: &str = "src/lib.rs";
+
+/// The cell's code as evcxr compiled it, and where its lines sit in the generated crate.
+pub struct CellSource<'a> {
+    lines: Vec<&'a str>,
+    /// Generated-crate line minus cell line, from a span evcxr itself mapped; `None` when
+    /// no span of the error was mapped.
+    offset: Option<i64>,
+}
+
+impl<'a> CellSource<'a> {
+    pub fn new(code: &'a str, error: &CompilationError) -> Self {
+        let lines: Vec<&str> = code.lines().collect();
+        let offset = mapped_offset(error);
+        Self { lines, offset }
+    }
+
+    /// Where a span of the generated crate is in the cell: 1-based line and character
+    /// column where it starts and where it ends (exclusive). `None` for spans in
+    /// generated code or in other files.
+    fn locate(&self, span: &Value) -> Option<Place> {
+        if !span["file_name"].as_str()?.ends_with(GENERATED_FILE) {
+            return None;
+        }
+        let generated_line = span["line_start"].as_u64()? as i64;
+        let text = span["text"][0]["text"].as_str()?.trim_end();
+        if text.trim().is_empty() {
+            return None;
+        }
+        // evcxr copies the learner's statements verbatim; a statement that starts mid-line
+        // begins its generated line there, so the cell line ends with the generated text.
+        let candidates: Vec<usize> = (0..self.lines.len())
+            .filter(|&i| self.lines[i].trim_end().ends_with(text))
+            .collect();
+        let expected = self.offset.map(|o| generated_line - o);
+        let index = match expected {
+            Some(line) => candidates
+                .iter()
+                .copied()
+                .min_by_key(|&i| (i as i64 + 1 - line).abs())?,
+            None if candidates.len() == 1 => candidates[0],
+            None => return None,
+        };
+        let shift = self.lines[index].trim_end().chars().count() - text.chars().count();
+        let lines = span["line_end"].as_u64()?.checked_sub(span["line_start"].as_u64()?)?;
+        let end_line = index + 1 + lines as usize;
+        if end_line > self.lines.len() {
+            return None;
+        }
+        let end = span["column_end"].as_u64()? as usize;
+        Some(Place {
+            line: index + 1,
+            start: span["column_start"].as_u64()? as usize + shift,
+            end_line,
+            end: if lines == 0 { end + shift } else { end },
+        })
+    }
+
+    /// The cell line a generated-crate line shows, when it is one of the cell's.
+    fn cell_line(&self, generated_line: i64) -> Option<usize> {
+        let line = generated_line - self.offset?;
+        (1..=self.lines.len() as i64)
+            .contains(&line)
+            .then_some(line as usize)
+    }
+}
+
+/// A span's place in the cell.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    line: usize,
+    start: usize,
+    end_line: usize,
+    end: usize,
+}
+
+/// The offset between the generated crate and the cell, from the first span evcxr mapped
+/// (its `spanned_messages` carry cell lines, the JSON the generated ones).
+fn mapped_offset(error: &CompilationError) -> Option<i64> {
+    let mapped = error.spanned_messages().iter().find_map(|m| m.span)?;
+    let spans = error.json["spans"].as_array()?;
+    spans
+        .iter()
+        .filter(|s| {
+            s["file_name"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(GENERATED_FILE))
+        })
+        .find_map(|s| {
+            let start = s["line_start"].as_u64()? as i64;
+            let end = s["line_end"].as_u64()? as i64;
+            let lines = (mapped.end_line - mapped.start_line) as i64;
+            (end - start == lines).then_some(start - mapped.start_line as i64)
+        })
+}
+
+/// Lints worth a learner's attention even when the cell has errors: the rest of rustc's
+/// warnings (unused variables, unused assignments) are noise next to an error.
+pub const LINTS_TO_SHOW: [&str; 1] = ["unused_must_use"];
+
+/// Whether an error of a failed build is shown: errors always, warnings of
+/// [`LINTS_TO_SHOW`] only, and only about the cell's own lines.
+pub fn worth_showing(error: &CompilationError) -> bool {
+    error.level() != "warning"
+        || (error.code().is_some_and(|c| LINTS_TO_SHOW.contains(&c))
+            && error.spanned_messages().iter().any(|m| m.span.is_some()))
+}
+
+/// The traceback lines of one error.
+pub fn render(error: &CompilationError, source: &CellSource) -> Vec<String> {
+    let mut lines = Vec::new();
+    let code = error.code().map(|c| format!("[{c}]")).unwrap_or_default();
+    lines.push(format!(
+        "{RED}{BOLD}{}{code}{RESET}{BOLD}: {}{RESET}",
+        error.level(),
+        clean(&error.message(), source)
+    ));
+    // evcxr labels an unlabelled span with the error's own message: said once is enough.
+    let own_message = clean(&format!("{}: {}", error.level(), error.message()), source);
+    for spanned in error.spanned_messages() {
+        let label = clean(&spanned.label, source);
+        let label = if label == own_message { String::new() } else { label };
+        match &spanned.span {
+            Some(span) => {
+                lines.push(arrow(span.start_line, span.start_column));
+                for line in span.start_line..=span.end_line {
+                    let text = source.lines.get(line - 1).copied().unwrap_or("");
+                    lines.push(numbered(line, text));
+                }
+                if span.start_line == span.end_line && span.end_column >= span.start_column {
+                    lines.push(carets(span.start_column, span.end_column, &label));
+                } else if !label.is_empty() {
+                    lines.push(format!("{BLUE}     = {RESET}{label}"));
+                }
+            }
+            None if !label.is_empty() && !label.starts_with("help:") => {
+                lines.push(format!("  {label}"));
+            }
+            None => {}
+        }
+    }
+    if let Some(children) = error.json["children"].as_array() {
+        for child in children {
+            lines.extend(render_child(child, source));
+        }
+    }
+    if let Some(hint) = error.evcxr_extra_hint() {
+        lines.push(format!("{BOLD}hint{RESET}: {hint}"));
+    }
+    lines.push(String::new());
+    lines
+}
+
+/// A note or help of rustc's: its message, its spans in the cell, and a suggestion as the
+/// changed line. Dropped when it speaks only of generated code.
+fn render_child(child: &Value, source: &CellSource) -> Vec<String> {
+    let level = child["level"].as_str().unwrap_or("note");
+    let message = child["message"].as_str().unwrap_or("");
+    let message = clean(message, source);
+    if message.is_empty() || speaks_of_generated_code(&message) {
+        return Vec::new();
+    }
+    let spans = child["spans"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut lines = vec![format!("{BOLD}{level}{RESET}: {message}")];
+    if spans.iter().any(|s| s["suggested_replacement"].is_string()) {
+        lines.extend(suggestion(spans, source));
+        return lines;
+    }
+    for span in spans {
+        let Some(place) = source.locate(span) else {
+            continue;
+        };
+        let label = clean(span["label"].as_str().unwrap_or(""), source);
+        lines.push(arrow(place.line, place.start));
+        lines.push(numbered(place.line, source.lines[place.line - 1]));
+        let end = if place.end_line == place.line {
+            place.end
+        } else {
+            place.start + 1
+        };
+        lines.push(carets(place.start, end, &label));
+    }
+    lines
+}
+
+/// The learner's lines with rustc's suggested replacements made (a replacement may add
+/// lines); nothing when a replacement falls outside the cell.
+fn suggestion(spans: &[Value], source: &CellSource) -> Vec<String> {
+    let mut edits: Vec<(Place, &str)> = Vec::new();
+    for span in spans {
+        let Some(replacement) = span["suggested_replacement"].as_str() else {
+            continue;
+        };
+        let Some(place) = source.locate(span) else {
+            return Vec::new();
+        };
+        edits.push((place, replacement));
+    }
+    let Some(first) = edits.iter().map(|(p, _)| p.line).min() else {
+        return Vec::new();
+    };
+    let last = edits.iter().map(|(p, _)| p.end_line).max().unwrap_or(first);
+    // The touched lines as one text; edits made right to left so earlier ones keep their
+    // places.
+    let mut text: Vec<char> = source.lines[first - 1..last].join("\n").chars().collect();
+    let offset = |line: usize, column: usize| -> usize {
+        let before: usize = source.lines[first - 1..line - 1]
+            .iter()
+            .map(|l| l.chars().count() + 1)
+            .sum();
+        before + column - 1
+    };
+    let mut edits: Vec<(usize, usize, &str)> = edits
+        .into_iter()
+        .map(|(p, r)| (offset(p.line, p.start), offset(p.end_line, p.end), r))
+        .collect();
+    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    for (start, end, replacement) in edits {
+        if start > end || end > text.len() {
+            return Vec::new();
+        }
+        text.splice(start..end, replacement.chars());
+    }
+    let text: String = text.into_iter().collect();
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let number = first + i;
+            if number <= last {
+                format!("{BLUE}{number:>4} |{RESET} {GREEN}{line}{RESET}")
+            } else {
+                format!("{BLUE}   + |{RESET} {GREEN}{line}{RESET}")
+            }
+        })
+        .collect()
+}
+
+fn arrow(line: usize, column: usize) -> String {
+    format!("{BLUE}  --> line {line}:{column}{RESET}")
+}
+
+fn numbered(line: usize, text: &str) -> String {
+    format!("{BLUE}{line:>4} |{RESET} {text}")
+}
+
+fn carets(start: usize, end: usize, label: &str) -> String {
+    let pad = " ".repeat(start.saturating_sub(1));
+    let carets = "^".repeat(end.saturating_sub(start).max(1));
+    format!("{BLUE}     |{RESET} {pad}{RED}{carets} {label}{RESET}")
+}
+
+/// Text about the generated crate's own items, which the learner cannot see or change.
+fn speaks_of_generated_code(text: &str) -> bool {
+    ["evcxr", "__rm", "__Rm", GENERATED_FILE]
+        .iter()
+        .any(|name| text.contains(name))
+}
+
+/// `text` with the generated crate's names replaced by what they are in the cell.
+pub fn clean(text: &str, source: &CellSource) -> String {
+    let mut text = text
+        .replace("`evcxr_variable_store`", "the end of the cell")
+        .replace("<end of input>", "the end of the cell")
+        .replace("evcxr_internal_runtime::", "");
+    // A shared crate is the learner's `tokio`, not the shim package that re-exports it.
+    for shim in super::shims::ALL {
+        text = text.replace(&format!("rustmeter_{}::", shim.name), &format!("{}::", shim.name));
+    }
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    // rustc names anonymous types by place: `{async block@src/lib.rs:163:14: 163:24}`.
+    while let Some(at) = rest.find(&format!("@{GENERATED_FILE}:")) {
+        let Some(open) = rest[..at].rfind('{') else {
+            break;
+        };
+        let Some(close) = rest[at..].find('}').map(|c| at + c) else {
+            break;
+        };
+        // A quoted name (`` `{closure@…}` ``) becomes plain words: drop its quotes.
+        let quoted = rest[..open].ends_with('`') && rest[close + 1..].starts_with('`');
+        let (before, after) = if quoted { (open - 1, close + 2) } else { (open, close + 1) };
+        out.push_str(&rest[..before]);
+        let kind = &rest[open + 1..at];
+        let place = &rest[at + GENERATED_FILE.len() + 2..close];
+        let line = place
+            .split(':')
+            .next()
+            .and_then(|l| l.parse::<i64>().ok())
+            .and_then(|l| source.cell_line(l));
+        let what = match kind {
+            k if k.starts_with("async") => "`async` block",
+            "closure" => "closure",
+            _ => "expression",
+        };
+        if !out.ends_with("this ") {
+            out.push_str("the ");
+        }
+        out.push_str(what);
+        if let Some(line) = line {
+            out.push_str(&format!(" on line {line}"));
+        }
+        rest = &rest[after..];
+    }
+    out.push_str(rest);
+    out
+}

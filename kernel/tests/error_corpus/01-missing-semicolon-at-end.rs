@@ -1,0 +1,1 @@
+let v: Vec<u64> = (1..=10).collect()

@@ -1,0 +1,3 @@
+let s = String::from("hi");
+let t = s;
+println!("{}", s);

@@ -1,0 +1,2 @@
+let v = vec![1];
+std::thread::spawn(|| println!("{:?}", v));

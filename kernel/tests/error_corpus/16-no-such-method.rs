@@ -1,0 +1,2 @@
+let mut v = vec![1];
+v.pusj(2);

@@ -1,0 +1,2 @@
+fn greet(name: String) -> usize { name.len() }
+greet("bob");

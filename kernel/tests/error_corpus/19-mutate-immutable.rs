@@ -1,0 +1,2 @@
+let s = String::new();
+s.push('a');

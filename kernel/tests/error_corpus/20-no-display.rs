@@ -1,0 +1,2 @@
+struct Point;
+println!("{}", Point);

@@ -1,0 +1,3 @@
+let v = vec![1, 2];
+let i: i32 = 0;
+let x = v[i];

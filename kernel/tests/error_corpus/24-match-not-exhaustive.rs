@@ -1,0 +1,4 @@
+let n = Some(1);
+match n {
+    Some(x) => println!("{x}"),
+}

@@ -1,0 +1,3 @@
+fn tick() {
+    tokio::task::yield_now().await;
+}

@@ -1,0 +1,3 @@
+fn name() -> String {
+    "ada"
+}

@@ -1,0 +1,2 @@
+let v = vec![1];
+tokio::spawn(async { v.len() });
