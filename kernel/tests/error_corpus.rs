@@ -86,7 +86,11 @@ async fn beginner_errors_render_in_the_learners_words() {
                 case.display()
             );
         }
-        let name = case.file_stem().expect("a name").to_string_lossy().to_string();
+        let name = case
+            .file_stem()
+            .expect("a name")
+            .to_string_lossy()
+            .to_string();
         renders.insert(name, rendered.clone());
         let golden = case.with_extension("txt");
         if bless {

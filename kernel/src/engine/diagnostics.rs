@@ -62,7 +62,9 @@ impl<'a> CellSource<'a> {
             None => return None,
         };
         let shift = self.lines[index].trim_end().chars().count() - text.chars().count();
-        let lines = span["line_end"].as_u64()?.checked_sub(span["line_start"].as_u64()?)?;
+        let lines = span["line_end"]
+            .as_u64()?
+            .checked_sub(span["line_start"].as_u64()?)?;
         let end_line = index + 1 + lines as usize;
         if end_line > self.lines.len() {
             return None;
@@ -139,7 +141,11 @@ pub fn render(error: &CompilationError, source: &CellSource) -> Vec<String> {
     let own_message = clean(&format!("{}: {}", error.level(), error.message()), source);
     for spanned in error.spanned_messages() {
         let label = clean(&spanned.label, source);
-        let label = if label == own_message { String::new() } else { label };
+        let label = if label == own_message {
+            String::new()
+        } else {
+            label
+        };
         match &spanned.span {
             Some(span) => {
                 lines.push(arrow(span.start_line, span.start_column));
@@ -284,7 +290,10 @@ pub fn clean(text: &str, source: &CellSource) -> String {
         .replace("evcxr_internal_runtime::", "");
     // A shared crate is the learner's `tokio`, not the shim package that re-exports it.
     for shim in super::shims::ALL {
-        text = text.replace(&format!("rustmeter_{}::", shim.name), &format!("{}::", shim.name));
+        text = text.replace(
+            &format!("rustmeter_{}::", shim.name),
+            &format!("{}::", shim.name),
+        );
     }
     let mut out = String::new();
     let mut rest = text.as_str();
@@ -298,7 +307,11 @@ pub fn clean(text: &str, source: &CellSource) -> String {
         };
         // A quoted name (`` `{closure@…}` ``) becomes plain words: drop its quotes.
         let quoted = rest[..open].ends_with('`') && rest[close + 1..].starts_with('`');
-        let (before, after) = if quoted { (open - 1, close + 2) } else { (open, close + 1) };
+        let (before, after) = if quoted {
+            (open - 1, close + 2)
+        } else {
+            (open, close + 1)
+        };
         out.push_str(&rest[..before]);
         let kind = &rest[open + 1..at];
         let place = &rest[at + GENERATED_FILE.len() + 2..close];
