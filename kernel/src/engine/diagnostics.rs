@@ -240,7 +240,7 @@ fn suggestion(spans: &[Value], source: &CellSource) -> Vec<String> {
         .into_iter()
         .map(|(p, r)| (offset(p.line, p.start), offset(p.end_line, p.end), r))
         .collect();
-    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (start, end, replacement) in edits {
         if start > end || end > text.len() {
             return Vec::new();
