@@ -12,6 +12,7 @@
 //! - Below them: `depcache`, `limits`, `launcher`, `workdir`, `child_runtime` (the code
 //!   that runs inside the user-code child), `commands` (the `:` command table, shared by
 //!   `server` and `engine`).
+//! - `log` (the kernel's stderr, quiet by default) reads only `settings`.
 //! - Leaves, importing nothing of the crate: `settings` (every `RUSTMETER_*` variable),
 //!   `sys` (the `/proc` readers and signals), `cli`, `install`.
 //!
@@ -30,6 +31,7 @@ pub mod install;
 pub mod launch;
 pub mod launcher;
 pub mod limits;
+pub mod log;
 #[path = "../../api/src/markers.rs"]
 pub mod markers;
 pub mod server;

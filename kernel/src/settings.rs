@@ -194,6 +194,12 @@ pub const SPARE_IDLE: Setting = setting(
     "30m",
     "how long an unclaimed warm spare waits before it exits",
 );
+pub const LOG: Setting = setting(
+    "RUSTMETER_LOG",
+    Kind::Word(&["info", "debug"]),
+    "info",
+    "what the kernel writes to its log (stderr): info = errors, refusals and a start line; debug adds cargo's per-crate lines and warm-up timings",
+);
 pub const WATCH_LAUNCHER: Setting = setting(
     "RUSTMETER_WATCH_LAUNCHER",
     Kind::Switch,
@@ -280,7 +286,7 @@ pub const DEP_CACHE_TIER: Setting = internal(
 );
 
 /// Every `RUSTMETER_*` variable rustmeter reads or sets, settings first.
-pub const ALL: [&Setting; 29] = [
+pub const ALL: [&Setting; 30] = [
     &TELEMETRY,
     &SHARED_DEPS,
     &CELL_TIMEOUT,
@@ -295,6 +301,7 @@ pub const ALL: [&Setting; 29] = [
     &CACHE_MAX,
     &SPARE,
     &SPARE_IDLE,
+    &LOG,
     &WATCH_LAUNCHER,
     &WIRE_GUARD,
     &WIRE_MAX_FRAME,

@@ -58,6 +58,12 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
     // Still single-threaded here: the only safe moment to set evcxr's folder.
     std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
     crate::launcher::mark_kernel_process();
+    crate::log::info(&format!(
+        "kernel {} started (pid {}) for {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        connection_file.display()
+    ));
     runtime()?.block_on(async {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let engine = Engine::start(workdir, events_tx);

@@ -108,7 +108,7 @@ pub(super) const WARM_ANALYSIS_TOKIO: &str =
 pub(super) fn warm_analysis(context: &mut evcxr::CommandContext, code: &str) {
     let started = std::time::Instant::now();
     let _ = super::lookups::complete(context, code, code.chars().count());
-    log(&format!(
+    crate::log::debug(&format!(
         "rust-analyzer warmed in {:.2} s",
         started.elapsed().as_secs_f64()
     ));
