@@ -1,6 +1,6 @@
 """`jupyter console` in a real terminal (pexpect): the learner sees prompts, results and
-footers, and none of the kernel's own log — no cargo `Compiling …` lines, no warm-up
-timings — even across a `:dep` of a crate no cache holds yet."""
+footers, and of the kernel's own log only its one start line — no cargo `Compiling …`
+lines, no warm-up timings — even across a `:dep` of a crate no cache holds yet."""
 from __future__ import annotations
 
 import os
@@ -36,8 +36,11 @@ def test_console_shows_cells_not_the_kernel_log(rustmeter_installed, kernel_name
             # An uncached crate: cargo compiles it (and its build script) in this kernel.
             console.sendline(':dep itoa = "1"')
             console.expect(r"In \[3\]: ")
-            console.sendline("itoa::Buffer::new().format(6 * 7).to_string()")
+            # What the console hid stays one command away.
+            console.sendline(":last_build_log")
             console.expect(r"In \[4\]: ")
+            console.sendline("itoa::Buffer::new().format(6 * 7).to_string()")
+            console.expect(r"In \[5\]: ")
             console.sendeof()  # Ctrl-D: the console asks nothing more with --simple-prompt
             console.expect([pexpect.EOF, r"\(\[y\]/n\)"])
             if console.isalive():
@@ -48,8 +51,15 @@ def test_console_shows_cells_not_the_kernel_log(rustmeter_installed, kernel_name
     text = ANSI.sub("", "".join(transcript))
     assert '"42"' in text, text
     assert "✓ ran" in text, f"no footer:\n{text}"
-    for noise in ("Compiling", "warmed in", "Finished", "[rustmeter]"):
-        assert noise not in text, f"{noise!r} in the console:\n{text}"
+    before, _, after = text.partition(":last_build_log")
+    build_log, _, later = after.partition("In [4]:")
+    shown = before + later.partition("Do you really want to exit")[0]
+    # While cells run, the kernel's stderr carries one line for the operator: the start.
+    kernel_lines = [line for line in shown.splitlines() if line.startswith("[rustmeter]")]
+    assert len(kernel_lines) == 1 and " started (pid " in kernel_lines[0], kernel_lines
+    for noise in ("Compiling", "warmed in", "Finished"):
+        assert noise not in shown, f"{noise!r} in the console:\n{text}"
+    assert re.search(r"Compiling itoa v1\.", build_log), f"no cargo lines:\n{build_log}"
 
 
 class _Collect:

@@ -5,15 +5,62 @@
 //!
 //! evcxr writes cargo's `Compiling …` lines straight to the process's stderr (it has no
 //! callback for them), so [`quiet_tool_output`] puts a pipe in front of file descriptor 2
-//! and drops those lines unless the log is at debug. The cell's own build log
-//! (`:last_build_log`) is kept elsewhere and is not affected.
+//! and keeps the most recent of them (the last 2,000) for `:last_build_log`, which shows
+//! the ones written during the cell's build, unless the log is at debug.
 //!
 //! A leaf beside `settings`: it reads its setting and touches no other module.
 
 use crate::settings;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+
+/// cargo's lines held back from stderr, newest last, each with its sequence number.
+static HELD_BACK: Mutex<HeldBack> = Mutex::new(HeldBack {
+    next: 0,
+    lines: VecDeque::new(),
+});
+/// A `:dep` of a large crate tree writes a few hundred lines; this keeps several builds.
+const HELD_BACK_MAX: usize = 2_000;
+
+struct HeldBack {
+    next: u64,
+    lines: VecDeque<(u64, String)>,
+}
+
+/// Where the held-back lines stand now: pass it to [`tool_lines_since`] after a build.
+pub fn tool_lines_mark() -> u64 {
+    HELD_BACK.lock().map(|held| held.next).unwrap_or(0)
+}
+
+/// cargo's lines held back from stderr since `mark` (oldest first), or `None` when
+/// stderr is not filtered (the lines are then in the kernel's log).
+pub fn tool_lines_since(mark: u64) -> Option<Vec<String>> {
+    if debug_enabled() {
+        return None;
+    }
+    let held = HELD_BACK.lock().ok()?;
+    Some(
+        held.lines
+            .iter()
+            .filter(|(seq, _)| *seq >= mark)
+            .map(|(_, line)| line.clone())
+            .collect(),
+    )
+}
+
+fn hold_back(line: &str) {
+    if let Ok(mut held) = HELD_BACK.lock() {
+        let seq = held.next;
+        held.next += 1;
+        held.lines.push_back((seq, line.trim_end().to_string()));
+        while held.lines.len() > HELD_BACK_MAX {
+            held.lines.pop_front();
+        }
+    }
+}
 
 /// Whether debug lines are written.
 pub fn debug_enabled() -> bool {
@@ -49,9 +96,11 @@ fn is_cargo_progress(line: &str) -> bool {
         "Running",
     ];
     let trimmed = line.trim_start();
-    VERBS
-        .iter()
-        .any(|verb| trimmed.strip_prefix(verb).is_some_and(|rest| rest.starts_with(' ')))
+    VERBS.iter().any(|verb| {
+        trimmed
+            .strip_prefix(verb)
+            .is_some_and(|rest| rest.starts_with(' '))
+    })
 }
 
 /// The filter in front of stderr; dropping it puts stderr back and writes out what the
@@ -102,7 +151,10 @@ fn forward(read: File, mut to: File) {
         if n == 0 {
             break;
         }
-        if !is_cargo_progress(&String::from_utf8_lossy(&line)) {
+        let text = String::from_utf8_lossy(&line);
+        if is_cargo_progress(&text) {
+            hold_back(&text);
+        } else {
             let _ = to.write_all(&line);
         }
         line.clear();
@@ -137,5 +189,18 @@ mod tests {
         assert!(!is_cargo_progress("[rustmeter] cannot bind shell"));
         assert!(!is_cargo_progress("Compilingx"));
         assert!(!is_cargo_progress("thread 'main' panicked at src/main.rs"));
+    }
+
+    #[test]
+    fn held_back_lines_are_read_from_a_mark() {
+        let mark = tool_lines_mark();
+        hold_back("   Compiling itoa v1.0.15\n");
+        hold_back("    Finished `dev` profile\n");
+        let since = tool_lines_since(mark).expect("not at debug in unit tests");
+        assert_eq!(
+            since,
+            ["   Compiling itoa v1.0.15", "    Finished `dev` profile"]
+        );
+        assert!(tool_lines_since(tool_lines_mark()).unwrap().is_empty());
     }
 }

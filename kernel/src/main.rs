@@ -29,8 +29,11 @@ fn main() -> ExitCode {
     // After the hooks: their processes' arguments are not rustmeter's command line.
     let cli = Cli::parse();
     // A kernel's stderr is its log: cargo's per-crate lines stay out of it (see `log`).
-    let _quiet = matches!(cli.command, Some(Command::Kernel(_) | Command::Spare { .. }))
-        .then(rustmeter_kernel::log::quiet_tool_output);
+    let _quiet = matches!(
+        cli.command,
+        Some(Command::Kernel(_) | Command::Spare { .. })
+    )
+    .then(rustmeter_kernel::log::quiet_tool_output);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -53,6 +53,8 @@ pub struct Tracker {
     pub times: BuildTimes,
     /// `started` as Unix µs, to place the events' stamps on this clock.
     started_us: u64,
+    /// Where cargo's held-back lines stood at cell start (`log::tool_lines_mark`).
+    tool_lines_mark: u64,
 }
 
 /// When a cell's build steps happened (on the kernel's clock), for `CompileParts`.
@@ -94,6 +96,7 @@ impl Tracker {
             built_before,
             times: BuildTimes::default(),
             started_us: crate::depcache::record::unix_us(),
+            tool_lines_mark: crate::log::tool_lines_mark(),
         }
     }
 
@@ -247,9 +250,18 @@ impl Tracker {
         for (at, line) in &self.lines {
             text.push_str(&format!("  {at:>6.1}s {line}\n"));
         }
-        text.push_str(
-            "(cargo's own \"Compiling …\" lines go to the kernel's log: evcxr writes them to the kernel's stderr)\n",
-        );
+        match crate::log::tool_lines_since(self.tool_lines_mark) {
+            Some(lines) if !lines.is_empty() => {
+                text.push_str("cargo's own lines:\n");
+                for line in lines {
+                    text.push_str(&format!("  {}\n", line.trim()));
+                }
+            }
+            Some(_) => text.push_str("cargo printed nothing for this build\n"),
+            None => text.push_str(
+                "(cargo's own \"Compiling …\" lines are in the kernel's log at RUSTMETER_LOG=debug)\n",
+            ),
+        }
         text
     }
 }
