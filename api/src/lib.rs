@@ -208,6 +208,34 @@ pub fn interrupted() -> bool {
     unsafe { poll(&mut entry, 1, 0) > 0 && entry.revents & POLLIN != 0 }
 }
 
+/// Asks for a secret: in the kernel, the client's input box hides what is typed (an
+/// `input_request` with `password: true`); the line read is returned without its line
+/// end. Outside the kernel it reads a line from stdin, shown as typed.
+///
+/// Ordinary reads of stdin (`std::io::stdin().read_line`) need nothing from this crate:
+/// the kernel asks the client whenever the cell's code waits on stdin.
+///
+/// ```no_run
+/// let token = rustmeter::read_password("token: ").unwrap();
+/// ```
+pub fn read_password(prompt: &str) -> std::io::Result<String> {
+    if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {
+        emit(&format!(
+            "EVCXR_INPUT_REQUEST_PASSWORD:{}{}",
+            markers::STDIN_READ,
+            markers::escape_prompt(prompt)
+        ));
+    } else {
+        print!("{prompt}");
+        std::io::stdout().flush()?;
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let end = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(end);
+    Ok(line)
+}
+
 fn emit(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

@@ -3,8 +3,8 @@
 //! `CLEAR` and `NOTE`; the kernel (which compiles this same file as its `markers` module)
 //! writes the others from its relays and reads them all.
 //!
-//! Plain constants only: the kernel includes this file by path, so it must not use
-//! anything else of this crate.
+//! Plain constants and pure functions only: the kernel includes this file by path, so it
+//! must not use anything else of this crate.
 
 /// Prefix of every line rustmeter's own markers use. A control character, so ordinary
 /// program output never collides with it.
@@ -30,3 +30,52 @@ pub const END_OF_CELL: &str = "\u{1}RM_EOC";
 /// `\u{1}RM_EOC_FN <address>`: where the prelude's flush function lives; consumed by the
 /// child's stdout relay.
 pub const END_OF_CELL_FN: &str = "\u{1}RM_EOC_FN ";
+/// Tags a prompt inside evcxr's `EVCXR_INPUT_REQUEST:` line when the request stands for
+/// a read of the user-code process's stdin (the child's stdout relay asks on its behalf)
+/// or for `rustmeter::read_password`; the prompt after it is escaped with
+/// [`escape_prompt`], since evcxr keeps only the text up to the next `:`.
+pub const STDIN_READ: &str = "\u{1}RM_STDIN ";
+
+/// `prompt` with `%`, `:` and line ends written as `%25`, `%3A`, `%0A`, `%0D`.
+pub fn escape_prompt(prompt: &str) -> String {
+    let mut out = String::with_capacity(prompt.len());
+    for c in prompt.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ':' => out.push_str("%3A"),
+            '\n' => out.push_str("%0A"),
+            '\r' => out.push_str("%0D"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_prompt`]; other `%` sequences stay as they are.
+pub fn unescape_prompt(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3);
+        let decoded = match code {
+            Some("25") => Some('%'),
+            Some("3A") => Some(':'),
+            Some("0A") => Some('\n'),
+            Some("0D") => Some('\r'),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}

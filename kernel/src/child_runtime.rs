@@ -5,13 +5,23 @@
 //! evcxr's runtime depends on beyond passing its lines through unchanged:
 //! - **stdin**: evcxr sends `LOAD_AND_RUN …` when compiled user code starts; the relay
 //!   announces that moment on stdout ([`RUN_START`]) so the kernel can split compile
-//!   time from run time, then forwards the line.
+//!   time from run time, then forwards the line. Other lines are answers to input
+//!   requests, forwarded unchanged.
 //! - **stdout**: evcxr holds back `EVCXR_BEGIN_CONTENT` blocks until a cell ends. Blocks
 //!   printed *during* a cell are rewritten into single-line [`DISPLAY`] markers that evcxr
 //!   passes through like ordinary output, so they show live; blocks printed right before
 //!   the end of the cell (the value of the final expression) stay evcxr's. At the end of
 //!   a cell the relay asks the user-code std to flush its stdout ([`END_OF_CELL`]), so a
 //!   `print!` without newline shows in the cell that printed it.
+//!
+//! - **the learner's stdin**: fd 0 carries evcxr's commands, but evcxr reads it only
+//!   between cells, so while a cell's code runs fd 0 is the cell's. When the stdout relay
+//!   finds a thread of the cell waiting on fd 0 ([`crate::stdin_wait`]), it flushes the
+//!   cell's stdout, takes the text printed last without a newline as the prompt, and
+//!   prints evcxr's own input-request line for it (the one `evcxr_input` uses, the prompt
+//!   tagged [`STDIN_READ`]). evcxr asks the kernel, which asks the Jupyter client, and
+//!   writes the answer to the child's stdin; the stdin relay passes it to fd 0, where the
+//!   waiting read gets it with its newline, as from a terminal.
 //!
 //! Cells link their own copy of `libstd.so`, separate from this binary's std, so the
 //! flush function and the panic hook are installed by the kernel's prelude cell (see
@@ -30,12 +40,19 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::markers::{DISPLAY, END_OF_CELL, END_OF_CELL_FN, NO_EOL, RUN_END, RUN_START};
+use crate::markers::{
+    escape_prompt, DISPLAY, END_OF_CELL, END_OF_CELL_FN, NO_EOL, RUN_END, RUN_START, STDIN_READ,
+};
 
 const EVCXR_COMPLETE: &str = "EVCXR_EXECUTION_COMPLETE";
 const EVCXR_BEGIN: &str = "EVCXR_BEGIN_CONTENT ";
 const EVCXR_END: &str = "EVCXR_END_CONTENT";
 const EVCXR_PANIC: &str = "EVCXR_PANIC_NOTIFICATION";
+/// evcxr's input request (`evcxr_input::GET_CMD`); `…_PASSWORD:` starts the same way.
+const EVCXR_INPUT_REQUEST: &str = "EVCXR_INPUT_REQUEST";
+/// How often a running cell is checked for a read of stdin; two checks in a row must see
+/// it, so the prompt appears 50–150 ms after the read starts.
+const STDIN_CHECK_EVERY: Duration = Duration::from_millis(50);
 /// A held content block becomes a live display after this long without the cell ending.
 const HOLD_LIMIT: Duration = Duration::from_millis(150);
 /// How long the end of a cell waits for the user-code stdout to be flushed.
@@ -118,12 +135,29 @@ fn install() -> std::io::Result<()> {
     // Markers start once the kernel's prelude cell has run: evcxr's own warm-up cell
     // runs before anything drains its stdout channel, and would wait on them forever.
     let markers_on = Arc::new(AtomicBool::new(false));
+    // The stdin relay wakes the stdout relay when a cell starts or an answer arrives, so
+    // that it watches fd 0 even while the cell prints nothing.
+    let (wake_read, wake_write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    let stdin = Arc::new(CellStdin {
+        cell_running: AtomicBool::new(false),
+        request_open: AtomicBool::new(false),
+        wake: wake_write,
+    });
     let stdout_for_stdin = Arc::clone(&real_stdout);
     let markers_for_stdin = Arc::clone(&markers_on);
+    let stdin_for_relay = Arc::clone(&stdin);
     std::thread::spawn(move || {
-        relay_stdin(real_stdin, in_write, stdout_for_stdin, markers_for_stdin)
+        relay_stdin(
+            real_stdin,
+            in_write,
+            stdout_for_stdin,
+            markers_for_stdin,
+            stdin_for_relay,
+        )
     });
-    std::thread::spawn(move || StdoutRelay::new(real_stdout, flush_tx, markers_on).run(out_read));
+    std::thread::spawn(move || {
+        StdoutRelay::new(real_stdout, flush_tx, markers_on, stdin).run(out_read, wake_read)
+    });
     Ok(())
 }
 
@@ -138,11 +172,23 @@ fn flusher(requests: mpsc::Receiver<usize>) {
     }
 }
 
+/// What the two relays know of fd 0 while a cell runs.
+struct CellStdin {
+    /// evcxr was told to run the cell and has not said it completed.
+    cell_running: AtomicBool,
+    /// An input request is out and its answer has not come back.
+    request_open: AtomicBool,
+    /// Written to when a cell starts or an answer arrives: the stdout relay, which polls
+    /// the other end, starts watching fd 0 again.
+    wake: OwnedFd,
+}
+
 fn relay_stdin(
     real_stdin: OwnedFd,
     to_runtime: OwnedFd,
     real_stdout: Arc<Mutex<File>>,
     markers_on: Arc<AtomicBool>,
+    stdin: Arc<CellStdin>,
 ) {
     let mut input = File::from(real_stdin);
     let mut output = File::from(to_runtime);
@@ -155,12 +201,19 @@ fn relay_stdin(
             Ok(n) => n,
         };
         for line in lines.push(&buf[..n]) {
-            if line.starts_with("LOAD_AND_RUN ") && markers_on.load(Ordering::SeqCst) {
+            let runs_a_cell = line.starts_with("LOAD_AND_RUN ");
+            if runs_a_cell && markers_on.load(Ordering::SeqCst) {
                 write_line(&real_stdout, &stamped(RUN_START));
             }
             if output.write_all(format!("{line}\n").as_bytes()).is_err() {
                 return;
             }
+            if runs_a_cell {
+                stdin.cell_running.store(true, Ordering::SeqCst);
+            } else {
+                stdin.request_open.store(false, Ordering::SeqCst);
+            }
+            let _ = rustix::io::write(&stdin.wake, &[1]);
         }
     }
 }
@@ -227,6 +280,12 @@ struct StdoutRelay {
     open_block: Option<(String, Vec<String>)>,
     /// evcxr's completion line, held while the user-code stdout is being flushed.
     completion: Option<(String, Instant)>,
+    stdin: Arc<CellStdin>,
+    /// When fd 0 was last checked, and how many checks in a row saw a read waiting.
+    stdin_checked: Instant,
+    stdin_waits_seen: u32,
+    /// The cell waits on stdin and its stdout is being flushed to find the prompt.
+    prompt_flush: Option<Instant>,
 }
 
 impl StdoutRelay {
@@ -234,6 +293,7 @@ impl StdoutRelay {
         out: Arc<Mutex<File>>,
         flush_requests: mpsc::Sender<usize>,
         markers_on: Arc<AtomicBool>,
+        stdin: Arc<CellStdin>,
     ) -> Self {
         Self {
             out,
@@ -244,16 +304,22 @@ impl StdoutRelay {
             held_since: None,
             open_block: None,
             completion: None,
+            stdin,
+            stdin_checked: Instant::now(),
+            stdin_waits_seen: 0,
+            prompt_flush: None,
         }
     }
 
-    fn run(mut self, fd: OwnedFd) {
+    fn run(mut self, fd: OwnedFd, wake: OwnedFd) {
         let mut input = File::from(fd);
         let mut lines = LineSplitter::default();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let timeout = self.next_deadline();
-            if !wait_readable(&input, timeout) {
+            let readable = wait_readable_or_woken(&input, &wake, timeout);
+            self.watch_stdin();
+            if !readable {
                 self.on_timeout();
                 continue;
             }
@@ -276,10 +342,61 @@ impl StdoutRelay {
             .completion
             .as_ref()
             .map(|(_, t)| FLUSH_LIMIT.saturating_sub(t.elapsed()));
-        match (hold, flush) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let stdin = self.watching_stdin().then_some(STDIN_CHECK_EVERY);
+        [hold, flush, stdin].into_iter().flatten().min()
+    }
+
+    fn watching_stdin(&self) -> bool {
+        self.markers_on.load(Ordering::SeqCst)
+            && self.stdin.cell_running.load(Ordering::SeqCst)
+            && !self.stdin.request_open.load(Ordering::SeqCst)
+    }
+
+    /// While the cell runs, asks for input once a thread has waited on fd 0 for two
+    /// checks in a row (a single sighting may be a read that is being given its bytes).
+    fn watch_stdin(&mut self) {
+        if !self.watching_stdin() {
+            self.stdin_waits_seen = 0;
+            return;
         }
+        if let Some(since) = self.prompt_flush {
+            if since.elapsed() >= FLUSH_LIMIT {
+                self.prompt_flush = None;
+                self.ask_for_input("");
+            }
+            return;
+        }
+        if self.stdin_checked.elapsed() < STDIN_CHECK_EVERY {
+            return;
+        }
+        self.stdin_checked = Instant::now();
+        if !crate::stdin_wait::waits_on_stdin() {
+            self.stdin_waits_seen = 0;
+            return;
+        }
+        self.stdin_waits_seen += 1;
+        if self.stdin_waits_seen < 2 {
+            return;
+        }
+        self.stdin_waits_seen = 0;
+        // The prompt is in the cell's stdout buffer until flushed: the flush function
+        // prints it followed by END_OF_CELL, and `on_line` asks then.
+        match self.flush_fn {
+            Some(address) if self.flush_requests.send(address).is_ok() => {
+                self.prompt_flush = Some(Instant::now());
+            }
+            _ => self.ask_for_input(""),
+        }
+    }
+
+    /// evcxr's own input-request line, for a read of fd 0 whose prompt is `prompt`.
+    fn ask_for_input(&mut self, prompt: &str) {
+        self.release_held_as_live();
+        self.stdin.request_open.store(true, Ordering::SeqCst);
+        self.emit(&format!(
+            "{EVCXR_INPUT_REQUEST}:{STDIN_READ}{}",
+            escape_prompt(prompt)
+        ));
     }
 
     fn on_timeout(&mut self) {
@@ -332,6 +449,9 @@ impl StdoutRelay {
             return;
         }
         if let Some(partial) = line.strip_suffix(END_OF_CELL) {
+            if self.prompt_flush.take().is_some() {
+                return self.ask_for_input(partial);
+            }
             if !partial.is_empty() {
                 self.release_held_as_live();
                 self.emit(&format!("{partial}{NO_EOL}"));
@@ -341,7 +461,14 @@ impl StdoutRelay {
             }
             return;
         }
+        if line.starts_with(EVCXR_INPUT_REQUEST) {
+            // `evcxr_input` or `rustmeter::read_password` asks by itself.
+            self.stdin.request_open.store(true, Ordering::SeqCst);
+        }
         if line == EVCXR_COMPLETE {
+            self.stdin.cell_running.store(false, Ordering::SeqCst);
+            self.stdin.request_open.store(false, Ordering::SeqCst);
+            self.prompt_flush = None;
             if self.markers_on.load(Ordering::SeqCst) {
                 self.emit(&stamped(RUN_END));
             }
@@ -412,17 +539,27 @@ fn mime_value(content: String) -> serde_json::Value {
 }
 
 /// Whether `fd` has something to read before `timeout` (`None`: wait as long as it takes).
-fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+/// Waits until `fd` is readable (data or end of file), `wake` is written to (what was
+/// written there is read and dropped) or `timeout` passes; true when `fd` is readable.
+fn wait_readable_or_woken(fd: impl AsFd, wake: &OwnedFd, timeout: Option<Duration>) -> bool {
+    let mut fds = [
+        PollFd::new(&fd, PollFlags::IN),
+        PollFd::new(wake, PollFlags::IN),
+    ];
     // A timeout too long for a timespec waits without one: the same in practice.
     let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
     loop {
         match poll(&mut fds, timeout.as_ref()) {
-            Ok(ready) => return ready > 0,
+            Ok(_) => break,
             Err(Errno::INTR) => continue,
             Err(_) => return true, // let read() report the error
         }
     }
+    if !fds[1].revents().is_empty() {
+        let mut drained = [0u8; 64];
+        while rustix::io::read(wake, &mut drained).is_ok_and(|n| n > 0) {}
+    }
+    !fds[0].revents().is_empty()
 }
 
 #[cfg(test)]
@@ -446,23 +583,27 @@ mod tests {
     }
 
     #[test]
-    fn a_pipe_is_readable_once_written_or_closed() {
+    fn a_pipe_is_readable_once_written_or_closed_and_a_wake_ends_the_wait() {
+        let (wake_read, wake_write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).unwrap();
+        let wait = |fd: &OwnedFd, timeout| wait_readable_or_woken(fd, &wake_read, timeout);
         let (read, write) = pipe_with(PipeFlags::CLOEXEC).unwrap();
         let short = Some(Duration::from_millis(20));
+        assert!(!wait(&read, short), "an empty pipe is not readable");
+        rustix::io::write(&wake_write, &[1, 1]).unwrap();
+        let started = Instant::now();
+        assert!(!wait(&read, None), "a wake is not data");
         assert!(
-            !wait_readable(&read, short),
-            "an empty pipe is not readable"
+            started.elapsed() < Duration::from_secs(5),
+            "the wake ended the wait"
         );
+        assert!(!wait(&read, short), "the wake was drained");
         let mut write = File::from(write);
         write.write_all(b"x").unwrap();
-        assert!(wait_readable(&read, short), "a written pipe is readable");
-        assert!(
-            wait_readable(&read, None),
-            "no timeout waits until readable"
-        );
+        assert!(wait(&read, short), "a written pipe is readable");
+        assert!(wait(&read, None), "no timeout waits until readable");
         let (read, write) = pipe_with(PipeFlags::CLOEXEC).unwrap();
         drop(write);
-        assert!(wait_readable(&read, short), "end-of-file is readable");
+        assert!(wait(&read, short), "end-of-file is readable");
     }
 
     #[test]

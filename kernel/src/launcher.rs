@@ -68,7 +68,9 @@ pub fn watch(launcher: u32, on_gone: impl FnOnce() + Send + 'static) {
             on_gone();
         });
     if let Err(e) = spawned {
-        eprintln!("[rustmeter] cannot watch the launching process {launcher}: {e}");
+        crate::log::info(&format!(
+            "cannot watch the launching process {launcher}: {e}"
+        ));
     }
 }
 

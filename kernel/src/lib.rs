@@ -14,7 +14,8 @@
 //!   `server` and `engine`).
 //! - `log` (the kernel's stderr, quiet by default) reads only `settings`.
 //! - Leaves, importing nothing of the crate: `settings` (every `RUSTMETER_*` variable),
-//!   `sys` (the `/proc` readers and signals), `cli`, `install`.
+//!   `sys` (the `/proc` readers and signals), `stdin_wait` (whether user code waits on
+//!   its stdin), `cli`, `install`.
 //!
 //! `doctor` and `demo_server` are tools beside the kernel; they use the lower modules only.
 
@@ -37,6 +38,7 @@ pub mod markers;
 pub mod server;
 pub mod settings;
 pub mod spare;
+pub mod stdin_wait;
 pub mod sys;
 pub mod telemetry;
 pub mod workdir;

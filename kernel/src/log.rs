@@ -67,15 +67,28 @@ pub fn debug_enabled() -> bool {
     settings::word(&settings::LOG) == "debug"
 }
 
+/// The real stderr while the filter is in front of fd 2: the kernel's own lines go
+/// straight there, in order and at once, whatever the filter's thread is doing.
+static OWN_LINES: Mutex<Option<File>> = Mutex::new(None);
+
 /// A line an operator needs (an error, a refusal, the start).
 pub fn info(message: &str) {
-    eprintln!("[rustmeter] {message}");
+    let line = format!("[rustmeter] {message}\n");
+    let mut own = OWN_LINES.lock().unwrap_or_else(|p| p.into_inner());
+    match own.as_mut() {
+        Some(stderr) => {
+            let _ = stderr.write_all(line.as_bytes());
+        }
+        None => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
 }
 
 /// A line for whoever is debugging the kernel (timings, warm-ups).
 pub fn debug(message: &str) {
     if debug_enabled() {
-        eprintln!("[rustmeter] {message}");
+        info(message);
     }
 }
 
@@ -135,9 +148,13 @@ pub fn quiet_tool_output() -> QuietStderr {
     let Ok(forwarder) = forwarder else {
         return untouched;
     };
+    let Ok(own) = original.try_clone() else {
+        return untouched;
+    };
     if rustix::stdio::dup2_stderr(&write).is_err() {
         return untouched;
     }
+    *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = Some(File::from(own));
     QuietStderr {
         original: Some(original),
         forwarder: Some(forwarder),
@@ -166,6 +183,7 @@ impl Drop for QuietStderr {
         let Some(original) = self.original.take() else {
             return;
         };
+        *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // Closing the pipe's last writer (fd 2) ends the forwarder once it has written
         // what was left. Children that inherited fd 2 may hold it open: do not wait then.
         let _ = rustix::stdio::dup2_stderr(&original);

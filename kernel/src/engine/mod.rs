@@ -154,6 +154,8 @@ pub struct Control {
     timed_out: AtomicBool,
     /// The cell waits for the learner to answer an input prompt.
     awaiting_input: AtomicBool,
+    /// Set with `interrupted` when the cell read stdin in a client that takes no input.
+    stdin_refused: AtomicBool,
     /// The kernel is shutting down: a killed child is not restarted, so nothing writes
     /// into the work folder while it is removed.
     stopping: AtomicBool,
@@ -272,6 +274,7 @@ impl Engine {
             interrupted: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
             awaiting_input: AtomicBool::new(false),
+            stdin_refused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             cell_serial: AtomicU64::new(0),
             cancel: interrupt::CancelChannel::new()

@@ -152,6 +152,29 @@ pub fn timed_out(limit: &str, lost_variables: Vec<String>, restarted: bool) -> C
     }
 }
 
+/// The cell read its stdin in a client that takes no input (`allow_stdin` false:
+/// nbclient, papermill, `jupyter execute`); it was stopped like an interrupt.
+pub fn stdin_unavailable(lost_variables: Vec<String>, restarted: bool) -> CellError {
+    let mut text = "This cell reads standard input (stdin), but this client does not take \
+                    input (it sent allow_stdin: false, as nbclient, papermill and jupyter \
+                    execute do), so the cell was stopped. Put the value in the code, or run \
+                    the cell in JupyterLab, Notebook or jupyter console, which show an \
+                    input box."
+        .to_string();
+    if restarted {
+        text.push_str(&lost_text(&lost_variables));
+    } else {
+        text.push_str(" Variables from earlier cells are kept.");
+    }
+    CellError {
+        kind: ErrorKind::Interrupted,
+        ename: "stdin unavailable".to_string(),
+        evalue: text.clone(),
+        traceback: vec![format!("{RED}{BOLD}■ stdin unavailable{RESET}: {text}")],
+        lost_variables,
+    }
+}
+
 /// The user-code process died (segfault, abort, stack overflow, `process::exit`).
 pub fn crashed(evcxr_message: &str, lost_variables: Vec<String>) -> CellError {
     let cause = crash_cause(evcxr_message);

@@ -58,11 +58,11 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
     // Still single-threaded here: the only safe moment to set evcxr's folder.
     std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
     crate::launcher::mark_kernel_process();
+    // The connection file's path stays out of the log: it leads to the signing key.
     crate::log::info(&format!(
-        "kernel {} started (pid {}) for {}",
+        "kernel {} started (pid {})",
         env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        connection_file.display()
+        std::process::id()
     ));
     runtime()?.block_on(async {
         let (events_tx, events_rx) = mpsc::unbounded_channel();

@@ -457,5 +457,5 @@ async fn heartbeat_task(mut socket: jupyter_zmq_client::KernelHeartbeatConnectio
 
 /// Kernel log lines go to stderr, which Jupyter servers keep as the kernel log.
 pub fn log(message: &str) {
-    eprintln!("[rustmeter] {message}");
+    crate::log::info(message);
 }

@@ -19,7 +19,6 @@ mod waiting;
 pub use proxy::{claim, Claimed};
 pub use waiting::run as run_spare;
 
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -292,7 +291,7 @@ fn is_spare(pid: u32) -> bool {
 }
 
 fn log(message: &str) {
-    let _ = writeln!(std::io::stderr(), "[rustmeter] {message}");
+    crate::log::info(message);
 }
 
 #[cfg(test)]

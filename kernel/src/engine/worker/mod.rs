@@ -206,6 +206,7 @@ impl Worker {
         let serial = self.control.cell_serial.fetch_add(1, Ordering::SeqCst) + 1;
         self.control.interrupted.store(false, Ordering::SeqCst);
         self.control.timed_out.store(false, Ordering::SeqCst);
+        self.control.stdin_refused.store(false, Ordering::SeqCst);
         if let Some(channel) = &self.control.cancel {
             channel.drain();
         }
@@ -245,6 +246,9 @@ impl Worker {
         lost: Vec<String>,
         restarted: bool,
     ) -> CellOutcome {
+        if self.control.stdin_refused.load(Ordering::SeqCst) {
+            return CellOutcome::Error(report::stdin_unavailable(lost, restarted));
+        }
         if self.control.interrupted.load(Ordering::SeqCst) {
             return match self.time_limit.as_ref() {
                 Some(limit) if self.control.timed_out.load(Ordering::SeqCst) => {
@@ -265,5 +269,5 @@ impl Worker {
 }
 
 fn log(message: &str) {
-    eprintln!("[rustmeter] {message}");
+    crate::log::info(message);
 }

@@ -6,9 +6,10 @@
 use super::{Evcxr, Worker};
 use crate::engine::cell::Step;
 use crate::engine::{
-    process, report, syntax, CellError, CellEvent, CellId, CellOutcome, Control, EngineEvent,
-    ErrorKind, Phase,
+    interrupt, process, report, syntax, CellError, CellEvent, CellId, CellOutcome, Control,
+    EngineEvent, ErrorKind, Phase,
 };
+use crate::markers;
 use serde_json::{Map, Value};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -258,8 +259,10 @@ impl Worker {
     }
 }
 
-/// Answers evcxr's input requests: the client's answer when it allows input, else an
-/// empty line and a note on stderr.
+/// Answers evcxr's input requests: the client's answer when it allows input. Without
+/// input, a read of the cell's stdin (the prompt tagged `STDIN_READ` by the child's
+/// relay) stops the cell with an error that says why; an `evcxr_input` call gets an
+/// empty line and a note on stderr. After an interrupt every request gets an empty line.
 fn input_reader(
     events: mpsc::UnboundedSender<EngineEvent>,
     control: Arc<Control>,
@@ -267,6 +270,18 @@ fn input_reader(
     allow_stdin: bool,
 ) -> impl Fn(String, bool) -> String {
     move |prompt: String, password: bool| -> String {
+        let (prompt, reads_stdin) = match prompt.strip_prefix(markers::STDIN_READ) {
+            Some(escaped) => (markers::unescape_prompt(escaped), true),
+            None => (prompt, false),
+        };
+        if control.interrupted.load(Ordering::SeqCst) {
+            return String::new();
+        }
+        if !allow_stdin && reads_stdin {
+            control.stdin_refused.store(true, Ordering::SeqCst);
+            interrupt::stop_cell(&control);
+            return String::new();
+        }
         if !allow_stdin {
             let _ = events.send(EngineEvent {
                 cell,
