@@ -226,6 +226,35 @@ def test_stop_button_interrupts_a_running_cell(welcome):
     assert "2" in after.locator(".jp-OutputArea-executeResult").inner_text()
 
 
+def test_read_line_shows_an_input_box_and_the_typed_line_finishes_the_cell(welcome):
+    cell = add_cell_and_run(
+        welcome,
+        'print!("Your name: ");\nlet mut s = String::new();\n'
+        'std::io::stdin().read_line(&mut s).unwrap();\nprintln!("got [{}]", s.trim());',
+        wait=False,
+    )
+    box = cell.locator(".jp-Stdin-input")
+    box.wait_for(timeout=CELL_TIMEOUT * 1000)
+    prompt = cell.locator(".jp-Stdin-prompt").inner_text()
+    assert prompt.strip() == "Your name:", prompt
+    screenshot(cell, "stdin-input-box")
+    box.fill("Grace Hopper")
+    box.press("Enter")
+    welcome.wait_for_function(
+        "el => el.innerText.trim() !== '[*]:' && el.innerText.trim() !== '[ ]:'",
+        arg=cell.locator(".jp-InputArea-prompt").element_handle(),
+        timeout=CELL_TIMEOUT * 1000,
+    )
+    # JupyterLab swaps the box for the typed line once its hiding transition ends.
+    welcome.wait_for_function(
+        "el => !el.querySelector('.jp-Stdin')", arg=cell.element_handle(), timeout=10_000
+    )
+    outputs = cell.locator(".jp-OutputArea-child").all_inner_texts()
+    assert any("got [Grace Hopper]" in o for o in outputs), outputs
+    check_footer(cell, f"the stdin cell {outputs}")
+    screenshot(cell, "stdin-answered")
+
+
 def last_output_text(cell) -> str:
     return footer_of(cell).inner_text().strip() if cell.locator(".jp-OutputArea-child").count() else ""
 
