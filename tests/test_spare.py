@@ -177,6 +177,27 @@ def test_a_second_launch_is_served_by_the_warm_spare_the_first_started(spares):
     assert not (spares.base / f"kernel-{spare}").exists(), "the spare's work folder was removed"
 
 
+def test_jupyter_console_served_by_a_spare_shows_no_kernel_log(spares):
+    """The spare writes its log to the launcher's stderr, still behind its own filter:
+    cargo's lines stay out of the terminal and in `:last_build_log`."""
+    pytest.importorskip("pexpect")
+    from test_console import assert_quiet, run_console, split_build_log
+
+    spares.env = {**spares.env, "TERM": "dumb"}
+    spares.env.pop("RUSTMETER_LOG", None)
+    spare = spares.seed()
+    text = run_console(KERNEL_NAME, spares.env, [
+        "std::os::unix::process::parent_id()",
+        # A version no warm-up builds: cargo compiles it in this kernel.
+        ':dep itoa = "=1.0.9"',
+        ":last_build_log",
+    ], cwd=str(spares.folder))
+    assert f"Out[1]: {spare}" in text, f"not served by spare {spare}:\n{text}"
+    shown, build_log = split_build_log(text, 3)
+    assert_quiet(shown, "warm spare serving the launch of pid ")
+    assert "Compiling itoa v1.0.9" in build_log, f"no cargo lines:\n{build_log}"
+
+
 def test_another_folder_or_environment_is_not_served_and_replaces_the_spare(spares, tmp_path):
     first = spares.seed()
 

@@ -133,10 +133,12 @@ println!("{} characters", token.len());"""
     assert "6 characters" in stream_text(messages)
 
 
-def test_without_stdin_the_read_fails_at_once_and_the_kernel_stays(kc):
+def test_without_stdin_the_read_gets_end_of_input_and_the_cell_an_error(kc):
     _, client = kc
     run_cell(client, "let before = 41;")
     reply, messages = run_cell(client, READ_LINE, timeout=120, allow_stdin=False)
+    # End of input, as a program run with `< /dev/null` reads: an empty string.
+    assert "got []" in stream_text(messages), messages
     content = reply["content"]
     assert content["status"] == "error", content
     assert content["ename"] == "stdin unavailable", content
@@ -151,7 +153,13 @@ def test_without_stdin_the_read_fails_at_once_and_the_kernel_stays(kc):
 def test_interrupt_while_the_input_box_is_open_keeps_variables(kc):
     km, client = kc
     run_cell(client, "let kept = 7;")
-    msg_id = client.execute(READ_LINE, allow_stdin=True)
+    # A loop over lines: the interrupt gives the read end of input, so the loop ends by
+    # itself (an empty line would loop until the process is killed, losing `kept`).
+    code = """use std::io::BufRead;
+let mut count = 0;
+for _line in std::io::stdin().lock().lines() { count += 1; }
+println!("{count} lines");"""
+    msg_id = client.execute(code, allow_stdin=True)
     request = client.get_stdin_msg(timeout=120)
     assert request["msg_type"] == "input_request"
     km.interrupt_kernel()

@@ -36,6 +36,12 @@ pub const END_OF_CELL_FN: &str = "\u{1}RM_EOC_FN ";
 /// [`escape_prompt`], since evcxr keeps only the text up to the next `:`.
 pub const STDIN_READ: &str = "\u{1}RM_STDIN ";
 
+/// The kernel's answer to an input request that stands for end of input: the child's
+/// stdin relay gives the waiting read end of file (as Ctrl-D at a terminal, or a program
+/// run with `< /dev/null`) instead of a line. Sent after an interrupt, and to a read of
+/// stdin in a client that takes no input.
+pub const STDIN_EOF: &str = "\u{1}RM_STDIN_EOF";
+
 /// `prompt` with `%`, `:` and line ends written as `%25`, `%3A`, `%0A`, `%0D`.
 pub fn escape_prompt(prompt: &str) -> String {
     let mut out = String::with_capacity(prompt.len());

@@ -41,7 +41,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::markers::{
-    escape_prompt, DISPLAY, END_OF_CELL, END_OF_CELL_FN, NO_EOL, RUN_END, RUN_START, STDIN_READ,
+    escape_prompt, DISPLAY, END_OF_CELL, END_OF_CELL_FN, NO_EOL, RUN_END, RUN_START, STDIN_EOF,
+    STDIN_READ,
 };
 
 const EVCXR_COMPLETE: &str = "EVCXR_EXECUTION_COMPLETE";
@@ -201,11 +202,18 @@ fn relay_stdin(
             Ok(n) => n,
         };
         for line in lines.push(&buf[..n]) {
-            let runs_a_cell = line.starts_with("LOAD_AND_RUN ");
+            // While a cell runs, every line is an answer, whatever it says.
+            let runs_a_cell =
+                !stdin.cell_running.load(Ordering::SeqCst) && line.starts_with("LOAD_AND_RUN ");
             if runs_a_cell && markers_on.load(Ordering::SeqCst) {
                 write_line(&real_stdout, &stamped(RUN_START));
             }
-            if output.write_all(format!("{line}\n").as_bytes()).is_err() {
+            if line == STDIN_EOF {
+                match end_of_input() {
+                    Ok(fresh) => output = fresh,
+                    Err(_) => return,
+                }
+            } else if output.write_all(format!("{line}\n").as_bytes()).is_err() {
                 return;
             }
             if runs_a_cell {
@@ -216,6 +224,16 @@ fn relay_stdin(
             let _ = rustix::io::write(&stdin.wake, &[1]);
         }
     }
+}
+
+/// Gives the read waiting on fd 0 end of file: a fresh pipe takes fd 0 (for evcxr's next
+/// command and the cell's later reads), and the old pipe's only writer, which the caller
+/// drops when it takes the returned one, closes. The waiting read holds the old pipe and
+/// returns 0.
+fn end_of_input() -> std::io::Result<File> {
+    let (read, write) = pipe_with(PipeFlags::CLOEXEC)?;
+    stdio::dup2_stdin(&read)?;
+    Ok(File::from(write))
 }
 
 /// Nanoseconds of `CLOCK_MONOTONIC`: one clock for every process of the machine, so the
@@ -435,6 +453,12 @@ impl StdoutRelay {
         // evcxr finds its marker anywhere in a line: a `print!` without newline before a
         // content block would be swallowed, so split it off as partial output.
         if let Some(at) = line.find(EVCXR_BEGIN).filter(|at| *at > 0) {
+            self.release_held_as_live();
+            self.emit(&format!("{}{NO_EOL}", &line[..at]));
+            return self.on_line(line[at..].to_string());
+        }
+        // The same for an input request after a `print!` without newline.
+        if let Some(at) = line.find(EVCXR_INPUT_REQUEST).filter(|at| *at > 0) {
             self.release_held_as_live();
             self.emit(&format!("{}{NO_EOL}", &line[..at]));
             return self.on_line(line[at..].to_string());

@@ -14,7 +14,7 @@ use crate::settings;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
 /// cargo's lines held back from stderr, newest last, each with its sequence number.
@@ -123,6 +123,10 @@ pub struct QuietStderr {
     forwarder: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The filter pipe's ends while it is in place: the write end (what fd 2 is a copy of)
+/// and the read end's number, to see whether lines are still in flight.
+static FILTER: Mutex<Option<(OwnedFd, i32)>> = Mutex::new(None);
+
 /// Filters this process's stderr for the rest of its life (see the module docs). At
 /// debug level, or when the pipe cannot be made, stderr stays as it is.
 pub fn quiet_tool_output() -> QuietStderr {
@@ -133,35 +137,88 @@ pub fn quiet_tool_output() -> QuietStderr {
     if debug_enabled() {
         return untouched;
     }
-    let Ok(original) = rustix::io::dup(rustix::stdio::stderr()) else {
+    // Close-on-exec copies only: cargo, rustc and the user-code process must not hold the
+    // real stderr open (a reader of it would never see end of file).
+    let Ok(original) = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3) else {
         return untouched;
     };
     let Ok((read, write)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else {
         return untouched;
     };
-    let Ok(copy) = original.try_clone() else {
+    let (Ok(own), Ok(filter_input)) = (original.try_clone(), write.try_clone()) else {
         return untouched;
     };
+    let read_fd = read.as_raw_fd();
     let forwarder = std::thread::Builder::new()
         .name("stderr-filter".into())
-        .spawn(move || forward(File::from(read), File::from(copy)));
+        .spawn(move || forward(File::from(read)));
     let Ok(forwarder) = forwarder else {
         return untouched;
     };
-    let Ok(own) = original.try_clone() else {
-        return untouched;
-    };
+    *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = Some(File::from(own));
     if rustix::stdio::dup2_stderr(&write).is_err() {
+        *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = None;
         return untouched;
     }
-    *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = Some(File::from(own));
+    *FILTER.lock().unwrap_or_else(|p| p.into_inner()) = Some((filter_input, read_fd));
     QuietStderr {
         original: Some(original),
         forwarder: Some(forwarder),
     }
 }
 
-fn forward(read: File, mut to: File) {
+/// The real stderr (a new descriptor): the filter's destination while it is in place,
+/// else fd 2. What a launcher hands to the spare that serves it.
+pub fn real_stderr() -> std::io::Result<OwnedFd> {
+    let own = OWN_LINES.lock().unwrap_or_else(|p| p.into_inner());
+    match own.as_ref() {
+        Some(file) => Ok(rustix::io::fcntl_dupfd_cloexec(file, 3)?),
+        None => Ok(rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3)?),
+    }
+}
+
+/// Makes `stderr` this process's stderr: behind the filter when it is in place (a spare
+/// taking over a launch keeps its filter and writes to the launcher's stderr), else as
+/// fd 2 itself.
+pub fn adopt_stderr(stderr: OwnedFd) -> std::io::Result<()> {
+    let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner());
+    match filter.as_ref() {
+        Some((filter_input, _)) => {
+            let copy = rustix::io::fcntl_dupfd_cloexec(&stderr, 3)?;
+            *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = Some(File::from(copy));
+            rustix::stdio::dup2_stderr(filter_input)?;
+        }
+        None => rustix::stdio::dup2_stderr(&stderr)?,
+    }
+    Ok(())
+}
+
+/// Waits (up to 200 ms) until the filter has written out what is in its pipe: for a
+/// process about to exit, so its last lines (a panic, the reason) reach the log.
+pub fn flush() {
+    let read_fd = match FILTER.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some((_, read_fd)) => *read_fd,
+        None => return,
+    };
+    // SAFETY: the forwarder owns the read end for the life of the process.
+    let read = unsafe { std::os::fd::BorrowedFd::borrow_raw(read_fd) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    while rustix::io::ioctl_fionread(read).is_ok_and(|n| n > 0)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The forwarder may hold the last line it read; it writes it at once.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+}
+
+/// Exits the process after [`flush`].
+pub fn exit(code: i32) -> ! {
+    flush();
+    std::process::exit(code)
+}
+
+fn forward(read: File) {
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
     while let Ok(n) = reader.read_until(b'\n', &mut line) {
@@ -172,7 +229,10 @@ fn forward(read: File, mut to: File) {
         if is_cargo_progress(&text) {
             hold_back(&text);
         } else {
-            let _ = to.write_all(&line);
+            let mut own = OWN_LINES.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(to) = own.as_mut() {
+                let _ = to.write_all(&line);
+            }
         }
         line.clear();
     }
@@ -180,19 +240,23 @@ fn forward(read: File, mut to: File) {
 
 impl Drop for QuietStderr {
     fn drop(&mut self) {
-        let Some(original) = self.original.take() else {
+        if self.original.take().is_none() {
             return;
-        };
-        *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        // Closing the pipe's last writer (fd 2) ends the forwarder once it has written
+        }
+        // fd 2 back to the real stderr (the adopted one, if a spare took over), and the
+        // filter's own copy of the pipe closed: the forwarder ends once it has written
         // what was left. Children that inherited fd 2 may hold it open: do not wait then.
-        let _ = rustix::stdio::dup2_stderr(&original);
+        if let Some(real) = OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = rustix::stdio::dup2_stderr(real);
+        }
+        *FILTER.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(forwarder) = self.forwarder.take() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
             while !forwarder.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
+        *OWN_LINES.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

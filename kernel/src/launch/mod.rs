@@ -37,7 +37,7 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
                         "the launching process {launcher} is gone; shutting down"
                     ));
                     let _ = std::fs::remove_file(crate::spare::proxy_file(std::process::id()));
-                    std::process::exit(0);
+                    crate::log::exit(0);
                 });
             }
             claimed.serve_as_proxy();
@@ -55,7 +55,8 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
     })?;
     let workdir = WorkDir::create().context("cannot create the kernel's work folder")?;
     std::fs::create_dir_all(workdir.evcxr_dir())?;
-    // Still single-threaded here: the only safe moment to set evcxr's folder.
+    // No other thread reads the environment yet (the stderr filter never does): the only
+    // safe moment to set evcxr's folder.
     std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
     crate::launcher::mark_kernel_process();
     // The connection file's path stays out of the log: it leads to the signing key.
@@ -75,7 +76,7 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
                     "the launching process {launcher} is gone; shutting down"
                 ));
                 stopper.stop();
-                std::process::exit(0);
+                crate::log::exit(0);
             });
         }
         // The spare for the next launch warms up once this kernel has (and its first

@@ -181,7 +181,7 @@ fn exit_if_stopped(executor: tokio::task::JoinHandle<()>) {
             log(&format!(
                 "the execution queue stopped ({e}); exiting so the client restarts the kernel"
             ));
-            std::process::exit(70);
+            crate::log::exit(70);
         }
     });
 }
@@ -362,7 +362,7 @@ async fn shutdown(kernel: &Kernel) -> ! {
     kernel.engine.shutdown();
     // Let iopub flush the last status before the process ends.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    std::process::exit(0)
+    crate::log::exit(0)
 }
 
 fn kernel_info(rustc_version: &str) -> KernelInfoReply {

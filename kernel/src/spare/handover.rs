@@ -12,7 +12,7 @@ use rustix::net::{
 use rustix::stdio;
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -24,11 +24,13 @@ pub struct Request {
 
 const MAX_REQUEST: usize = 64 * 1024;
 
-/// Sends the request with this process's fds 0, 1 and 2.
+/// Sends the request with this process's fds 0, 1 and its real stderr (the log's
+/// destination, not the filter in front of fd 2).
 pub fn send(stream: &UnixStream, request: &Request) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(request)?;
     bytes.push(b'\n');
-    let stdio = [stdio::stdin(), stdio::stdout(), stdio::stderr()];
+    let stderr = crate::log::real_stderr()?;
+    let stdio = [stdio::stdin(), stdio::stdout(), stderr.as_fd()];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     assert!(

@@ -109,6 +109,6 @@ impl Claimed {
         let mut buffer = [0u8; 256];
         while matches!(link.read(&mut buffer), Ok(n) if n > 0) {}
         let _ = std::fs::remove_file(&proxy_file);
-        std::process::exit(0)
+        crate::log::exit(0)
     }
 }

@@ -50,7 +50,8 @@ pub fn run(key: &str) -> anyhow::Result<()> {
     }
     let workdir = crate::workdir::WorkDir::create()?;
     std::fs::create_dir_all(workdir.evcxr_dir())?;
-    // Still single-threaded here: the only safe moment to set evcxr's folder.
+    // No other thread reads the environment yet (the stderr filter never does): the only
+    // safe moment to set evcxr's folder.
     std::env::set_var("EVCXR_TMPDIR", workdir.evcxr_dir());
     crate::launcher::mark_kernel_process();
     let runtime = crate::server::runtime()?;
@@ -106,7 +107,7 @@ async fn warm_then_serve(
             super::log("the launching process is gone; shutting down");
             let _ = std::fs::remove_file(super::proxy_file(launcher));
             stopper.stop();
-            std::process::exit(0);
+            crate::log::exit(0);
         })?;
     crate::server::serve(info, engine, events).await
 }
@@ -240,8 +241,12 @@ fn take_over(link: &UnixStream) -> Option<(jupyter_protocol::ConnectionInfo, u32
             return None;
         }
     };
-    for (target, fd) in fds.iter().enumerate() {
+    for (target, fd) in fds.iter().enumerate().take(2) {
         unsafe { libc::dup2(fd.as_raw_fd(), target as i32) };
+    }
+    // Behind this spare's log filter, so cargo's lines stay out of the launcher's log.
+    if let Err(e) = fds[2].try_clone().and_then(crate::log::adopt_stderr) {
+        crate::log::info(&format!("cannot take over the launcher's stderr: {e}"));
     }
     Some((info, request.launcher_pid))
 }

@@ -261,8 +261,9 @@ impl Worker {
 
 /// Answers evcxr's input requests: the client's answer when it allows input. Without
 /// input, a read of the cell's stdin (the prompt tagged `STDIN_READ` by the child's
-/// relay) stops the cell with an error that says why; an `evcxr_input` call gets an
-/// empty line and a note on stderr. After an interrupt every request gets an empty line.
+/// relay) gets end of input and the cell is stopped with an error that says why; an
+/// `evcxr_input` call gets an empty line and a note on stderr. After an interrupt every
+/// request gets end of input.
 fn input_reader(
     events: mpsc::UnboundedSender<EngineEvent>,
     control: Arc<Control>,
@@ -275,12 +276,12 @@ fn input_reader(
             None => (prompt, false),
         };
         if control.interrupted.load(Ordering::SeqCst) {
-            return String::new();
+            return markers::STDIN_EOF.to_string();
         }
         if !allow_stdin && reads_stdin {
             control.stdin_refused.store(true, Ordering::SeqCst);
             interrupt::stop_cell(&control);
-            return String::new();
+            return markers::STDIN_EOF.to_string();
         }
         if !allow_stdin {
             let _ = events.send(EngineEvent {
@@ -307,6 +308,11 @@ fn input_reader(
         control.awaiting_input.store(true, Ordering::SeqCst);
         let line = answer.recv().unwrap_or_default();
         control.awaiting_input.store(false, Ordering::SeqCst);
+        // An interrupt closed the prompt: the read gets end of input, so loops over
+        // lines end by themselves and the cell stops without losing its process.
+        if control.interrupted.load(Ordering::SeqCst) {
+            return markers::STDIN_EOF.to_string();
+        }
         line
     }
 }
