@@ -35,7 +35,7 @@ use rustix::time::{clock_gettime, ClockId};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -140,7 +140,8 @@ fn install() -> std::io::Result<()> {
     // that it watches fd 0 even while the cell prints nothing.
     let (wake_read, wake_write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let stdin = Arc::new(CellStdin {
-        cell_running: AtomicBool::new(false),
+        cells_started: AtomicU64::new(0),
+        cells_completed: AtomicU64::new(0),
         request_open: AtomicBool::new(false),
         wake: wake_write,
     });
@@ -175,13 +176,23 @@ fn flusher(requests: mpsc::Receiver<usize>) {
 
 /// What the two relays know of fd 0 while a cell runs.
 struct CellStdin {
-    /// evcxr was told to run the cell and has not said it completed.
-    cell_running: AtomicBool,
+    /// Cells evcxr was told to run (counted by the stdin relay once the command is
+    /// written) and cells it said completed (counted by the stdout relay). Counts, not a
+    /// flag: on a busy machine a short cell can complete before the stdin relay gets to
+    /// note that it started.
+    cells_started: AtomicU64,
+    cells_completed: AtomicU64,
     /// An input request is out and its answer has not come back.
     request_open: AtomicBool,
     /// Written to when a cell starts or an answer arrives: the stdout relay, which polls
     /// the other end, starts watching fd 0 again.
     wake: OwnedFd,
+}
+
+impl CellStdin {
+    fn cell_running(&self) -> bool {
+        self.cells_started.load(Ordering::SeqCst) > self.cells_completed.load(Ordering::SeqCst)
+    }
 }
 
 fn relay_stdin(
@@ -203,8 +214,7 @@ fn relay_stdin(
         };
         for line in lines.push(&buf[..n]) {
             // While a cell runs, every line is an answer, whatever it says.
-            let runs_a_cell =
-                !stdin.cell_running.load(Ordering::SeqCst) && line.starts_with("LOAD_AND_RUN ");
+            let runs_a_cell = !stdin.cell_running() && line.starts_with("LOAD_AND_RUN ");
             if runs_a_cell && markers_on.load(Ordering::SeqCst) {
                 write_line(&real_stdout, &stamped(RUN_START));
             }
@@ -217,7 +227,7 @@ fn relay_stdin(
                 return;
             }
             if runs_a_cell {
-                stdin.cell_running.store(true, Ordering::SeqCst);
+                stdin.cells_started.fetch_add(1, Ordering::SeqCst);
             } else {
                 stdin.request_open.store(false, Ordering::SeqCst);
             }
@@ -299,9 +309,9 @@ struct StdoutRelay {
     /// evcxr's completion line, held while the user-code stdout is being flushed.
     completion: Option<(String, Instant)>,
     stdin: Arc<CellStdin>,
-    /// When fd 0 was last checked, and how many checks in a row saw a read waiting.
+    /// When fd 0 was last checked, and the readers that check saw asleep on it.
     stdin_checked: Instant,
-    stdin_waits_seen: u32,
+    stdin_readers: Vec<crate::stdin_wait::StdinReader>,
     /// The cell waits on stdin and its stdout is being flushed to find the prompt.
     prompt_flush: Option<Instant>,
 }
@@ -324,7 +334,7 @@ impl StdoutRelay {
             completion: None,
             stdin,
             stdin_checked: Instant::now(),
-            stdin_waits_seen: 0,
+            stdin_readers: Vec::new(),
             prompt_flush: None,
         }
     }
@@ -336,8 +346,12 @@ impl StdoutRelay {
         loop {
             let timeout = self.next_deadline();
             let readable = wait_readable_or_woken(&input, &wake, timeout);
-            self.watch_stdin();
             if !readable {
+                // Only with the cell's output all read: evcxr's completion line may be
+                // waiting in it, and after it evcxr itself waits on fd 0.
+                if rustix::io::ioctl_fionread(&input).is_ok_and(|unread| unread == 0) {
+                    self.watch_stdin();
+                }
                 self.on_timeout();
                 continue;
             }
@@ -366,15 +380,16 @@ impl StdoutRelay {
 
     fn watching_stdin(&self) -> bool {
         self.markers_on.load(Ordering::SeqCst)
-            && self.stdin.cell_running.load(Ordering::SeqCst)
+            && self.stdin.cell_running()
             && !self.stdin.request_open.load(Ordering::SeqCst)
     }
 
-    /// While the cell runs, asks for input once a thread has waited on fd 0 for two
-    /// checks in a row (a single sighting may be a read that is being given its bytes).
+    /// While the cell runs, asks for input once the same thread has slept in a read of
+    /// fd 0 through two checks 50 ms apart without running in between (a single sighting
+    /// may be a read that was just given its bytes, on a busy machine).
     fn watch_stdin(&mut self) {
         if !self.watching_stdin() {
-            self.stdin_waits_seen = 0;
+            self.stdin_readers.clear();
             return;
         }
         if let Some(since) = self.prompt_flush {
@@ -388,15 +403,13 @@ impl StdoutRelay {
             return;
         }
         self.stdin_checked = Instant::now();
-        if !crate::stdin_wait::waits_on_stdin() {
-            self.stdin_waits_seen = 0;
+        let readers = crate::stdin_wait::stdin_readers();
+        let still_waiting = readers.iter().any(|r| self.stdin_readers.contains(r));
+        self.stdin_readers = readers;
+        if !still_waiting {
             return;
         }
-        self.stdin_waits_seen += 1;
-        if self.stdin_waits_seen < 2 {
-            return;
-        }
-        self.stdin_waits_seen = 0;
+        self.stdin_readers.clear();
         // The prompt is in the cell's stdout buffer until flushed: the flush function
         // prints it followed by END_OF_CELL, and `on_line` asks then.
         match self.flush_fn {
@@ -490,7 +503,7 @@ impl StdoutRelay {
             self.stdin.request_open.store(true, Ordering::SeqCst);
         }
         if line == EVCXR_COMPLETE {
-            self.stdin.cell_running.store(false, Ordering::SeqCst);
+            self.stdin.cells_completed.fetch_add(1, Ordering::SeqCst);
             self.stdin.request_open.store(false, Ordering::SeqCst);
             self.prompt_flush = None;
             if self.markers_on.load(Ordering::SeqCst) {
