@@ -113,66 +113,70 @@ pub fn panic(message: &str, location: &str) -> CellError {
     }
 }
 
-/// The cell was stopped by an interrupt; `restarted` when the child process was replaced.
-pub fn interrupted(lost_variables: Vec<String>, restarted: bool) -> CellError {
-    let mut text = "The cell was interrupted.".to_string();
+/// A cell the kernel stopped (`ename`, shown as `■ ename`): `why`, then whether earlier
+/// variables are kept or which were lost with a replaced process, then `what_to_do`.
+fn stopped(
+    ename: &str,
+    why: &str,
+    what_to_do: &str,
+    lost_variables: Vec<String>,
+    restarted: bool,
+) -> CellError {
+    let mut text = why.to_string();
     if restarted {
         text.push_str(&lost_text(&lost_variables));
     } else {
         text.push_str(" Variables from earlier cells are kept.");
     }
+    text.push_str(what_to_do);
     CellError {
         kind: ErrorKind::Interrupted,
-        ename: "interrupted".to_string(),
+        ename: ename.to_string(),
         evalue: text.clone(),
-        traceback: vec![format!("{RED}{BOLD}■ interrupted{RESET}: {text}")],
+        traceback: vec![format!("{RED}{BOLD}■ {ename}{RESET}: {text}")],
         lost_variables,
     }
 }
 
+/// The cell was stopped by an interrupt; `restarted` when the child process was replaced.
+pub fn interrupted(lost_variables: Vec<String>, restarted: bool) -> CellError {
+    stopped(
+        "interrupted",
+        "The cell was interrupted.",
+        "",
+        lost_variables,
+        restarted,
+    )
+}
+
 /// The cell's code ran longer than `RUSTMETER_CELL_TIMEOUT` (`limit`, as configured).
 pub fn timed_out(limit: &str, lost_variables: Vec<String>, restarted: bool) -> CellError {
-    let mut text = format!("The cell ran longer than the time limit of {limit} and was stopped.");
-    if restarted {
-        text.push_str(&lost_text(&lost_variables));
-    } else {
-        text.push_str(" Variables from earlier cells are kept.");
-    }
-    text.push_str(&format!(
-        " The limit is {var}={limit} in the kernel's environment (kernelspec env): change or \
-         remove it there and restart the kernel.",
-        var = super::time_limit::VAR
-    ));
-    CellError {
-        kind: ErrorKind::Interrupted,
-        ename: "time limit".to_string(),
-        evalue: text.clone(),
-        traceback: vec![format!("{RED}{BOLD}■ time limit{RESET}: {text}")],
+    stopped(
+        "time limit",
+        &format!("The cell ran longer than the time limit of {limit} and was stopped."),
+        &format!(
+            " The limit is {var}={limit} in the kernel's environment (kernelspec env): change \
+             or remove it there and restart the kernel.",
+            var = super::time_limit::VAR
+        ),
         lost_variables,
-    }
+        restarted,
+    )
 }
 
 /// The cell read its stdin in a client that takes no input (`allow_stdin` false:
 /// nbclient, papermill, `jupyter execute`); it was stopped like an interrupt.
 pub fn stdin_unavailable(lost_variables: Vec<String>, restarted: bool) -> CellError {
-    let mut text = "This cell reads standard input (stdin), but this client does not take \
-                    input (it sent allow_stdin: false, as nbclient, papermill and jupyter \
-                    execute do), so the cell was stopped. Put the value in the code, or run \
-                    the cell in JupyterLab, Notebook or jupyter console, which show an \
-                    input box."
-        .to_string();
-    if restarted {
-        text.push_str(&lost_text(&lost_variables));
-    } else {
-        text.push_str(" Variables from earlier cells are kept.");
-    }
-    CellError {
-        kind: ErrorKind::Interrupted,
-        ename: "stdin unavailable".to_string(),
-        evalue: text.clone(),
-        traceback: vec![format!("{RED}{BOLD}■ stdin unavailable{RESET}: {text}")],
+    stopped(
+        "stdin unavailable",
+        "This cell reads standard input (stdin), but this client does not take input (it \
+         sent allow_stdin: false, as nbclient, papermill and jupyter execute do), so the cell \
+         was stopped. Put the value in the code, or run the cell in JupyterLab, Notebook or \
+         jupyter console, which show an input box.",
+        "",
         lost_variables,
-    }
+        restarted,
+    )
 }
 
 /// The user-code process died (segfault, abort, stack overflow, `process::exit`).
