@@ -225,10 +225,12 @@ pub mod __rustmeter {
     }
 
     impl RmBlockOn for std::sync::MutexGuard<'_, ::tokio::runtime::Runtime> {
-        fn block_on<F: Future>(self, future: F) -> F::Output
+        fn block_on<F: Future>(mut self, future: F) -> F::Output
         where
             F::Output: FromInterrupt,
         {
+            super::__rustmeter_runtime::adopt(&mut self);
+            super::__rustmeter_runtime::cell_started();
             let mut output = None;
             run_cell(&self, Box::pin(async { output = Some(future.await) }));
             output.unwrap_or_else(F::Output::from_interrupt)

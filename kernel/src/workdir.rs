@@ -49,6 +49,8 @@ impl WorkDir {
         let path = base.join(format!("kernel-{}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         set_private(&path);
+        // Made now: the user-code process writes its runtime page here in its first cell.
+        std::fs::create_dir_all(path.join("telemetry"))?;
         Ok(WorkDir { path })
     }
 

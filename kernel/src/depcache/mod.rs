@@ -46,7 +46,7 @@ pub fn is_wrapper_invocation() -> bool {
     settings::text(&settings::RUSTC_WRAPPER).is_some_and(|v| v == "1")
 }
 
-/// `RUSTMETER_DEP_CACHE=off` turns the cache off (the wrapper is not installed).
+/// `RUSTMETER_DEP_CACHE=off` turns the cache off (the wrapper only runs rustc).
 /// The cells a learner's first async notebook runs: what `rustmeter prewarm` compiles into
 /// a cache tier and what spares warm up with (so both are cache hits).
 pub const CANONICAL_CELLS: [&str; 2] = [
@@ -58,12 +58,10 @@ pub fn enabled() -> bool {
     settings::switch(&settings::DEP_CACHE)
 }
 
-/// The build environment the engine gives evcxr so that cargo runs the wrapper;
-/// empty when the cache is off or this executable cannot be found.
+/// The build environment the engine gives evcxr so that cargo runs the wrapper (also
+/// with the cache off: it times builds and gives tokio its task hooks); empty when this
+/// executable cannot be found.
 pub fn build_envs(events_file: &Path) -> Vec<(String, String)> {
-    if !enabled() {
-        return Vec::new();
-    }
     let Ok(exe) = std::env::current_exe() else {
         return Vec::new();
     };

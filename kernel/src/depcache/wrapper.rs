@@ -17,9 +17,10 @@ use std::time::Instant;
 
 /// Runs the wrapper for `args` = `[rustc, rustc-args…]`; returns rustc's exit code.
 pub fn run(args: &[String]) -> i32 {
-    let Some(inv) = Invocation::parse(args, std::env::vars()) else {
+    let Some(mut inv) = Invocation::parse(args, std::env::vars()) else {
         return 101;
     };
+    inv.enable_tokio_task_hooks();
     let Some(label) = inv.crate_label().map(str::to_string) else {
         // cargo's probes (`-vV`, `--print cfg`): become rustc.
         let error = Command::new(&inv.rustc).args(&inv.args).exec();
@@ -34,7 +35,7 @@ pub fn run(args: &[String]) -> i32 {
     events.start(&label);
     let started = Instant::now();
     let roots = Roots::from_env();
-    let (code, outcome) = if inv.cacheable(&roots) {
+    let (code, outcome) = if super::enabled() && inv.cacheable(&roots) {
         cached(&inv, &roots, &label)
     } else {
         let (inv, link_env) = timed_link(inv, &label);

@@ -64,6 +64,11 @@ pub const RAYON: ShimSpec = ShimSpec {
 /// Rust source of the tokio shim's hidden `__rustmeter` module (see the file's comments).
 pub const TOKIO_INTERRUPT_SOURCE: &str = include_str!("../../shim/interrupt.rs");
 
+/// Rust source of the tokio shim's runtime measuring (`__rustmeter_runtime`) and the
+/// layout of the page it writes, which the kernel reads (`telemetry::runtime`).
+pub const TOKIO_RUNTIME_METER_SOURCE: &str = include_str!("../../shim/runtime_meter.rs");
+pub const RUNTIME_PAGE_SOURCE: &str = include_str!("../../shim/runtime_page.rs");
+
 /// The trait a cell imports so its rewritten awaits (`x.__rm_interruptible().await?`)
 /// resolve; see [`super::awaits`].
 /// Named (not `as _`) so evcxr keeps one copy of it however often it is declared.
@@ -156,6 +161,11 @@ fn shim_source(spec: ShimSpec) -> String {
     if spec == TOKIO {
         // The cancel channel that interrupts async cells at their next `.await`.
         source.push_str(TOKIO_INTERRUPT_SOURCE);
+        // The runtime's hooks and the page the kernel reads them from.
+        source.push_str(TOKIO_RUNTIME_METER_SOURCE);
+        source.push_str("#[doc(hidden)]\npub mod __rustmeter_page {\n");
+        source.push_str(RUNTIME_PAGE_SOURCE);
+        source.push_str("}\n");
     }
     source
 }

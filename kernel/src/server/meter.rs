@@ -5,6 +5,7 @@
 
 use super::progress::BuildTimes;
 use crate::telemetry::render::Mode;
+use crate::telemetry::runtime::RuntimePage;
 use crate::telemetry::sampler::{children_cpu_ms, LiveView, Sampler};
 use crate::telemetry::{CellStatus, CellTelemetry, CompileParts, VERSION};
 use crate::workdir::write_atomic;
@@ -171,15 +172,16 @@ impl CellMeter {
         }
     }
 
-    /// The engine took the cell; `pid` will run it. Without `sample` (telemetry off,
-    /// silent requests) only times are kept.
-    pub fn started(&mut self, pid: u32, sample: bool) {
+    /// The engine took the cell; `pid` will run it, and `runtime_page` is where its
+    /// shared runtime is measured. Without a page (telemetry off, silent requests) only
+    /// times are kept.
+    pub fn started(&mut self, pid: u32, runtime_page: Option<RuntimePage>) {
         let now = Instant::now();
         self.started = Some(now);
         self.children_cpu_start = children_cpu_ms();
         self.pid = pid;
-        if pid != 0 && sample {
-            self.sampler = Some(Sampler::start(pid));
+        if pid != 0 && runtime_page.is_some() {
+            self.sampler = Some(Sampler::start(pid, runtime_page));
         }
         self.overhead += now.elapsed();
     }
@@ -302,6 +304,10 @@ impl CellMeter {
             previous_run_ms: None,
             pid: self.pid,
             compile_parts: self.compile_parts(compile_ms),
+            runtime: m
+                .runtime_after
+                .as_ref()
+                .and_then(|after| after.cell_figures(m.runtime_before.as_ref(), run_ms)),
         }
     }
 }

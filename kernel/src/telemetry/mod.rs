@@ -5,6 +5,7 @@
 //! of Jupyter or evcxr: the server decides when to measure and where to show it.
 
 pub mod render;
+pub mod runtime;
 pub mod sampler;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,12 @@ pub struct Sample {
     pub cpu_cores: f64,
     pub rss_bytes: u64,
     pub threads: u64,
+    /// Tasks alive on the shared runtime at `t_ms`; absent while there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<u64>,
+    /// Share of the runtime workers' time spent polling tasks over the window (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers_busy: Option<f64>,
 }
 
 /// Everything measured about one cell. Flat keys with units, as the JSON shows them.
@@ -68,6 +75,10 @@ pub struct CellTelemetry {
     /// Where `compile_ms` went; null when nothing was compiled or it was not measured.
     #[serde(default)]
     pub compile_parts: Option<CompileParts>,
+    /// The shared tokio runtime during the cell; absent before tokio is declared, with
+    /// `RUSTMETER_SHARED_DEPS=off`, and for cells none of whose code ran on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<runtime::RuntimeFigures>,
 }
 
 /// A cell's compile time split by what the build reported. The parts add up to
@@ -122,6 +133,7 @@ impl CellTelemetry {
             previous_run_ms: None,
             pid: 0,
             compile_parts: None,
+            runtime: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! - Compile CPU: `getrusage(RUSAGE_CHILDREN)` of the kernel, whose waited-for children
 //!   are cargo and rustc (short rustc processes escape any sampling).
 
+use super::runtime::{PageReading, RuntimePage};
 use super::Sample;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,26 @@ pub struct Reading {
     pub cpu_ms: f64,
     pub rss_bytes: u64,
     pub threads: u64,
+    /// The shared tokio runtime, once it exists.
+    pub runtime: Option<RuntimeReading>,
+}
+
+/// What the series keeps of the runtime page at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RuntimeReading {
+    pub tasks: u64,
+    pub busy_ns: u64,
+    pub workers: u64,
+}
+
+impl From<&PageReading> for RuntimeReading {
+    fn from(page: &PageReading) -> Self {
+        RuntimeReading {
+            tasks: page.tasks_alive(),
+            busy_ns: page.busy_ns(),
+            workers: page.workers(),
+        }
+    }
 }
 
 /// What the live footer shows while the cell runs.
@@ -57,6 +78,9 @@ pub struct Measured {
     pub other_cores: Option<f64>,
     /// The reading when the user's code started (the CPU baseline of the run).
     pub run_start: Option<Reading>,
+    /// The runtime page as the cell was taken and at its end (`None` while no runtime).
+    pub runtime_before: Option<PageReading>,
+    pub runtime_after: Option<PageReading>,
 }
 
 struct Shared {
@@ -80,6 +104,8 @@ pub struct Sampler {
     thread: Option<std::thread::JoinHandle<()>>,
     start: Reading,
     system: Arc<Mutex<Option<System>>>,
+    page: Arc<Mutex<Option<RuntimePage>>>,
+    runtime_before: Option<PageReading>,
 }
 
 /// Without sysinfo (it failed to initialise: no readable `/proc`, which it reads itself)
@@ -107,6 +133,7 @@ fn read_cpu_memory(system: &mut Option<System>, pid: u32, threads: u64) -> Optio
         cpu_ms: process.accumulated_cpu_time() as f64,
         rss_bytes: process.memory(),
         threads,
+        runtime: None,
     })
 }
 
@@ -148,11 +175,23 @@ pub fn children_cpu_ms() -> f64 {
     ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
+/// The runtime page's reading, if `page` is there.
+fn read_page(page: &Mutex<Option<RuntimePage>>) -> Option<PageReading> {
+    page.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()?
+        .read()
+}
+
 impl Sampler {
-    /// Takes the starting reading of `pid` and starts sampling it in the background.
-    pub fn start(pid: u32) -> Sampler {
+    /// Takes the starting reading of `pid` and starts sampling it in the background;
+    /// `page` is where its runtime page is (`None`: the runtime is not measured).
+    pub fn start(pid: u32, page: Option<RuntimePage>) -> Sampler {
         let mut system = System::new().ok();
-        let start = read_with(&mut system, pid).unwrap_or_default();
+        let page = Arc::new(Mutex::new(page));
+        let runtime_before = read_page(&page);
+        let mut start = read_with(&mut system, pid).unwrap_or_default();
+        start.runtime = runtime_before.as_ref().map(RuntimeReading::from);
         reset_peak(pid);
         let system = Arc::new(Mutex::new(system));
         let shared = Arc::new(Mutex::new(Shared {
@@ -172,11 +211,15 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let (wake, sleeper) = std::sync::mpsc::channel();
         let thread = {
-            let (stop, shared, system) =
-                (Arc::clone(&stop), Arc::clone(&shared), Arc::clone(&system));
+            let (stop, shared, system, page) = (
+                Arc::clone(&stop),
+                Arc::clone(&shared),
+                Arc::clone(&system),
+                Arc::clone(&page),
+            );
             std::thread::Builder::new()
                 .name("telemetry".into())
-                .spawn(move || sample_loop(pid, stop, sleeper, shared, system))
+                .spawn(move || sample_loop(pid, stop, sleeper, shared, system, page))
                 .ok()
         };
         Sampler {
@@ -187,6 +230,8 @@ impl Sampler {
             thread,
             start,
             system,
+            page,
+            runtime_before,
         }
     }
 
@@ -197,7 +242,11 @@ impl Sampler {
         let fresh = {
             let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
             read_with(&mut system, self.pid)
-        };
+        }
+        .map(|mut r| {
+            r.runtime = read_page(&self.page).as_ref().map(RuntimeReading::from);
+            r
+        });
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         shared.run_start = Some(at);
         let baseline = fresh
@@ -220,10 +269,15 @@ impl Sampler {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let runtime_after = read_page(&self.page);
         let end = {
             let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
             read_with(&mut system, self.pid)
-        };
+        }
+        .map(|mut r| {
+            r.runtime = runtime_after.as_ref().map(RuntimeReading::from);
+            r
+        });
         let peak = peak_rss(self.pid);
         let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let survived = end.is_some() && !shared.gone;
@@ -251,6 +305,8 @@ impl Sampler {
             process_survived: survived,
             other_cores,
             run_start: shared.run_start_reading,
+            runtime_before: self.runtime_before.take(),
+            runtime_after,
         }
     }
 }
@@ -261,6 +317,7 @@ fn sample_loop(
     sleeper: std::sync::mpsc::Receiver<()>,
     shared: Arc<Mutex<Shared>>,
     system: Arc<Mutex<Option<System>>>,
+    page: Arc<Mutex<Option<RuntimePage>>>,
 ) {
     let began = Instant::now();
     let mut next_window = began + WINDOW;
@@ -284,7 +341,10 @@ fn sample_loop(
         let window = if now >= next_window {
             next_window = now + (now.duration_since(began) / 100).clamp(WINDOW, WINDOW_MAX);
             let mut system = system.lock().unwrap_or_else(|p| p.into_inner());
-            read_cpu_memory(&mut system, pid, threads)
+            read_cpu_memory(&mut system, pid, threads).map(|mut r| {
+                r.runtime = read_page(&page).as_ref().map(RuntimeReading::from);
+                r
+            })
         } else {
             None
         };
@@ -319,7 +379,7 @@ pub fn measure_cost(pid: u32, seconds: f64) -> serde_json::Value {
     };
     let cpu0 = own_cpu();
     let t0 = Instant::now();
-    let sampler = Sampler::start(pid);
+    let sampler = Sampler::start(pid, None);
     sampler.mark_run_start(Instant::now());
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let measured = sampler.finish(Instant::now());
@@ -345,11 +405,20 @@ pub fn to_samples(windows: &[(Instant, Reading)], origin: Instant) -> Vec<Sample
             if dt <= 0.0 || t1 < origin {
                 return None;
             }
+            let busy = match (r0.runtime, r1.runtime) {
+                (Some(a), Some(b)) if b.workers > 0 => Some(
+                    (b.busy_ns.saturating_sub(a.busy_ns) as f64 / 1e6 / (dt * b.workers as f64))
+                        .clamp(0.0, 1.0),
+                ),
+                _ => None,
+            };
             Some(Sample {
                 t_ms: t1.saturating_duration_since(origin).as_secs_f64() * 1000.0,
                 cpu_cores: ((r1.cpu_ms - r0.cpu_ms) / dt).max(0.0),
                 rss_bytes: r1.rss_bytes,
                 threads: r1.threads,
+                tasks: r1.runtime.map(|r| r.tasks),
+                workers_busy: busy,
             })
         })
         .collect();
@@ -361,10 +430,17 @@ pub fn to_samples(windows: &[(Instant, Reading)], origin: Instant) -> Vec<Sample
                 cpu_cores: c.iter().map(|s| s.cpu_cores).sum::<f64>() / c.len() as f64,
                 rss_bytes: c.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
                 threads: c.iter().map(|s| s.threads).max().unwrap_or(0),
+                tasks: c.iter().filter_map(|s| s.tasks).max(),
+                workers_busy: average(c.iter().filter_map(|s| s.workers_busy)),
             })
             .collect();
     }
     samples
+}
+
+fn average(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / f64::from(n))
 }
 
 #[cfg(test)]
@@ -396,6 +472,7 @@ mod tests {
                         cpu_ms: 25.0 * i as f64,
                         rss_bytes: 1000 + i,
                         threads: if i == 500 { 1004 } else { 4 },
+                        runtime: None,
                     },
                 )
             })
@@ -412,7 +489,7 @@ mod tests {
             .arg("2")
             .spawn()
             .unwrap();
-        let sampler = Sampler::start(child.id());
+        let sampler = Sampler::start(child.id(), None);
         sampler.mark_run_start(Instant::now());
         std::thread::sleep(Duration::from_millis(300));
         let m = sampler.finish(Instant::now());

@@ -10,6 +10,7 @@ use crate::server::meter::{CellMeter, FooterChoice};
 use crate::server::overflow::{self, OutputBudget, Route};
 use crate::server::{log, wire, Kernel};
 use crate::telemetry::render;
+use crate::telemetry::runtime::RuntimePage;
 use jupyter_protocol::{InputRequest, JupyterMessage, JupyterMessageContent};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,8 +166,10 @@ async fn on_event(
     let parent = run.cell.parent;
     match event {
         CellEvent::Started { child_pid } => {
-            run.meter
-                .started(child_pid, run.cell.footer != FooterChoice::Off);
+            let sample = run.cell.footer != FooterChoice::Off;
+            let runtime_page =
+                sample.then(|| RuntimePage::new(&kernel.engine.telemetry_dir(), child_pid));
+            run.meter.started(child_pid, runtime_page);
             // Builds before this were the kernel's warm-up (the cell's queue time).
             if let Some(build) = output.build.as_mut() {
                 build.tracker.poll();

@@ -265,7 +265,7 @@ async fn run_cell(
 ) -> CellOutcome {
     match answer_commands(kernel, run) {
         AfterCommands::Done(outcome) => {
-            run.meter.started(0, false);
+            run.meter.started(0, None);
             run.cell.footer = FooterChoice::Off;
             run.only_commands = true;
             outcome
@@ -284,6 +284,11 @@ async fn run_cell(
 fn measure<'a>(kernel: &Kernel, run: CellRun<'a>, outcome: &CellOutcome) -> FinishedCell<'a> {
     let (mut telemetry, meter_cost) = run.meter.finish(status_of(outcome));
     let render_started = Instant::now();
+    if let Some(figures) = telemetry.runtime.as_mut().filter(|f| !f.stalls.is_empty()) {
+        // Stalls name the generated crate's line of their spawn: the cell's line instead.
+        let generated = std::fs::read_to_string(kernel.engine.crate_dir().join("src/lib.rs"));
+        figures.map_spawn_lines(&run.cell.request.code, &generated.unwrap_or_default());
+    }
     telemetry.label = run.label;
     if !run.cell.silent() && !run.only_commands {
         kernel

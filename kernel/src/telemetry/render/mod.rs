@@ -62,6 +62,8 @@ fn ran(run_ms: f64) -> CellTelemetry {
             cpu_cores: 0.5,
             rss_bytes: 31_000_000,
             threads: 4 + 100 * i,
+            tasks: None,
+            workers_busy: None,
         })
         .collect();
     t

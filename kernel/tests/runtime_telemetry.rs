@@ -1,0 +1,158 @@
+//! The shared tokio runtime in every cell's telemetry: tasks alive, spawned and at their
+//! peak, the blocking pool, the workers' busy share, the longest poll and the polls that
+//! held a worker (stalls, with the cell line of their `spawn`). Real kernels over real
+//! ZeroMQ sockets; the figures come from tokio's own hooks in the user-code process.
+
+mod support;
+
+use serde_json::Value;
+use support::{Executed, TestKernel};
+
+const DECLARE: &str = ":dep tokio = { version = \"1\", features = [\"full\"] }";
+
+fn runtime(r: &Executed) -> &Value {
+    let rt = &r.telemetry()["runtime"];
+    assert!(rt.is_object(), "a runtime object: {}", r.telemetry());
+    rt
+}
+
+fn n(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("runtime has no number {key}: {v}"))
+}
+
+async fn declared() -> TestKernel {
+    let mut k = TestKernel::start().await;
+    let r = k.execute("let before = 1;").await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert!(
+        r.telemetry().get("runtime").is_none(),
+        "no runtime before tokio is declared: {}",
+        r.telemetry()
+    );
+    let r = k.execute(DECLARE).await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    k
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joinset_of_sleeping_tasks_is_counted_and_adds_no_threads() {
+    let mut k = declared().await;
+    let r = k
+        .execute(
+            "let mut set = tokio::task::JoinSet::new();\n\
+             for _ in 0..2000 {\n    set.spawn(tokio::time::sleep(std::time::Duration::from_millis(50)));\n}\n\
+             while set.join_next().await.is_some() {}",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let rt = runtime(&r);
+    assert!(n(rt, "tasks_peak") >= 2000.0, "{rt}");
+    assert!(n(rt, "tasks_spawned") >= 2000.0, "{rt}");
+    assert_eq!(n(rt, "tasks_end"), n(rt, "tasks_start"), "{rt}");
+    assert_eq!(rt["stalls"].as_array().map(Vec::len), Some(0), "{rt}");
+    assert_eq!(rt["started_in_cell"], false, "{rt}");
+    assert_eq!(
+        r.num("threads_peak"),
+        r.num("threads_start"),
+        "tasks are not threads: {}",
+        r.telemetry()
+    );
+    let samples = r.telemetry()["samples"].as_array().unwrap();
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["tasks"].as_f64().unwrap_or(0.0) > 100.0),
+        "the series has tasks alive: {samples:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocking_sleep_inside_a_task_is_a_stall_at_the_spawn_line() {
+    let mut k = declared().await;
+    for spawn in [
+        "tokio::spawn",
+        "tokio::task::spawn",
+        "tokio::task::JoinSet::new().spawn",
+    ] {
+        let code = if spawn.contains("JoinSet") {
+            "let mut set = tokio::task::JoinSet::new();\n\
+             set.spawn(async { std::thread::sleep(std::time::Duration::from_millis(800)) });\n\
+             set.join_next().await;"
+                .to_string()
+        } else {
+            format!(
+                "let x = 1;\n{spawn}(async {{ std::thread::sleep(std::time::Duration::from_millis(800)) }}).await.unwrap();"
+            )
+        };
+        let r = k.execute(&code).await;
+        assert_eq!(r.status(), "ok", "{spawn}: {r:?}");
+        let rt = runtime(&r);
+        let stalls = rt["stalls"].as_array().unwrap();
+        assert_eq!(stalls.len(), 1, "{spawn}: {rt}");
+        let ms = n(&stalls[0], "duration_ms");
+        assert!((700.0..=1000.0).contains(&ms), "{spawn}: {rt}");
+        assert_eq!(stalls[0]["spawned_at_line"], 2, "{spawn}: {rt}");
+    }
+    let r = k
+        .execute("tokio::spawn(async { tokio::time::sleep(std::time::Duration::from_millis(800)).await }).await.unwrap();")
+        .await;
+    let rt = runtime(&r);
+    assert_eq!(rt["stalls"].as_array().map(Vec::len), Some(0), "{rt}");
+    assert!(n(rt, "longest_poll_ms") < 50.0, "{rt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spawn_blocking_uses_the_blocking_pool_without_stalls() {
+    let mut k = declared().await;
+    let r = k
+        .execute(
+            "let handles: Vec<_> = (0..8).map(|_| tokio::task::spawn_blocking(|| std::thread::sleep(std::time::Duration::from_millis(300)))).collect();\n\
+             for h in handles { h.await.unwrap(); }",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let rt = runtime(&r);
+    assert!(n(rt, "blocking_threads_peak") >= 8.0, "{rt}");
+    assert_eq!(n(rt, "blocking_tasks"), 8.0, "{rt}");
+    assert_eq!(rt["stalls"].as_array().map(Vec::len), Some(0), "{rt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cpu_loop_in_a_task_stalls_a_busy_worker() {
+    let mut k = TestKernel::start_with_env(&[("TOKIO_WORKER_THREADS", "2")]).await;
+    let r = k.execute(DECLARE).await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let rt = runtime(&r);
+    assert_eq!(
+        rt["started_in_cell"], true,
+        "the declaration starts it: {rt}"
+    );
+    assert_eq!(n(rt, "workers"), 2.0, "{rt}");
+    let r = k
+        .execute(
+            "tokio::spawn(async {\n    let t = std::time::Instant::now();\n    let mut x = 0u64;\n    \
+             while t.elapsed() < std::time::Duration::from_secs(1) { x = x.wrapping_add(1); }\n    \
+             std::hint::black_box(x);\n}).await.unwrap();",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let rt = runtime(&r);
+    let stalls = rt["stalls"].as_array().unwrap();
+    assert_eq!(stalls.len(), 1, "{rt}");
+    assert!(n(&stalls[0], "duration_ms") >= 900.0, "{rt}");
+    assert!(n(rt, "workers_busy") >= 0.4, "{rt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_shared_deps_there_is_no_runtime_object_and_no_error() {
+    let mut k = TestKernel::start_with_env(&[("RUSTMETER_SHARED_DEPS", "0")]).await;
+    let r = k.execute(DECLARE).await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k
+        .execute("tokio::runtime::Runtime::new().unwrap().block_on(async { tokio::spawn(async { 2 }).await.unwrap() })")
+        .await;
+    assert_eq!(r.result_text().as_deref(), Some("2"), "{r:?}");
+    assert!(r.telemetry().get("runtime").is_none(), "{}", r.telemetry());
+}
