@@ -42,6 +42,34 @@ pub struct Telemetry {
     pub threads_peak: u64,
     /// Notes the cell attached with [`note`].
     pub notes: BTreeMap<String, String>,
+    /// The shared tokio runtime during the cell; `None` before tokio is declared.
+    pub runtime: Option<Runtime>,
+}
+
+/// The shared tokio runtime during one cell (the footer's `tasks` field).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Runtime {
+    pub workers: u64,
+    pub tasks_start: u64,
+    pub tasks_peak: u64,
+    pub tasks_end: u64,
+    /// Tasks spawned while the cell ran (`tokio::spawn`, `JoinSet`, `Handle::spawn`).
+    pub tasks_spawned: u64,
+    pub blocking_threads_peak: u64,
+    /// `spawn_blocking` tasks (and tokio's own) that ended while the cell ran.
+    pub blocking_tasks: u64,
+    /// Share of the workers' time spent running tasks (0–1); `None` for short runs.
+    pub workers_busy: Option<f64>,
+    pub longest_poll_ms: f64,
+    pub stalls: Vec<Stall>,
+}
+
+/// One poll that held a runtime worker longer than the stall threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stall {
+    pub duration_ms: f64,
+    /// The cell line of the `spawn` that made the task, when the same cell spawned it.
+    pub spawned_at_line: Option<u32>,
 }
 
 impl Telemetry {
@@ -53,6 +81,55 @@ impl Telemetry {
     /// Memory the cell took at its peak, above where it started.
     pub fn peak_growth_bytes(&self) -> u64 {
         self.rss_peak_bytes.saturating_sub(self.rss_start_bytes)
+    }
+
+    /// Most tasks alive at once on the shared runtime (0 without one).
+    pub fn tasks_peak(&self) -> u64 {
+        self.runtime.as_ref().map_or(0, |r| r.tasks_peak)
+    }
+
+    /// Tasks spawned onto the shared runtime while the cell ran (0 without one).
+    pub fn tasks_spawned(&self) -> u64 {
+        self.runtime.as_ref().map_or(0, |r| r.tasks_spawned)
+    }
+
+    /// The longest single poll of any task while the cell ran, in ms (0 without a runtime).
+    pub fn longest_poll_ms(&self) -> f64 {
+        self.runtime.as_ref().map_or(0.0, |r| r.longest_poll_ms)
+    }
+
+    /// Polls that held a worker past the stall threshold (none without a runtime).
+    pub fn stalls(&self) -> Vec<Stall> {
+        self.runtime
+            .as_ref()
+            .map(|r| r.stalls.clone())
+            .unwrap_or_default()
+    }
+
+    fn runtime_line(&mut self, key: &str, value: &str) {
+        let r = self.runtime.get_or_insert_with(Runtime::default);
+        let num = || value.trim().parse::<f64>().unwrap_or(0.0);
+        match key {
+            "workers" => r.workers = num() as u64,
+            "tasks_start" => r.tasks_start = num() as u64,
+            "tasks_peak" => r.tasks_peak = num() as u64,
+            "tasks_end" => r.tasks_end = num() as u64,
+            "tasks_spawned" => r.tasks_spawned = num() as u64,
+            "blocking_threads_peak" => r.blocking_threads_peak = num() as u64,
+            "blocking_tasks" => r.blocking_tasks = num() as u64,
+            "workers_busy" => r.workers_busy = value.trim().parse().ok(),
+            "longest_poll_ms" => r.longest_poll_ms = num(),
+            "stall" => {
+                let mut words = value.split_whitespace();
+                let duration_ms = words.next().and_then(|w| w.parse().ok()).unwrap_or(0.0);
+                let spawned_at_line = words.next().and_then(|w| w.parse().ok());
+                r.stalls.push(Stall {
+                    duration_ms,
+                    spawned_at_line,
+                });
+            }
+            _ => {}
+        }
     }
 
     /// Parses the kernel's `key value` lines.
@@ -78,6 +155,7 @@ impl Telemetry {
                 "threads_start" => t.threads_start = num() as u64,
                 "threads_end" => t.threads_end = num() as u64,
                 "threads_peak" => t.threads_peak = num() as u64,
+                k if k.starts_with("runtime.") => t.runtime_line(&k["runtime.".len()..], value),
                 k if k.starts_with("note.") => {
                     t.notes
                         .insert(k["note.".len()..].to_string(), value.to_string());
@@ -274,6 +352,27 @@ mod tests {
         assert_eq!(t.notes["N"], "100");
         assert_eq!(t.label.as_deref(), Some("tasks"));
         assert_eq!(Telemetry::parse("cpu_cores null").cpu_cores, None);
+        assert_eq!(t.runtime, None);
+        assert_eq!(t.tasks_peak(), 0);
+        let t = Telemetry::parse(
+            "runtime.tasks_peak 2000\nruntime.tasks_spawned 2000\nruntime.longest_poll_ms 801.5\n\
+             runtime.stall 801.5 3\nruntime.stall 120 -\nruntime.workers_busy null\n",
+        );
+        assert_eq!((t.tasks_peak(), t.tasks_spawned()), (2000, 2000));
+        assert_eq!(t.longest_poll_ms(), 801.5);
+        assert_eq!(
+            t.stalls(),
+            vec![
+                Stall {
+                    duration_ms: 801.5,
+                    spawned_at_line: Some(3)
+                },
+                Stall {
+                    duration_ms: 120.0,
+                    spawned_at_line: None
+                }
+            ]
+        );
     }
 
     #[test]

@@ -216,8 +216,14 @@ pub mod __rustmeter_runtime {
             })
             .on_task_spawn(on_spawn)
             .on_task_terminate(on_terminate)
-            .on_before_task_poll(|_| POLL_STARTED.with(|s| s.set(coarse_ns())))
-            .on_after_task_poll(move |meta| on_after_poll(meta, threshold))
+            .on_before_task_poll(|_| {
+                slot(page::POLLS_IN_FLIGHT).fetch_add(1, Relaxed);
+                POLL_STARTED.with(|s| s.set(coarse_ns()))
+            })
+            .on_after_task_poll(move |meta| {
+                on_after_poll(meta, threshold);
+                slot(page::POLLS_IN_FLIGHT).fetch_sub(1, Release);
+            })
             .build()
     }
 
@@ -236,6 +242,21 @@ pub mod __rustmeter_runtime {
         std::mem::replace(runtime, measured).shutdown_background();
         let seq = slot(page::CELL_SEQ).load(Relaxed);
         slot(page::STARTED_IN_SEQ).store(seq + 1, Relaxed);
+    }
+
+    /// A cell ends. A task's output reaches its `JoinHandle` before tokio runs the task's
+    /// last hooks, so the cell awaiting it can end first, and on a loaded machine that
+    /// worker may not run again for milliseconds: the last poll's time (a stall, most
+    /// often) would then count in no cell. So the end waits, at most 20 ms, for polls in
+    /// flight; with none (the usual end) it does not wait at all.
+    pub fn cell_ending() {
+        let in_flight = slot(page::POLLS_IN_FLIGHT);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+        while in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 
     /// A cell starts: what "during this cell" counts from.

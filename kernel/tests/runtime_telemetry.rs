@@ -59,6 +59,15 @@ async fn a_joinset_of_sleeping_tasks_is_counted_and_adds_no_threads() {
         "tasks are not threads: {}",
         r.telemetry()
     );
+    // The series follows tasks alive (a run long enough for several samples).
+    let r = k
+        .execute(
+            "let mut set = tokio::task::JoinSet::new();\n\
+             for _ in 0..500 {\n    set.spawn(tokio::time::sleep(std::time::Duration::from_millis(400)));\n}\n\
+             while set.join_next().await.is_some() {}",
+        )
+        .await;
+    let rt = runtime(&r);
     let samples = r.telemetry()["samples"].as_array().unwrap();
     assert!(
         samples
@@ -66,6 +75,68 @@ async fn a_joinset_of_sleeping_tasks_is_counted_and_adds_no_threads() {
             .any(|s| s["tasks"].as_f64().unwrap_or(0.0) > 100.0),
         "the series has tasks alive: {samples:?}"
     );
+    // The footer's text, HTML and JSON say the same.
+    let (text, html, json) = footer(&r);
+    let peak = n(&json["runtime"], "tasks_peak") as u64;
+    let peak_words = if peak >= 1000 {
+        format!("{},{:03}", peak / 1000, peak % 1000)
+    } else {
+        peak.to_string()
+    };
+    assert!(
+        text.contains(&format!(
+            "tasks 0 ▸ {} max ▸ 0 on {} workers",
+            peak_words,
+            n(rt, "workers")
+        )),
+        "{text}"
+    );
+    assert!(text.contains("(runtime: "), "{text}");
+    assert!(
+        html.contains(&peak_words) && html.contains("tasks alive"),
+        "{html}"
+    );
+
+    // From code, the shipped crate reads the same figures.
+    let r = k
+        .execute(":label tasks\nlet mut set = tokio::task::JoinSet::new();\nfor _ in 0..100 { set.spawn(async {}); }\nwhile set.join_next().await.is_some() {}")
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k
+        .execute("let t = rustmeter::last().unwrap();\n(t.tasks_spawned(), t.tasks_peak() >= 1, t.stalls().len(), t.longest_poll_ms() < 100.0)")
+        .await;
+    assert_eq!(
+        r.result_text().as_deref(),
+        Some("(100, true, 0, true)"),
+        "{r:?}"
+    );
+    let r = k
+        .execute(":label threads\nstd::thread::spawn(|| 1).join().unwrap();")
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k.execute(":compare tasks threads").await;
+    let table = r.of_type("display_data")[0];
+    let text = table.content["data"]["text/plain"].as_str().unwrap();
+    assert!(
+        text.contains("tasks max") && text.contains("stalls"),
+        "{text}"
+    );
+}
+
+/// The final footer: its text, HTML and JSON.
+fn footer(r: &Executed) -> (String, String, Value) {
+    let last = r
+        .outputs
+        .iter()
+        .rev()
+        .find(|o| o.msg_type == "display_data")
+        .expect("a footer");
+    let data = &last.content["data"];
+    (
+        data["text/plain"].as_str().unwrap_or("").to_string(),
+        data["text/html"].as_str().unwrap_or("").to_string(),
+        data["application/vnd.rustmeter.telemetry+json"].clone(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,7 +165,20 @@ async fn a_blocking_sleep_inside_a_task_is_a_stall_at_the_spawn_line() {
         let ms = n(&stalls[0], "duration_ms");
         assert!((700.0..=1000.0).contains(&ms), "{spawn}: {rt}");
         assert_eq!(stalls[0]["spawned_at_line"], 2, "{spawn}: {rt}");
+        let (text, _, _) = footer(&r);
+        assert!(
+            text.contains("⚠ a task held a worker for 0.") && text.contains("(spawned at line 2)"),
+            "{text}"
+        );
     }
+    let r = k
+        .execute("let s = rustmeter::last().unwrap().stalls();\n(s.len(), s[0].spawned_at_line, s[0].duration_ms >= 700.0)")
+        .await;
+    assert_eq!(
+        r.result_text().as_deref(),
+        Some("(1, Some(2), true)"),
+        "{r:?}"
+    );
     let r = k
         .execute("tokio::spawn(async { tokio::time::sleep(std::time::Duration::from_millis(800)).await }).await.unwrap();")
         .await;

@@ -170,6 +170,9 @@ impl CellTelemetry {
             Some(c) => out.push_str(&format!("cpu_cores {c}\n")),
             None => out.push_str("cpu_cores null\n"),
         }
+        if let Some(r) = &self.runtime {
+            out.push_str(&r.to_lines());
+        }
         for (key, value) in &self.notes {
             let value = value
                 .as_str()

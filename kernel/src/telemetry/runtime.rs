@@ -199,6 +199,35 @@ impl PageReading {
 }
 
 impl RuntimeFigures {
+    /// `runtime.key value` lines for the `rustmeter` crate's `last()` (see `to_lines`).
+    pub fn to_lines(&self) -> String {
+        let mut out = String::new();
+        let numbers = [
+            ("workers", self.workers as f64),
+            ("tasks_start", self.tasks_start as f64),
+            ("tasks_peak", self.tasks_peak as f64),
+            ("tasks_end", self.tasks_end as f64),
+            ("tasks_spawned", self.tasks_spawned as f64),
+            ("blocking_threads_peak", self.blocking_threads_peak as f64),
+            ("blocking_tasks", self.blocking_tasks as f64),
+            ("longest_poll_ms", self.longest_poll_ms),
+        ];
+        for (key, value) in numbers {
+            out.push_str(&format!("runtime.{key} {value}\n"));
+        }
+        match self.workers_busy {
+            Some(b) => out.push_str(&format!("runtime.workers_busy {b}\n")),
+            None => out.push_str("runtime.workers_busy null\n"),
+        }
+        for stall in &self.stalls {
+            let line = stall
+                .spawned_at_line
+                .map_or("-".to_string(), |l| l.to_string());
+            out.push_str(&format!("runtime.stall {} {line}\n", stall.duration_ms));
+        }
+        out
+    }
+
     /// Stalls carry the line of the cell's generated crate (`generated`) that spawned
     /// their task; this makes it the line of `code`, the cell as the learner wrote it, or
     /// drops it when that line is not one of the cell's.

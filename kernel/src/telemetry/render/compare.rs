@@ -3,7 +3,7 @@
 
 use super::html::escape;
 use super::units::{bytes, seconds, thousands};
-use super::{CPU_COLOR, MEMORY_COLOR, THREADS_COLOR};
+use super::{CPU_COLOR, GUIDE_COLOR, MEMORY_COLOR, STALL_COLOR, TASKS_COLOR, THREADS_COLOR};
 use crate::telemetry::CellTelemetry;
 
 /// Other programs using this many cores during a run make it not comparable.
@@ -14,7 +14,7 @@ const BUSY_CORES: f64 = 0.5;
 /// against the first cell. Returns (text with Unicode bars, HTML with CSS-width bars).
 pub fn compare_table(cells: &[CellTelemetry]) -> (String, String) {
     type Metric = (&'static str, fn(&CellTelemetry) -> f64, fn(f64) -> String);
-    let metrics: [Metric; 4] = [
+    let mut metrics: Vec<Metric> = vec![
         ("run", |t| t.run_ms, seconds),
         (
             "CPU cores",
@@ -32,6 +32,22 @@ pub fn compare_table(cells: &[CellTelemetry]) -> (String, String) {
             |v| bytes(v as u64),
         ),
     ];
+    if cells.iter().any(|t| t.runtime.is_some()) {
+        metrics.push((
+            "tasks max",
+            |t| t.runtime.as_ref().map_or(0.0, |r| r.tasks_peak as f64),
+            |v| thousands(v as u64),
+        ));
+        metrics.push((
+            "stalls",
+            |t| {
+                t.runtime.as_ref().map_or(0.0, |r| {
+                    (r.stalls.len() as u64 + r.stalls_not_listed) as f64
+                })
+            },
+            |v| thousands(v as u64),
+        ));
+    }
     let name = |t: &CellTelemetry| t.label.clone().unwrap_or_else(|| "(unlabelled)".into());
     let width = cells
         .iter()
@@ -64,7 +80,17 @@ pub fn compare_table(cells: &[CellTelemetry]) -> (String, String) {
             };
             let bar = "█".repeat((share * 12.0).round() as usize);
             text.push_str(&format!(" │ {title} {:>9}{ratio} {bar:<12}", fmt(value)));
-            let color = [CPU_COLOR, CPU_COLOR, THREADS_COLOR, MEMORY_COLOR][i];
+            let color = [
+                CPU_COLOR,
+                CPU_COLOR,
+                THREADS_COLOR,
+                MEMORY_COLOR,
+                TASKS_COLOR,
+                STALL_COLOR,
+            ]
+            .get(i)
+            .copied()
+            .unwrap_or(GUIDE_COLOR);
             html.push_str(&format!(
                 "<td style=\"padding: 0.15em 0.8em\"><div style=\"background: {color}; height: 0.7em; width: {:.1}em; min-width: 1px\"></div>{}{}</td>",
                 share * 8.0,

@@ -64,10 +64,17 @@ fn line_html(line: &str) -> String {
 fn tooltip(t: &CellTelemetry) -> String {
     format!(
         "run {} = your code only; compile {}; CPU {} of CPU time on all cores; threads: at start, most at once, at end; \
-         memory: resident at end, peak above the start",
+         memory: resident at end, peak above the start{}",
         seconds(t.run_ms),
         seconds(t.compile_ms),
-        seconds(t.cpu_ms)
+        seconds(t.cpu_ms),
+        if t.runtime.is_some() {
+            "; tasks: alive on the shared tokio runtime at start, most at once, at end; busy: the \
+             share of the workers' time spent running tasks; a stall: one poll that kept a worker \
+             from every other task"
+        } else {
+            ""
+        }
     )
 }
 

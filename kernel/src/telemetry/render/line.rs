@@ -2,6 +2,7 @@
 //! text, fields in a fixed order. The HTML and JSON are built elsewhere from these.
 
 use super::units::{bytes, seconds, signed_bytes, thousands};
+use crate::telemetry::runtime::RuntimeFigures;
 use crate::telemetry::{CellStatus, CellTelemetry};
 
 /// Below this the footer is one muted line.
@@ -14,6 +15,16 @@ pub fn is_trivial(t: &CellTelemetry) -> bool {
         && t.run_ms < TRIVIAL_RUN_MS
         && t.threads_peak <= t.threads_start
         && t.rss_peak_bytes.saturating_sub(t.rss_start_bytes) < 1_000_000
+        && t.runtime.as_ref().is_none_or(|r| !runtime_active(r))
+}
+
+/// The cell did something on the shared runtime worth a field of its own.
+fn runtime_active(r: &RuntimeFigures) -> bool {
+    r.tasks_spawned > 0
+        || r.blocking_tasks > 0
+        || r.tasks_peak != r.tasks_start
+        || r.started_in_cell
+        || !r.stalls.is_empty()
 }
 
 /// The summary line, fields in a fixed order, run time first.
@@ -55,7 +66,16 @@ pub fn text_line(t: &CellTelemetry) -> String {
     } else {
         parts.push(cpu_part(t));
         parts.push(threads_part(t));
+        if let Some(r) = t.runtime.as_ref().filter(|r| runtime_active(r)) {
+            parts.push(tasks_part(r));
+        }
         parts.push(memory_part(t));
+        if let Some(r) = t.runtime.as_ref().filter(|r| r.started_in_cell) {
+            parts.push(format!(
+                "runtime started: +{} workers",
+                thousands(r.workers)
+            ));
+        }
     }
     if t.compile_ms >= 100.0 && t.ran() {
         parts.push(format!("compile {}", seconds(t.compile_ms)));
@@ -65,6 +85,15 @@ pub fn text_line(t: &CellTelemetry) -> String {
     }
     if let Some(label) = &t.label {
         parts.push(format!("“{label}”"));
+    }
+    // Last: the one field that asks the learner to act.
+    if let Some(warning) = t
+        .runtime
+        .as_ref()
+        .filter(|_| t.ran())
+        .and_then(stall_warning)
+    {
+        parts.push(warning);
     }
     parts.join(" │ ")
 }
@@ -100,7 +129,7 @@ fn cpu_part(t: &CellTelemetry) -> String {
 }
 
 fn threads_part(t: &CellTelemetry) -> String {
-    if t.threads_peak > t.threads_start || t.threads_end != t.threads_start {
+    let counts = if t.threads_peak > t.threads_start || t.threads_end != t.threads_start {
         format!(
             "threads {} ▸ {} max ▸ {}",
             thousands(t.threads_start),
@@ -109,7 +138,74 @@ fn threads_part(t: &CellTelemetry) -> String {
         )
     } else {
         format!("threads {}", thousands(t.threads_start))
+    };
+    match &t.runtime {
+        Some(r) => {
+            let blocking = if r.blocking_threads_peak > r.blocking_threads_end {
+                format!("{} blocking max", thousands(r.blocking_threads_peak))
+            } else {
+                format!("{} blocking", thousands(r.blocking_threads_end))
+            };
+            format!(
+                "{counts} (runtime: {} workers, {blocking})",
+                thousands(r.workers)
+            )
+        }
+        None => counts,
     }
+}
+
+/// `tasks 0 ▸ 1,000 max ▸ 0 on 2 workers (3 % busy)`: the runtime's tasks, as threads are shown.
+fn tasks_part(r: &RuntimeFigures) -> String {
+    let counts = if r.tasks_peak > r.tasks_start || r.tasks_end != r.tasks_start {
+        format!(
+            "tasks {} ▸ {} max ▸ {}",
+            thousands(r.tasks_start),
+            thousands(r.tasks_peak),
+            thousands(r.tasks_end)
+        )
+    } else {
+        format!("tasks {}", thousands(r.tasks_start))
+    };
+    let busy = r
+        .workers_busy
+        .map(|b| format!(" ({:.0} % busy)", b * 100.0))
+        .unwrap_or_default();
+    let blocking = if r.blocking_tasks > 0 {
+        format!(", {} blocking tasks", thousands(r.blocking_tasks))
+    } else {
+        String::new()
+    };
+    format!(
+        "{counts} on {} workers{busy}{blocking}",
+        thousands(r.workers)
+    )
+}
+
+/// A poll that held a worker: the learner's mistake named in their words.
+fn stall_warning(r: &RuntimeFigures) -> Option<String> {
+    let longest = r
+        .stalls
+        .iter()
+        .max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms))?;
+    let count = r.stalls.len() as u64 + r.stalls_not_listed;
+    let place = match (longest.spawned_at_line, longest.spawned_by_earlier_cell) {
+        (Some(line), _) => format!(" (spawned at line {line})"),
+        (None, true) => " (spawned by an earlier cell)".to_string(),
+        (None, false) => String::new(),
+    };
+    let who = if count == 1 {
+        format!("a task held a worker for {}", seconds(longest.duration_ms))
+    } else {
+        format!(
+            "{} polls held a worker, up to {}",
+            thousands(count),
+            seconds(longest.duration_ms)
+        )
+    };
+    Some(format!(
+        "⚠ {who} without an .await{place} — a blocking call inside async code?"
+    ))
 }
 
 fn memory_part(t: &CellTelemetry) -> String {
@@ -179,6 +275,60 @@ mod tests {
         assert!(text_line(&t).contains("parallel"));
         t.cpu_cores = Some(0.9);
         assert!(!text_line(&t).contains("—"));
+    }
+
+    fn runtime(spawned: u64) -> RuntimeFigures {
+        RuntimeFigures {
+            workers: 2,
+            tasks_start: 0,
+            tasks_peak: spawned,
+            tasks_end: 0,
+            tasks_spawned: spawned,
+            blocking_threads_start: 0,
+            blocking_threads_peak: 0,
+            blocking_threads_end: 0,
+            blocking_tasks: 0,
+            workers_busy: Some(0.03),
+            longest_poll_ms: 0.2,
+            stall_threshold_ms: 100.0,
+            stalls: Vec::new(),
+            stalls_not_listed: 0,
+            started_in_cell: false,
+        }
+    }
+
+    #[test]
+    fn tasks_and_the_runtimes_threads_are_shown() {
+        let mut t = ran(300.0);
+        t.threads_start = 6;
+        t.threads_peak = 6;
+        t.threads_end = 6;
+        t.runtime = Some(runtime(1000));
+        assert_eq!(
+            text_line(&t),
+            "✓ ran 0.30 s │ CPU 0.50 cores (0.15 s) │ threads 6 (runtime: 2 workers, 0 blocking) │ \
+             tasks 0 ▸ 1,000 max ▸ 0 on 2 workers (3 % busy) │ memory 31 MB, peak +9.1 MB │ compile 0.50 s"
+        );
+        t.runtime = Some(runtime(0));
+        assert!(
+            !text_line(&t).contains("tasks"),
+            "no tasks field for a cell without tasks"
+        );
+    }
+
+    #[test]
+    fn a_stall_is_a_warning_naming_the_spawn_line() {
+        let mut t = ran(1200.0);
+        let mut r = runtime(1);
+        r.stalls = vec![crate::telemetry::runtime::Stall {
+            duration_ms: 1000.0,
+            spawned_at_line: Some(3),
+            spawned_by_earlier_cell: false,
+        }];
+        t.runtime = Some(r);
+        assert!(text_line(&t).ends_with(
+            "⚠ a task held a worker for 1.00 s without an .await (spawned at line 3) — a blocking call inside async code?"
+        ), "{}", text_line(&t));
     }
 
     #[test]

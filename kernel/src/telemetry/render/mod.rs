@@ -39,6 +39,8 @@ pub enum Mode {
 
 const CPU_COLOR: &str = "#d9822b";
 const THREADS_COLOR: &str = "#3b82c4";
+const TASKS_COLOR: &str = "#8e6bbf";
+const STALL_COLOR: &str = "#c4473b";
 const MEMORY_COLOR: &str = "#2f9e74";
 const GUIDE_COLOR: &str = "#8a8a8a";
 

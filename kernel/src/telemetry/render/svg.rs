@@ -1,9 +1,9 @@
-//! The three charts (CPU cores, threads, memory) on one time axis, each a small
+//! The charts (CPU cores, threads, the runtime's tasks when there is one, memory) on one time axis, each a small
 //! standalone SVG document. Only draws; `html` decides when charts are shown.
 
 use super::html::escape;
 use super::units::{bytes, thousands};
-use super::{CPU_COLOR, GUIDE_COLOR, MEMORY_COLOR, THREADS_COLOR};
+use super::{CPU_COLOR, GUIDE_COLOR, MEMORY_COLOR, TASKS_COLOR, THREADS_COLOR};
 use crate::telemetry::CellTelemetry;
 
 pub struct Chart {
@@ -58,7 +58,7 @@ pub fn charts(t: &CellTelemetry) -> Vec<Chart> {
     let one_core = y(1.0, 0.0, cores_max);
     let start_threads = y(t.threads_start as f64, 0.0, threads_max);
     let peak_mem = y(t.rss_peak_bytes as f64, rss_min, rss_max);
-    vec![
+    let mut charts = vec![
         Chart {
             title: format!("CPU cores over time (0–{cores_max:.0}; dashed line = 1 core)"),
             svg: svg(
@@ -96,7 +96,34 @@ pub fn charts(t: &CellTelemetry) -> Vec<Chart> {
                 "1 2",
             ),
         },
-    ]
+    ];
+    if let Some(r) = &t.runtime {
+        let tasks_max = (r.tasks_peak.max(1) as f64) * 1.1;
+        let mut points = vec![(x(0.0), y(r.tasks_start as f64, 0.0, tasks_max))];
+        for s in t.samples.iter().filter(|s| s.tasks.is_some()) {
+            let last_y = points.last().map_or(0.0, |p| p.1);
+            points.push((x(s.t_ms), last_y));
+            points.push((x(s.t_ms), y(s.tasks.unwrap_or(0) as f64, 0.0, tasks_max)));
+        }
+        charts.insert(
+            2,
+            Chart {
+                title: format!(
+                    "tasks alive on the runtime over time: {} at start (dotted), {} at most",
+                    thousands(r.tasks_start),
+                    thousands(r.tasks_peak)
+                ),
+                svg: svg(
+                    &points,
+                    TASKS_COLOR,
+                    &format!("tasks max {}", thousands(r.tasks_peak)),
+                    Some(y(r.tasks_start as f64, 0.0, tasks_max)),
+                    "1 2",
+                ),
+            },
+        );
+    }
+    charts
 }
 
 fn svg(points: &[(f64, f64)], color: &str, label: &str, guide: Option<f64>, dash: &str) -> String {
