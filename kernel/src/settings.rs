@@ -194,6 +194,12 @@ pub const SPARE_IDLE: Setting = setting(
     "30m",
     "how long an unclaimed warm spare waits before it exits",
 );
+pub const STALL_MS: Setting = setting(
+    "RUSTMETER_STALL_MS",
+    Kind::Count { min: 1, off: false },
+    "100",
+    "milliseconds one poll of a task may hold a runtime worker before the footer warns of a stall (a blocking call inside async code)",
+);
 pub const LOG: Setting = setting(
     "RUSTMETER_LOG",
     Kind::Word(&["info", "debug"]),
@@ -286,7 +292,7 @@ pub const DEP_CACHE_TIER: Setting = internal(
 );
 
 /// Every `RUSTMETER_*` variable rustmeter reads or sets, settings first.
-pub const ALL: [&Setting; 30] = [
+pub const ALL: [&Setting; 31] = [
     &TELEMETRY,
     &SHARED_DEPS,
     &CELL_TIMEOUT,
@@ -301,6 +307,7 @@ pub const ALL: [&Setting; 30] = [
     &CACHE_MAX,
     &SPARE,
     &SPARE_IDLE,
+    &STALL_MS,
     &LOG,
     &WATCH_LAUNCHER,
     &WIRE_GUARD,
@@ -477,6 +484,14 @@ pub fn size_or_off(setting: &'static Setting) -> Option<u64> {
     match (setting.kind, value_in(setting, &process_env)) {
         (Kind::Size { off: true, .. }, Value::Size(bytes)) => bytes,
         _ => wrong_kind(setting, "size_or_off"),
+    }
+}
+
+/// A whole number, for a count setting that cannot be switched off.
+pub fn count(setting: &'static Setting) -> u64 {
+    match (setting.kind, value_in(setting, &process_env)) {
+        (Kind::Count { off: false, .. }, Value::Count(Some(n))) => n,
+        _ => wrong_kind(setting, "count"),
     }
 }
 

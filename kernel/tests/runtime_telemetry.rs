@@ -240,3 +240,16 @@ async fn without_shared_deps_there_is_no_runtime_object_and_no_error() {
     assert_eq!(r.result_text().as_deref(), Some("2"), "{r:?}");
     assert!(r.telemetry().get("runtime").is_none(), "{}", r.telemetry());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stall_threshold_is_a_setting() {
+    let mut k = TestKernel::start_with_env(&[("RUSTMETER_STALL_MS", "2000")]).await;
+    assert_eq!(k.execute(DECLARE).await.status(), "ok");
+    let r = k
+        .execute("tokio::spawn(async { std::thread::sleep(std::time::Duration::from_millis(800)) }).await.unwrap();")
+        .await;
+    let rt = runtime(&r);
+    assert_eq!(n(rt, "stall_threshold_ms"), 2000.0, "{rt}");
+    assert_eq!(rt["stalls"].as_array().map(Vec::len), Some(0), "{rt}");
+    assert!(n(rt, "longest_poll_ms") >= 700.0, "{rt}");
+}

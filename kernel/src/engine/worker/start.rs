@@ -18,6 +18,9 @@ impl Worker {
         command.env("RUSTMETER_CHILD_ENV_FILE", self.workdir.child_env_file());
         // Where the `rustmeter` crate in cells reads earlier cells' telemetry.
         command.env("RUSTMETER_TELEMETRY_DIR", self.workdir.telemetry_dir());
+        // The tokio shim reads the threshold as plain milliseconds: the checked value.
+        let stall_ms = crate::settings::count(&crate::settings::STALL_MS);
+        command.env(crate::settings::STALL_MS.name, stall_ms.to_string());
         command.env("RUSTMETER_LABELS_DIR", crate::workdir::labels_dir());
         process::isolate(&mut command);
         // Each child evcxr starts from this command, restarts included, lands in the caps.
