@@ -22,8 +22,8 @@ VENV="$ROOT/.venv"
 KERNEL_NAME="rustmeter"
 # notebook = Notebook 7; playwright drives Chromium in tests/test_browser.py (its own
 # browser download is not used: `playwright install` needs network access we may not have).
-PY_PACKAGES=(jupyterlab notebook jupyter_client jupyter_console nbclient nbformat nbconvert jupyter_kernel_test pytest pexpect ipykernel playwright)
-PY_MODULES="jupyterlab, notebook, jupyter_client, jupyter_console, pexpect, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel, playwright"
+PY_PACKAGES=(jupyterlab notebook jupyter_client jupyter_console nbclient nbformat nbconvert jupyter_kernel_test pytest pexpect ipykernel playwright jupyter-resource-usage)
+PY_MODULES="jupyterlab, notebook, jupyter_client, jupyter_console, pexpect, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel, playwright, jupyter_resource_usage"
 CHROMIUM="${RUSTMETER_CHROMIUM:-/usr/bin/chromium}"
 
 step() { printf '==> %s\n' "$*"; }

@@ -85,6 +85,8 @@ pub struct Kernel {
     rustc_version: String,
     /// The build events of the last cell that compiled something, for `:last_build_log`.
     pub last_build_log: std::sync::Mutex<Option<String>>,
+    /// The reading the next `usage_request` measures CPU from.
+    usage_before: std::sync::Mutex<Option<crate::telemetry::usage::UsageSnapshot>>,
 }
 
 impl Kernel {
@@ -152,6 +154,7 @@ pub async fn serve(
         executions: exec_tx,
         stdin: Mutex::new(stdin),
         telemetry: std::sync::Mutex::new(telemetry),
+        usage_before: Default::default(),
         rustc_version: rustc_version(),
         last_build_log: std::sync::Mutex::new(None),
     });
@@ -281,6 +284,9 @@ async fn answer(
             log("execute_request on control is not supported; ignored");
             None
         }
+        JupyterMessageContent::UnknownMessage(u) if u.msg_type == "usage_request" => {
+            Some(u.reply(usage(kernel).await))
+        }
         other => {
             log(&format!(
                 "{channel:?}: ignored message type {:?}",
@@ -289,6 +295,34 @@ async fn answer(
             None
         }
     }
+}
+
+/// `usage_request` (ipykernel's, for JupyterLab's kernel-usage panel): CPU since the
+/// previous request, or over a 100 ms window when there was none in the last minute.
+async fn usage(kernel: &Kernel) -> serde_json::Value {
+    use crate::telemetry::usage::{reply, snapshot};
+    let root = std::process::id();
+    let previous = kernel
+        .usage_before
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .filter(|s| s.age() < std::time::Duration::from_secs(60));
+    let before = match previous {
+        Some(before) => before,
+        None => {
+            let before = snapshot(root);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            before
+        }
+    };
+    let after = snapshot(root);
+    let content = reply(&before, &after, root);
+    *kernel
+        .usage_before
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(after);
+    content
 }
 
 fn is_complete(code: &str) -> IsCompleteReply {

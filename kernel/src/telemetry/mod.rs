@@ -7,6 +7,7 @@
 pub mod render;
 pub mod runtime;
 pub mod sampler;
+pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
