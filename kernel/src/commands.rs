@@ -39,6 +39,8 @@ pub enum KernelCommand {
     /// `:solution NAME` (the name as typed; the server checks it against the files).
     Solution(String),
     LastBuildLog,
+    /// `:warnings on|off` (alone: the setting in force).
+    Warnings(Option<bool>),
 }
 
 /// What `:telemetry` asks for.
@@ -136,6 +138,7 @@ impl Command {
             Command::Kernel(KernelCommand::Compare(_)) => ":compare",
             Command::Kernel(KernelCommand::Solution(_)) => ":solution",
             Command::Kernel(KernelCommand::LastBuildLog) => ":last_build_log",
+            Command::Kernel(KernelCommand::Warnings(_)) => ":warnings",
             Command::Engine(EngineCommand::Help) => ":help",
             Command::Engine(EngineCommand::Limits) => ":limits",
             Command::Engine(EngineCommand::Env { .. }) => ":env",
@@ -253,6 +256,14 @@ pub const COMMANDS: &[Spec] = &[
         Side::Kernel,
         "The last build's events, as the rustc wrapper recorded them",
         read_last_build_log,
+    ),
+    rustmeter(
+        ":warnings",
+        "[on|off]",
+        Side::Kernel,
+        "Compiler warnings that matter to a learner (a future never awaited) under the \
+         cells that compiled with them: on (the default) or off; alone: the setting in force",
+        read_warnings,
     ),
     rustmeter(
         ":dep",
@@ -402,6 +413,20 @@ fn read_solution(arguments: &str) -> Result<Command, String> {
     Ok(Command::Kernel(KernelCommand::Solution(
         arguments.to_string(),
     )))
+}
+
+fn read_warnings(arguments: &str) -> Result<Command, String> {
+    let shown = match arguments {
+        "" => None,
+        "on" => Some(true),
+        "off" => Some(false),
+        other => {
+            return Err(format!(
+                ":warnings: unknown setting {other:?}; use on or off"
+            ))
+        }
+    };
+    Ok(Command::Kernel(KernelCommand::Warnings(shown)))
 }
 
 fn read_last_build_log(arguments: &str) -> Result<Command, String> {
@@ -786,6 +811,11 @@ mod tests {
             Command::Kernel(KernelCommand::LastBuildLog)
         );
         assert!(arguments_error(":last_build_log now").contains("takes no arguments"));
+        assert_eq!(
+            command(":warnings off"),
+            Command::Kernel(KernelCommand::Warnings(Some(false)))
+        );
+        assert!(arguments_error(":warnings loud").contains("use on or off"));
     }
 
     #[test]

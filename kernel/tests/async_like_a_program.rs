@@ -149,3 +149,41 @@ async fn the_first_await_after_the_tokio_declaration_builds_once() {
     assert_eq!(r.result_text().as_deref(), Some("2"), "{r:?}");
     assert_eq!(builds(&r), 1, "{:?}", r.telemetry());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_future_never_awaited_is_a_warning_at_its_line_unless_turned_off() {
+    let mut k = TestKernel::start().await;
+    let r = k
+        .execute(":dep tokio = { version = \"1\", features = [\"full\"] }")
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let stderr = |r: &support::Executed| -> String {
+        r.outputs
+            .iter()
+            .filter(|o| o.msg_type == "stream" && o.content["name"] == "stderr")
+            .map(|o| o.content["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let r = k
+        .execute(
+            "let d = std::time::Duration::from_millis(5);\ntokio::time::sleep(d);\nlet after = 1;",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let text = stderr(&r);
+    assert!(
+        text.contains("⚠ line 2: unused `Sleep` that must be used")
+            && text.contains("futures do nothing unless you `.await`"),
+        "{text:?}"
+    );
+    for generated in ["src/lib.rs", "evcxr", "__rm"] {
+        assert!(!text.contains(generated), "{text:?}");
+    }
+    // A clean cell shows nothing; `:warnings off` hides them.
+    let r = k.execute("tokio::time::sleep(d).await;").await;
+    assert_eq!(stderr(&r), "", "{r:?}");
+    assert_eq!(k.execute(":warnings off").await.status(), "ok");
+    let r = k.execute("tokio::time::sleep(d);").await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert_eq!(stderr(&r), "", "{r:?}");
+}

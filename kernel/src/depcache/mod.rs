@@ -75,6 +75,16 @@ pub fn build_envs(events_file: &Path) -> Vec<(String, String)> {
     ]
 }
 
+/// The crate evcxr builds each cell into (evcxr's `CRATE_NAME`).
+pub const CELL_CRATE: &str = "ctx";
+
+/// Where the wrapper leaves the warnings of the last successful build of the cell crate
+/// (rustc's JSON diagnostics, one per line), next to the build events file: evcxr drops
+/// them, and the kernel shows the ones that matter to a learner.
+pub fn cell_warnings_file(events_file: &Path) -> PathBuf {
+    events_file.with_file_name("cell-warnings.jsonl")
+}
+
 /// Where this process looks entries up, and the one tier it writes.
 pub struct Tiers {
     pub lookup: Vec<Tier>,

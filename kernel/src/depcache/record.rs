@@ -84,6 +84,11 @@ impl Events {
         }
     }
 
+    /// The events file, when builds are recorded.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
     pub fn start(&self, crate_name: &str) {
         if let Some(path) = &self.path {
             let pid = std::process::id();

@@ -39,10 +39,28 @@ pub fn run(args: &[String]) -> i32 {
         cached(&inv, &roots, &label)
     } else {
         let (inv, link_env) = timed_link(inv, &label);
-        (run_rustc(&inv, &link_env).0, "pass")
+        let (code, stderr) = run_rustc(&inv, &link_env);
+        if label == super::CELL_CRATE {
+            keep_cell_warnings(code, &stderr, &events);
+        }
+        (code, "pass")
     };
     events.end(&label, outcome, started.elapsed().as_millis());
     code
+}
+
+/// The warnings of a cell crate build that succeeded, for the kernel to show (a failed
+/// build's errors reach it through evcxr). Every build of the cell replaces the file.
+fn keep_cell_warnings(code: i32, stderr: &str, events: &Events) {
+    let Some(file) = events.path().map(super::cell_warnings_file) else {
+        return;
+    };
+    let warnings: String = stderr
+        .lines()
+        .filter(|line| code == 0 && line.starts_with('{') && line.contains("\"level\":\"warning\""))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let _ = crate::workdir::write_atomic(&file, &warnings);
 }
 
 /// `inv` with this executable as its linker, so the link is timed (`super::link`), and

@@ -337,3 +337,127 @@ pub fn clean(text: &str, source: &CellSource) -> String {
     out.push_str(rest);
     out
 }
+
+/// Lints whose warning a learner should see even though the cell compiled: each names
+/// a mistake that makes the program not do what it says.
+const LEARNER_LINTS: [&str; 1] = [
+    // A future created and dropped, never awaited: the work never happens.
+    "unused_must_use",
+];
+
+/// The warnings (rustc's JSON diagnostics, one per line, from a build of the cell that
+/// succeeded) that matter to a learner, one compact line each:
+/// `⚠ line 2: unused implementer of `Future` that must be used — futures do nothing
+/// unless you `.await` or poll them`. Warnings about generated code are dropped.
+pub fn learner_warnings(jsonl: &str, code: &str, generated: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for json in jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        let lint = json["code"]["code"].as_str().unwrap_or("");
+        if json["level"] != "warning" || !LEARNER_LINTS.contains(&lint) {
+            continue;
+        }
+        let primary = json["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["is_primary"] == true));
+        let Some(line) = primary
+            .filter(|s| s["file_name"] == GENERATED_FILE)
+            .and_then(|s| s["line_start"].as_u64())
+            .and_then(|l| cell_line_of(code, generated, l as u32))
+        else {
+            continue;
+        };
+        let message = json["message"].as_str().unwrap_or("");
+        let note = json["children"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["level"] == "note" && c["spans"].as_array().is_none_or(Vec::is_empty))
+            .filter_map(|c| c["message"].as_str())
+            .find(|m| !m.starts_with('`') || !m.contains("on by default"));
+        let text = match note {
+            Some(note) => format!("⚠ line {line}: {message} — {note}"),
+            None => format!("⚠ line {line}: {message}"),
+        };
+        if !lines.contains(&text) {
+            lines.push(text);
+        }
+    }
+    lines
+}
+
+/// The cell line (1-based) that line `generated_line` of the generated crate
+/// (`generated`, evcxr's `src/lib.rs`) shows, for places rustc or tokio name in the crate
+/// after a build that succeeded (warnings, spawn locations), where evcxr maps nothing.
+/// A crate line whose text is one cell line's is that line; otherwise the offset most of
+/// the cell's once-only lines agree on (evcxr copies a cell's statements in order, some
+/// rewritten) places it.
+pub fn cell_line_of(code: &str, generated: &str, generated_line: u32) -> Option<u32> {
+    let cell: Vec<&str> = code.lines().map(str::trim).collect();
+    let crate_lines: Vec<&str> = generated.lines().map(str::trim).collect();
+    let index = usize::try_from(generated_line).ok()?.checked_sub(1)?;
+    let text = crate_lines.get(index).copied().unwrap_or("");
+    let same: Vec<usize> = (0..cell.len())
+        .filter(|&i| !text.is_empty() && cell[i] == text)
+        .collect();
+    let at = match same.as_slice() {
+        [only] => Some(*only),
+        _ => line_offset(&cell, &crate_lines)
+            .and_then(|offset| usize::try_from(index as i64 - offset).ok()),
+    };
+    at.filter(|&i| i < cell.len()).map(|i| i as u32 + 1)
+}
+
+/// Crate line index minus cell line index, as most cell lines found once in each agree.
+fn line_offset(cell: &[&str], crate_lines: &[&str]) -> Option<i64> {
+    let once = |lines: &[&str], text: &str| {
+        let mut at = lines.iter().enumerate().filter(|(_, l)| **l == text);
+        match (at.next(), at.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    };
+    let mut votes: std::collections::HashMap<i64, usize> = Default::default();
+    for (i, text) in cell.iter().enumerate().filter(|(_, t)| t.len() > 2) {
+        if let (Some(_), Some(j)) = (once(cell, text), once(crate_lines, text)) {
+            *votes.entry(j as i64 - i as i64).or_default() += 1;
+        }
+    }
+    votes
+        .into_iter()
+        .max_by_key(|(offset, n)| (*n, -offset))
+        .map(|(offset, _)| offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_future_never_awaited_is_one_line_at_the_cells_line() {
+        let code = "let d = std::time::Duration::from_millis(5);\ntokio::time::sleep(d);";
+        let generated =
+            "\n\nlet d = std::time::Duration::from_millis(5);\ntokio::time::sleep(d);\n";
+        let warning = r#"{"$message_type":"diagnostic","message":"unused implementer of `Future` that must be used","code":{"code":"unused_must_use","explanation":null},"level":"warning","spans":[{"file_name":"src/lib.rs","line_start":4,"line_end":4,"column_start":1,"column_end":22,"is_primary":true}],"children":[{"message":"futures do nothing unless you `.await` or poll them","code":null,"level":"note","spans":[],"children":[]},{"message":"`#[warn(unused_must_use)]` on by default","code":null,"level":"note","spans":[],"children":[]}]}"#;
+        let dead_code = warning.replace("unused_must_use", "dead_code");
+        let jsonl = format!("{warning}\n{dead_code}\n{warning}\nnot json\n");
+        assert_eq!(
+            learner_warnings(&jsonl, code, generated),
+            vec!["⚠ line 2: unused implementer of `Future` that must be used — futures do nothing unless you `.await` or poll them"]
+        );
+    }
+
+    #[test]
+    fn generated_lines_map_to_the_cells_own_lines() {
+        let code = "let x = 1;\ntokio::spawn(work()).await;\nlet y = 2;";
+        let generated = "fn a() {}\n\n\n\n\n\n\n\n\n\nlet x = 1;\n\
+                         tokio::spawn(work()).__rm_interruptible().await?;\nlet y = 2;\n";
+        let lines: Vec<_> = [12, 13, 3, 0, 99]
+            .into_iter()
+            .map(|l| cell_line_of(code, generated, l))
+            .collect();
+        assert_eq!(lines, vec![Some(2), Some(3), None, None, None]);
+    }
+}

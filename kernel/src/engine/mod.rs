@@ -10,7 +10,7 @@
 
 mod awaits;
 mod cell;
-mod diagnostics;
+pub mod diagnostics;
 pub mod interrupt;
 mod prelude;
 pub(crate) mod process;

@@ -82,6 +82,7 @@ pub fn run_local(
             KernelCommand::Compare(selection) => compare(kernel, parent, selection),
             KernelCommand::Solution(name) => show_solution(kernel, parent, name),
             KernelCommand::LastBuildLog => last_build_log(kernel, parent),
+            KernelCommand::Warnings(shown) => warnings(kernel, parent, *shown),
         };
         if let Err(message) = answered {
             return Some(CellOutcome::Error(report::message(
@@ -91,6 +92,21 @@ pub fn run_local(
         }
     }
     only_commands.then(|| CellOutcome::Ok { data: Map::new() })
+}
+
+/// `:warnings on|off`; alone, the setting in force.
+fn warnings(kernel: &Kernel, parent: &JupyterMessage, shown: Option<bool>) -> Result<(), String> {
+    use std::sync::atomic::Ordering;
+    if let Some(shown) = shown {
+        kernel.warnings_shown.store(shown, Ordering::Relaxed);
+    }
+    let now = if kernel.warnings_shown.load(Ordering::Relaxed) {
+        "on: warnings that matter to a learner are shown under the cell"
+    } else {
+        "off: compiler warnings are not shown"
+    };
+    say(kernel, parent, &format!("warnings {now}\n"));
+    Ok(())
 }
 
 /// The footer `style` asks for.

@@ -85,6 +85,8 @@ pub struct Kernel {
     rustc_version: String,
     /// The build events of the last cell that compiled something, for `:last_build_log`.
     pub last_build_log: std::sync::Mutex<Option<String>>,
+    /// `:warnings on|off`: learner-relevant compiler warnings under cells.
+    pub warnings_shown: std::sync::atomic::AtomicBool,
     /// The reading the next `usage_request` measures CPU from.
     usage_before: std::sync::Mutex<Option<crate::telemetry::usage::UsageSnapshot>>,
 }
@@ -154,6 +156,7 @@ pub async fn serve(
         executions: exec_tx,
         stdin: Mutex::new(stdin),
         telemetry: std::sync::Mutex::new(telemetry),
+        warnings_shown: std::sync::atomic::AtomicBool::new(true),
         usage_before: Default::default(),
         rustc_version: rustc_version(),
         last_build_log: std::sync::Mutex::new(None),

@@ -228,49 +228,13 @@ impl RuntimeFigures {
         out
     }
 
-    /// Stalls carry the line of the cell's generated crate (`generated`) that spawned
-    /// their task; this makes it the line of `code`, the cell as the learner wrote it, or
-    /// drops it when that line is not one of the cell's.
-    pub fn map_spawn_lines(&mut self, code: &str, generated: &str) {
-        let cell: Vec<&str> = code.lines().map(str::trim).collect();
-        let crate_lines: Vec<&str> = generated.lines().map(str::trim).collect();
-        let offset = line_offset(&cell, &crate_lines);
+    /// Stalls carry the line of the cell's generated crate that spawned their task;
+    /// `cell_line` makes it the cell's own line (or `None` when it is not one of them).
+    pub fn map_spawn_lines(&mut self, cell_line: impl Fn(u32) -> Option<u32>) {
         for stall in &mut self.stalls {
-            stall.spawned_at_line = stall.spawned_at_line.and_then(|line| {
-                let text = crate_lines.get(line as usize - 1).copied().unwrap_or("");
-                let same: Vec<usize> = (0..cell.len())
-                    .filter(|&i| !text.is_empty() && cell[i] == text)
-                    .collect();
-                let index = match same.as_slice() {
-                    [only] => Some(*only),
-                    _ => offset.and_then(|o| usize::try_from(i64::from(line) - 1 - o).ok()),
-                };
-                index.filter(|&i| i < cell.len()).map(|i| i as u32 + 1)
-            });
+            stall.spawned_at_line = stall.spawned_at_line.and_then(&cell_line);
         }
     }
-}
-
-/// Crate line index minus cell line index, as most of the cell's lines that appear once
-/// in each show it (evcxr copies the cell's statements in order, some rewritten).
-fn line_offset(cell: &[&str], crate_lines: &[&str]) -> Option<i64> {
-    let once = |lines: &[&str], text: &str| {
-        let mut at = lines.iter().enumerate().filter(|(_, l)| **l == text);
-        match (at.next(), at.next()) {
-            (Some((i, _)), None) => Some(i),
-            _ => None,
-        }
-    };
-    let mut votes: std::collections::HashMap<i64, usize> = Default::default();
-    for (i, text) in cell.iter().enumerate().filter(|(_, t)| t.len() > 2) {
-        if let (Some(_), Some(j)) = (once(cell, text), once(crate_lines, text)) {
-            *votes.entry(j as i64 - i as i64).or_default() += 1;
-        }
-    }
-    votes
-        .into_iter()
-        .max_by_key(|(o, n)| (*n, -o))
-        .map(|(o, _)| o)
 }
 
 #[cfg(test)]
@@ -326,25 +290,6 @@ mod tests {
                 spawned_by_earlier_cell: false
             }]
         );
-    }
-
-    #[test]
-    fn spawn_lines_map_to_the_cells_own_lines() {
-        let stall = |line| Stall {
-            duration_ms: 800.0,
-            spawned_at_line: Some(line),
-            spawned_by_earlier_cell: false,
-        };
-        let mut f = reading(&[(page::CELL_SEQ, 1)])
-            .cell_figures(None, 100.0)
-            .unwrap();
-        f.stalls = vec![stall(12), stall(13), stall(3)];
-        let code = "let x = 1;\ntokio::spawn(work()).await;\nlet y = 2;";
-        let generated = "fn a() {}\n\n\n\n\n\n\n\n\n\nlet x = 1;\n\
-                         tokio::spawn(work()).__rm_interruptible().await?;\nlet y = 2;\n";
-        f.map_spawn_lines(code, generated);
-        let lines: Vec<_> = f.stalls.iter().map(|s| s.spawned_at_line).collect();
-        assert_eq!(lines, vec![Some(2), Some(3), None]);
     }
 
     #[test]

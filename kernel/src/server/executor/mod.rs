@@ -15,13 +15,13 @@ mod publish;
 
 use super::meter::{CellMeter, FooterChoice};
 use super::{commands, log, wire, Kernel};
-use crate::engine::{CellError, CellId, CellOutcome, EngineEvent, ErrorKind};
+use crate::engine::{diagnostics, CellError, CellId, CellOutcome, EngineEvent, ErrorKind};
 use crate::telemetry::render;
 use crate::telemetry::{CellStatus, CellTelemetry};
 use cell_events::run_events;
 use jupyter_protocol::{
     ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount,
-    JupyterMessage, ReplyError, ReplyStatus, Status, Transient,
+    JupyterMessage, ReplyError, ReplyStatus, Status, StreamContent, Transient,
 };
 use publish::{footer, media, publish_background};
 use serde_json::{Map, Value};
@@ -271,6 +271,8 @@ async fn run_cell(
             outcome
         }
         AfterCommands::Engine(cell, code) => {
+            // Warnings on file are the last build's: none of this cell's yet.
+            let _ = std::fs::remove_file(warnings_file(kernel));
             let allow_stdin = run.cell.request.allow_stdin;
             kernel.engine.execute_cell(run.cell.cell, cell, allow_stdin);
             run_events(kernel, run, &code, events, recent).await
@@ -286,8 +288,10 @@ fn measure<'a>(kernel: &Kernel, run: CellRun<'a>, outcome: &CellOutcome) -> Fini
     let render_started = Instant::now();
     if let Some(figures) = telemetry.runtime.as_mut().filter(|f| !f.stalls.is_empty()) {
         // Stalls name the generated crate's line of their spawn: the cell's line instead.
-        let generated = std::fs::read_to_string(kernel.engine.crate_dir().join("src/lib.rs"));
-        figures.map_spawn_lines(&run.cell.request.code, &generated.unwrap_or_default());
+        let generated = std::fs::read_to_string(kernel.engine.crate_dir().join("src/lib.rs"))
+            .unwrap_or_default();
+        let code = &run.cell.request.code;
+        figures.map_spawn_lines(|line| diagnostics::cell_line_of(code, &generated, line));
     }
     telemetry.label = run.label;
     if !run.cell.silent() && !run.only_commands {
@@ -311,6 +315,7 @@ fn publish_outcome(
 ) -> (ExecuteReply, bool) {
     match outcome {
         CellOutcome::Ok { data } => {
+            publish_warnings(kernel, finished);
             publish_result(kernel, finished, data);
             let reply = ExecuteReply {
                 status: ReplyStatus::Ok,
@@ -322,6 +327,35 @@ fn publish_outcome(
         }
         CellOutcome::Error(error) => (publish_error(kernel, finished, error), true),
     }
+}
+
+fn warnings_file(kernel: &Kernel) -> std::path::PathBuf {
+    crate::depcache::cell_warnings_file(&kernel.engine.build_events_file())
+}
+
+/// The build's warnings that matter to a learner (`:warnings off` hides them), on
+/// stderr as rustc's own would be, above the result.
+fn publish_warnings(kernel: &Kernel, finished: &FinishedCell<'_>) {
+    let shown = kernel
+        .warnings_shown
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if finished.cell.silent() || !shown {
+        return;
+    }
+    let Ok(jsonl) = std::fs::read_to_string(warnings_file(kernel)) else {
+        return;
+    };
+    let generated =
+        std::fs::read_to_string(kernel.engine.crate_dir().join("src/lib.rs")).unwrap_or_default();
+    let lines = diagnostics::learner_warnings(&jsonl, &finished.cell.request.code, &generated);
+    if lines.is_empty() {
+        return;
+    }
+    let text = format!("{}\n(:warnings off hides these)\n", lines.join("\n"));
+    kernel.iopub.send(wire::child_of(
+        StreamContent::stderr(&text),
+        finished.cell.parent,
+    ));
 }
 
 /// The result (unless silent or empty, kept in the history when asked), then the footer.
