@@ -191,6 +191,22 @@ def test_footer_in_dark_theme_and_big(welcome):
     add_cell_and_run(welcome, ":telemetry full")
 
 
+def test_tasks_and_a_stall_in_the_footer(welcome):
+    cell = add_cell_and_run(
+        welcome,
+        "let mut set = tokio::task::JoinSet::new(); "
+        "for _ in 0..500 { set.spawn(tokio::time::sleep(Duration::from_millis(400))); } "
+        "set.spawn(async { std::thread::sleep(Duration::from_millis(300)) }); "
+        "while set.join_next().await.is_some() {}",
+    )
+    text = check_footer(cell, "the tasks cell")
+    assert "tasks 0 ▸ 501 max ▸ 0 on" in text and "(runtime: " in text, text
+    assert "⚠ a task held a worker for 0.3" in text and "(spawned at line 1)" in text, text
+    charts = footer_of(cell).locator("img").evaluate_all("imgs => imgs.map(i => i.title)")
+    assert len(charts) == 4 and any(t.startswith("tasks alive") for t in charts), charts
+    screenshot(footer_of(cell), "footer-tasks")
+
+
 def test_compare_table(welcome):
     add_cell_and_run(welcome, ":label nap\nstd::thread::sleep(Duration::from_millis(400));")
     add_cell_and_run(welcome, ":label spin\nspin(Duration::from_millis(400))")
@@ -199,6 +215,7 @@ def test_compare_table(welcome):
     assert table.count() == 1, f":compare shows no table: {cell.locator('.jp-OutputArea').inner_text()!r}"
     text = table.inner_text()
     assert "nap" in text and "spin" in text and "run" in text, text
+    assert "tasks max" in text and "stalls" in text, f"the runtime's columns: {text}"
     bars = table.evaluate("t => [...t.querySelectorAll('td div')].map(d => d.getBoundingClientRect().width)")
     assert bars and all(w >= 1 for w in bars), f"compare bars not drawn: {bars}"
     screenshot(table, "compare-table")

@@ -118,6 +118,11 @@ def tagged(nb, tag: str):
     return found[0]
 
 
+def tasks_of(t: dict, key: str) -> float:
+    """A figure of the footer's tokio runtime (-1 when the cell has no runtime object)."""
+    return float((t.get("runtime") or {}).get(key, -1))
+
+
 def figures(nb, name: str) -> tuple[dict, dict]:
     """Footer JSON and notes (as floats where numeric) of the cell tagged measure:NAME."""
     cell = tagged(nb, f"measure:{name}")
@@ -263,15 +268,19 @@ def check_lessons(nb, stem: str) -> list[str]:
         _, n = figures(nb, "lazy")
         expect(n["sent"] == 0, f"a future never awaited sent {n['sent']:.0f} requests")
         t, n = figures(nb, "tasks-10")
-        expect(run(t) < 3 * n["delay_ms"] and t["threads_peak"] <= t["threads_start"] + 2,
-               f"10 tasks: run {run(t):.0f} ms, threads {t['threads_start']}→{t['threads_peak']}")
+        expect(run(t) < 3 * n["delay_ms"] and t["threads_peak"] == t["threads_start"],
+               f"10 tasks: run {run(t):.0f} ms, threads {t['threads_start']}→{t['threads_peak']} (the prose: no thread added)")
+        expect(tasks_of(t, "tasks_peak") >= 10 and tasks_of(t, "tasks_end") == tasks_of(t, "tasks_start"),
+               f"10 tasks: the footer's tasks {t.get('runtime')} (the prose: tasks 0 ▸ 10 max ▸ 0)")
         t, n = figures(nb, "tasks-many")
         expect(n["n"] >= 100, f"tasks-many ran n = {n['n']:.0f} (1,000 unless the fd limit is lower)")
-        expect(run(t) < 3 * n["delay_ms"] and t["threads_peak"] <= t["threads_start"] + 4,
+        expect(run(t) < 3 * n["delay_ms"] and t["threads_peak"] == t["threads_start"],
                f"{n['n']:.0f} tasks: run {run(t):.0f} ms < 3 × {n['delay_ms']:.0f}, threads {t['threads_start']}→{t['threads_peak']}")
+        expect(tasks_of(t, "tasks_peak") >= 0.9 * n["n"], f"{n['n']:.0f} tasks: footer's tasks {t.get('runtime')}")
         tasks, n = figures(nb, "tasks-10000")
-        expect(tasks["threads_peak"] <= tasks["threads_start"] + 4,
+        expect(tasks["threads_peak"] == tasks["threads_start"],
                f"{n['n']:.0f} sleeping tasks: threads {tasks['threads_start']}→{tasks['threads_peak']}")
+        expect(tasks_of(tasks, "tasks_spawned") >= n["n"], f"{n['n']:.0f} sleeping tasks: footer's tasks {tasks.get('runtime')}")
         expect(n.get("bytes_per_task", 0) < 4096, f"bytes per task {n.get('bytes_per_task')}")
         t, n = figures(nb, "chain-async")
         expect(run(t) >= 0.9 * n["n"] * n["delay_ms"], f"async chain: run {run(t):.0f} ms ≥ 0.9 × n × delay")
@@ -297,7 +306,8 @@ def check_lessons(nb, stem: str) -> list[str]:
         expect(run(threads) < 3 * n["delay_ms"] and run(tasks) < 3 * n["delay_ms"],
                f"threads {run(threads):.0f} ms and tasks {run(tasks):.0f} ms < 3 × delay")
         expect(threads["threads_peak"] >= threads["threads_start"] + n["n"]
-               and tasks["threads_peak"] <= tasks["threads_start"] + 2,
+               and tasks["threads_peak"] == tasks["threads_start"]
+               and tasks_of(tasks, "tasks_spawned") >= n["n"],
                f"threads +{threads['threads_peak'] - threads['threads_start']}, tasks +{tasks['threads_peak'] - tasks['threads_start']}")
     return failed
 

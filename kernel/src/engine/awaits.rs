@@ -18,6 +18,11 @@ const WRAP_CLOSE: &str = "\n}";
 /// Inserted before `.await`.
 const METHOD: &str = ".__rm_interruptible()";
 
+/// A line of the generated crate as the learner wrote it: the rewrite taken back out.
+pub fn as_written(line: &str) -> String {
+    line.replace(&format!("{METHOD}.await?"), ".await")
+}
+
 /// The cell with its top-level awaits made interruptible, or `None` when it has none.
 pub fn make_interruptible(code: &str) -> Option<String> {
     if !code.contains("await") {

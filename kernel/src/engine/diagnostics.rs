@@ -396,7 +396,11 @@ pub fn learner_warnings(jsonl: &str, code: &str, generated: &str) -> Vec<String>
 /// rewritten) places it.
 pub fn cell_line_of(code: &str, generated: &str, generated_line: u32) -> Option<u32> {
     let cell: Vec<&str> = code.lines().map(str::trim).collect();
-    let crate_lines: Vec<&str> = generated.lines().map(str::trim).collect();
+    let written: Vec<String> = generated
+        .lines()
+        .map(|l| super::awaits::as_written(l.trim()))
+        .collect();
+    let crate_lines: Vec<&str> = written.iter().map(String::as_str).collect();
     let index = usize::try_from(generated_line).ok()?.checked_sub(1)?;
     let text = crate_lines.get(index).copied().unwrap_or("");
     let same: Vec<usize> = (0..cell.len())
@@ -451,6 +455,9 @@ mod tests {
 
     #[test]
     fn generated_lines_map_to_the_cells_own_lines() {
+        let one_line = "set.spawn(work()); set.join_next().await;";
+        let crate_one = "\n\nset.spawn(work()); set.join_next().__rm_interruptible().await?;\n";
+        assert_eq!(cell_line_of(one_line, crate_one, 3), Some(1));
         let code = "let x = 1;\ntokio::spawn(work()).await;\nlet y = 2;";
         let generated = "fn a() {}\n\n\n\n\n\n\n\n\n\nlet x = 1;\n\
                          tokio::spawn(work()).__rm_interruptible().await?;\nlet y = 2;\n";
