@@ -406,8 +406,13 @@ pub fn cell_line_of(code: &str, generated: &str, generated_line: u32) -> Option<
     let same: Vec<usize> = (0..cell.len())
         .filter(|&i| !text.is_empty() && cell[i] == text)
         .collect();
-    let at = match same.as_slice() {
-        [only] => Some(*only),
+    // evcxr puts each statement of a cell on a line of its own: a crate line may be a
+    // piece of one cell line.
+    let within: Vec<usize> = (0..cell.len())
+        .filter(|&i| text.len() > 2 && cell[i].contains(text))
+        .collect();
+    let at = match (same.as_slice(), within.as_slice()) {
+        ([only], _) | ([], [only]) => Some(*only),
         _ => line_offset(&cell, &crate_lines)
             .and_then(|offset| usize::try_from(index as i64 - offset).ok()),
     };
@@ -458,6 +463,11 @@ mod tests {
         let one_line = "set.spawn(work()); set.join_next().await;";
         let crate_one = "\n\nset.spawn(work()); set.join_next().__rm_interruptible().await?;\n";
         assert_eq!(cell_line_of(one_line, crate_one, 3), Some(1));
+        let split = "let mut set = JoinSet::new(); set.spawn(work());\nwhile set.join_next().await.is_some() {}";
+        let crate_split = "let mut set = JoinSet::new();\nset.spawn(work());\n\
+                           while set.join_next().__rm_interruptible().await?.is_some() {}\n";
+        assert_eq!(cell_line_of(split, crate_split, 2), Some(1));
+        assert_eq!(cell_line_of(split, crate_split, 3), Some(2));
         let code = "let x = 1;\ntokio::spawn(work()).await;\nlet y = 2;";
         let generated = "fn a() {}\n\n\n\n\n\n\n\n\n\nlet x = 1;\n\
                          tokio::spawn(work()).__rm_interruptible().await?;\nlet y = 2;\n";
