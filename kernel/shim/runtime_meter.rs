@@ -7,14 +7,15 @@
 /// runtime page (`__rustmeter_page`), a shared mapping the kernel reads: spawns, ends,
 /// time inside polls, the longest poll, threads, and each poll that held a worker past
 /// `RUSTMETER_STALL_MS`. Per poll this costs two reads of the coarse clock (a few
-/// nanoseconds each) and no shared write unless the clock ticked.
+/// nanoseconds each), a write and a swap on a cache line chosen by the task's id, and no
+/// write shared by all workers unless the clock ticked.
 #[doc(hidden)]
 pub mod __rustmeter_runtime {
     use super::__rustmeter_page as page;
     use std::cell::Cell;
     use std::collections::HashMap;
     use std::ffi::{c_int, c_long, c_void};
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::Release};
+    use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
     use std::sync::{Mutex, OnceLock};
 
     #[repr(C)]
@@ -112,7 +113,6 @@ pub mod __rustmeter_runtime {
     }
 
     thread_local! {
-        static POLL_STARTED: Cell<u64> = const { Cell::new(0) };
         /// The task that ended last on this thread and its cell: a task that ends in a
         /// poll ends before the after-poll hook runs, so a stall in its last poll finds it
         /// here rather than in [`spawned_by`].
@@ -160,8 +160,8 @@ pub mod __rustmeter_runtime {
         slot(counter).fetch_add(1, Relaxed);
     }
 
-    fn on_after_poll(meta: &::tokio::runtime::TaskMeta<'_>, threshold: u64) {
-        let took = coarse_ns().saturating_sub(POLL_STARTED.with(Cell::get));
+    fn on_after_poll(meta: &::tokio::runtime::TaskMeta<'_>, started: u64, threshold: u64) {
+        let took = coarse_ns().saturating_sub(started);
         if took == 0 {
             return;
         }
@@ -196,10 +196,53 @@ pub mod __rustmeter_runtime {
         slot(page::STALLS).fetch_add(1, Release);
     }
 
+    /// Polls in progress: when each started (0: none), in one of 64 slots chosen by the
+    /// task's id, each on its own cache line. Found by the id the hooks are given, not by
+    /// the thread: in a dylib every thread-local access is a call, and two of them per
+    /// poll (with a flag per worker) cost 15 % of the run time of a cell making 1,000,000
+    /// polls; a counter shared by all workers cost 30 % (cache-line ping-pong). Two polls
+    /// of tasks whose ids share a slot at the same moment make one of them untimed.
+    #[repr(align(64))]
+    struct PollSlot(AtomicU64);
+
+    const POLL_SLOTS: usize = 64;
+    static POLLS: [PollSlot; POLL_SLOTS] = [const { PollSlot(AtomicU64::new(0)) }; POLL_SLOTS];
+
+    /// Fibonacci hashing of the id's own `Hash` (one `u64`).
+    struct IdHasher(u64);
+
+    impl std::hash::Hasher for IdHasher {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn poll_slot(id: ::tokio::task::Id) -> &'static AtomicU64 {
+        use std::hash::Hash;
+        let mut hasher = IdHasher(0);
+        id.hash(&mut hasher);
+        &POLLS[(hasher.0 >> 58) as usize % POLL_SLOTS].0
+    }
+
     fn on_thread_start() {
         let alive = slot(page::THREADS_ALIVE).fetch_add(1, Relaxed) + 1;
         let blocking = alive.saturating_sub(slot(page::WORKERS).load(Relaxed));
         slot(page::CELL_BLOCKING_THREADS_PEAK).fetch_max(blocking, Relaxed);
+    }
+
+    /// A runtime with the measuring hooks, as the cells' shared one is built: for
+    /// `bench/telemetry_overhead`, which times the same work on it and on a runtime
+    /// without hooks, both fresh. It counts into the same page as the shared runtime.
+    pub fn build_measured() -> std::io::Result<::tokio::runtime::Runtime> {
+        build()
     }
 
     fn build() -> std::io::Result<::tokio::runtime::Runtime> {
@@ -216,13 +259,15 @@ pub mod __rustmeter_runtime {
             })
             .on_task_spawn(on_spawn)
             .on_task_terminate(on_terminate)
-            .on_before_task_poll(|_| {
-                slot(page::POLLS_IN_FLIGHT).fetch_add(1, Relaxed);
-                POLL_STARTED.with(|s| s.set(coarse_ns()))
+            .on_before_task_poll(|meta| {
+                // Never 0, which marks a free slot.
+                poll_slot(meta.id()).store(coarse_ns() | 1, Relaxed);
             })
             .on_after_task_poll(move |meta| {
-                on_after_poll(meta, threshold);
-                slot(page::POLLS_IN_FLIGHT).fetch_sub(1, Release);
+                let started = poll_slot(meta.id()).swap(0, Release);
+                if started != 0 {
+                    on_after_poll(meta, started, threshold);
+                }
             })
             .build()
     }
@@ -250,11 +295,9 @@ pub mod __rustmeter_runtime {
     /// often) would then count in no cell. So the end waits, at most 20 ms, for polls in
     /// flight; with none (the usual end) it does not wait at all.
     pub fn cell_ending() {
-        let in_flight = slot(page::POLLS_IN_FLIGHT);
+        let polling = || POLLS.iter().any(|slot| slot.0.load(Acquire) != 0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
-        while in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
-            && std::time::Instant::now() < deadline
-        {
+        while polling() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }

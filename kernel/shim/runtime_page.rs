@@ -32,8 +32,6 @@ pub const STALL_NS: usize = 10;
 pub const STARTED_IN_SEQ: usize = 11;
 /// A running stall count to claim ring entries (may run ahead of [`STALLS`]).
 pub const STALLS_CLAIMED: usize = 12;
-/// Task polls running now (their after-poll hook has not run yet).
-pub const POLLS_IN_FLIGHT: usize = 13;
 
 // Copied by the shim when a cell starts, so "during this cell" needs no reading at its start.
 pub const CELL_SPAWNED0: usize = 16;
