@@ -229,6 +229,12 @@ pub mod __rustmeter {
         where
             F::Output: FromInterrupt,
         {
+            if ::tokio::runtime::Handle::try_current().is_ok() {
+                // Not evcxr's call at the top of a cell (that one runs outside any
+                // runtime) but a learner's own `Mutex<Runtime>` guard inside one: tokio's
+                // own `block_on`, as in a program.
+                return ::tokio::runtime::Runtime::block_on(&self, future);
+            }
             super::__rustmeter_runtime::adopt(&mut self);
             super::__rustmeter_runtime::cell_started();
             let mut output = None;

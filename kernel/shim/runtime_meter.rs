@@ -81,7 +81,9 @@ pub mod __rustmeter_runtime {
             .mode(0o600)
             .open(path)
             .ok()?;
-        file.set_len(page::BYTES as u64).ok()?;
+        // Written, not `set_len`: a sparse file on a full tmpfs faults (SIGBUS) at the
+        // first store into the mapping.
+        std::io::Write::write_all(&mut &file, &[0u8; page::BYTES]).ok()?;
         // SAFETY: a fresh shared mapping of a file of exactly this length; the mapping
         // outlives the file handle and is never unmapped (the page lives as long as the
         // process). AtomicU64 has the layout of u64 and the mapping is page-aligned.
@@ -186,29 +188,42 @@ pub mod __rustmeter_runtime {
         } else {
             0
         };
-        let n = slot(page::STALLS_CLAIMED).fetch_add(1, Relaxed) as usize;
-        let entry = page::STALL_BASE + (n % page::STALL_RING) * page::STALL_WORDS;
+        let n = slot(page::STALLS_CLAIMED).fetch_add(1, Relaxed);
+        let entry = page::STALL_BASE + (n as usize % page::STALL_RING) * page::STALL_WORDS;
+        // Untagged while written: a reader takes an entry only with the tag of its number.
+        slot(entry + page::STALL_TAG).store(0, Relaxed);
         slot(entry + page::STALL_DURATION_NS).store(took, Relaxed);
         slot(entry + page::STALL_SPAWN_SEQ).store(seq, Relaxed);
         slot(entry + page::STALL_SPAWN_LINE).store(line, Relaxed);
-        let id = meta.id().to_string().parse::<u64>().unwrap_or(0);
-        slot(entry + page::STALL_TASK_ID).store(id, Relaxed);
+        slot(entry + page::STALL_TAG).store(n + 1, Release);
         slot(page::STALLS).fetch_add(1, Release);
     }
 
-    /// Polls in progress: when each started (0: none), in one of 64 slots chosen by the
-    /// task's id, each on its own cache line. Found by the id the hooks are given, not by
-    /// the thread: in a dylib every thread-local access is a call, and two of them per
-    /// poll (with a flag per worker) cost 15 % of the run time of a cell making 1,000,000
-    /// polls; a counter shared by all workers cost 30 % (cache-line ping-pong). Two polls
-    /// of tasks whose ids share a slot at the same moment make one of them untimed.
+    /// Polls in progress, each in a slot of its own: the task's key (its id, hashed; 0
+    /// marks a free slot) and when the poll started, on a cache line of their own. Found
+    /// by the id the hooks are given, not by the thread: in a dylib every thread-local
+    /// access is a call, and two of them per poll (with a flag per worker) cost 15 % of
+    /// the run time of a cell making 1,000,000 polls; a counter shared by all workers
+    /// cost 30 % (cache-line ping-pong). A poll takes the first free slot of four from
+    /// the one its key names and keeps it to its end, so a long poll is never pushed out
+    /// by the short polls other workers make meanwhile.
     #[repr(align(64))]
-    struct PollSlot(AtomicU64);
+    struct PollSlot {
+        key: AtomicU64,
+        started: AtomicU64,
+    }
 
     const POLL_SLOTS: usize = 64;
-    static POLLS: [PollSlot; POLL_SLOTS] = [const { PollSlot(AtomicU64::new(0)) }; POLL_SLOTS];
+    const PROBES: usize = 4;
+    static POLLS: [PollSlot; POLL_SLOTS] = [const {
+        PollSlot {
+            key: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+        }
+    }; POLL_SLOTS];
 
-    /// Fibonacci hashing of the id's own `Hash` (one `u64`).
+    /// Fibonacci hashing of the id's own `Hash` (one `u64`): a bijection, so two live
+    /// tasks never share a key, and never 0 for an id (ids are never 0).
     struct IdHasher(u64);
 
     impl std::hash::Hasher for IdHasher {
@@ -225,11 +240,37 @@ pub mod __rustmeter_runtime {
         }
     }
 
-    fn poll_slot(id: ::tokio::task::Id) -> &'static AtomicU64 {
+    fn poll_key(id: ::tokio::task::Id) -> u64 {
         use std::hash::Hash;
         let mut hasher = IdHasher(0);
         id.hash(&mut hasher);
-        &POLLS[(hasher.0 >> 58) as usize % POLL_SLOTS].0
+        hasher.0.max(1)
+    }
+
+    fn probe(key: u64) -> impl Iterator<Item = &'static PollSlot> {
+        let first = (key >> 58) as usize;
+        (0..PROBES).map(move |i| &POLLS[(first + i) % POLL_SLOTS])
+    }
+
+    fn poll_started(id: ::tokio::task::Id) {
+        let key = poll_key(id);
+        let now = coarse_ns();
+        for slot in probe(key) {
+            if slot.key.compare_exchange(0, key, Acquire, Relaxed).is_ok() {
+                slot.started.store(now, Relaxed);
+                return;
+            }
+        }
+        // All four taken: this poll goes untimed.
+    }
+
+    /// When the poll of `id` started; frees its slot. `None` when it went untimed.
+    fn poll_ended(id: ::tokio::task::Id) -> Option<u64> {
+        let key = poll_key(id);
+        let slot = probe(key).find(|slot| slot.key.load(Relaxed) == key)?;
+        let started = slot.started.load(Relaxed);
+        slot.key.store(0, Release);
+        Some(started)
     }
 
     fn on_thread_start() {
@@ -259,13 +300,9 @@ pub mod __rustmeter_runtime {
             })
             .on_task_spawn(on_spawn)
             .on_task_terminate(on_terminate)
-            .on_before_task_poll(|meta| {
-                // Never 0, which marks a free slot.
-                poll_slot(meta.id()).store(coarse_ns() | 1, Relaxed);
-            })
+            .on_before_task_poll(|meta| poll_started(meta.id()))
             .on_after_task_poll(move |meta| {
-                let started = poll_slot(meta.id()).swap(0, Release);
-                if started != 0 {
+                if let Some(started) = poll_ended(meta.id()) {
                     on_after_poll(meta, started, threshold);
                 }
             })
@@ -295,7 +332,7 @@ pub mod __rustmeter_runtime {
     /// often) would then count in no cell. So the end waits, at most 20 ms, for polls in
     /// flight; with none (the usual end) it does not wait at all.
     pub fn cell_ending() {
-        let polling = || POLLS.iter().any(|slot| slot.0.load(Acquire) != 0);
+        let polling = || POLLS.iter().any(|slot| slot.key.load(Acquire) != 0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
         while polling() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_micros(200));

@@ -55,4 +55,5 @@ pub const STALL_DURATION_NS: usize = 0;
 pub const STALL_SPAWN_SEQ: usize = 1;
 /// The line of the cell's generated crate (`src/lib.rs`) that spawned it; 0 when elsewhere.
 pub const STALL_SPAWN_LINE: usize = 2;
-pub const STALL_TASK_ID: usize = 3;
+/// `n + 1` for entry `n` once it is whole (0 while it is written).
+pub const STALL_TAG: usize = 3;

@@ -159,20 +159,17 @@ impl Invocation {
         Some(inv)
     }
 
-    /// tokio from the registry gets `--cfg tokio_unstable`: the shared runtime's task
-    /// hooks (spawn, poll, end), which the runtime telemetry is made of, exist only then.
-    /// It adds API and changes no behaviour of the rest; the flag is in the cache key.
+    /// tokio (from the registry, git or a vendored copy alike) gets `--cfg
+    /// tokio_unstable`: the shared runtime's task hooks (spawn, poll, end), which the
+    /// runtime telemetry is made of and the tokio shim calls, exist only then. It adds API
+    /// and changes no behaviour of the rest; the flag is in the cache key.
     pub fn enable_tokio_task_hooks(&mut self) {
-        let registry_tokio = self.crate_name.as_deref() == Some("tokio")
-            && self
-                .source
-                .as_ref()
-                .is_some_and(|s| s.components().any(|c| c.as_os_str() == "registry"));
+        let tokio = self.crate_name.as_deref() == Some("tokio");
         let already = self
             .args
             .windows(2)
             .any(|w| w == ["--cfg", "tokio_unstable"]);
-        if registry_tokio && !already {
+        if tokio && !already {
             self.args.push("--cfg".into());
             self.args.push("tokio_unstable".into());
         }

@@ -350,6 +350,7 @@ const LEARNER_LINTS: [&str; 1] = [
 /// `⚠ line 2: unused implementer of `Future` that must be used — futures do nothing
 /// unless you `.await` or poll them`. Warnings about generated code are dropped.
 pub fn learner_warnings(jsonl: &str, code: &str, generated: &str) -> Vec<String> {
+    let map = LineMap::new(code, generated);
     let mut lines: Vec<String> = Vec::new();
     for json in jsonl
         .lines()
@@ -365,7 +366,7 @@ pub fn learner_warnings(jsonl: &str, code: &str, generated: &str) -> Vec<String>
         let Some(line) = primary
             .filter(|s| s["file_name"] == GENERATED_FILE)
             .and_then(|s| s["line_start"].as_u64())
-            .and_then(|l| cell_line_of(code, generated, l as u32))
+            .and_then(|l| map.cell_line(u32::try_from(l).ok()?, true))
         else {
             continue;
         };
@@ -388,50 +389,87 @@ pub fn learner_warnings(jsonl: &str, code: &str, generated: &str) -> Vec<String>
     lines
 }
 
-/// The cell line (1-based) that line `generated_line` of the generated crate
-/// (`generated`, evcxr's `src/lib.rs`) shows, for places rustc or tokio name in the crate
-/// after a build that succeeded (warnings, spawn locations), where evcxr maps nothing.
-/// A crate line whose text is one cell line's is that line; otherwise the offset most of
-/// the cell's once-only lines agree on (evcxr copies a cell's statements in order, some
-/// rewritten) places it.
-pub fn cell_line_of(code: &str, generated: &str, generated_line: u32) -> Option<u32> {
-    let cell: Vec<&str> = code.lines().map(str::trim).collect();
-    let written: Vec<String> = generated
-        .lines()
-        .map(|l| super::awaits::as_written(l.trim()))
-        .collect();
-    let crate_lines: Vec<&str> = written.iter().map(String::as_str).collect();
-    let index = usize::try_from(generated_line).ok()?.checked_sub(1)?;
-    let text = crate_lines.get(index).copied().unwrap_or("");
-    let same: Vec<usize> = (0..cell.len())
-        .filter(|&i| !text.is_empty() && cell[i] == text)
-        .collect();
-    // evcxr puts each statement of a cell on a line of its own: a crate line may be a
-    // piece of one cell line.
-    let within: Vec<usize> = (0..cell.len())
-        .filter(|&i| text.len() > 2 && cell[i].contains(text))
-        .collect();
-    let at = match (same.as_slice(), within.as_slice()) {
-        ([only], _) | ([], [only]) => Some(*only),
-        _ => line_offset(&cell, &crate_lines)
-            .and_then(|offset| usize::try_from(index as i64 - offset).ok()),
-    };
-    at.filter(|&i| i < cell.len()).map(|i| i as u32 + 1)
+/// Where the lines of the generated crate (`generated`, evcxr's `src/lib.rs`) are in the
+/// cell, for places rustc or tokio name in the crate after a build that succeeded
+/// (warnings, spawn locations), where evcxr maps nothing. Built once per cell: linear in
+/// the lines of both.
+pub struct LineMap<'a> {
+    cell: Vec<&'a str>,
+    crate_lines: Vec<String>,
+    /// Crate line index minus cell line index, as most cell lines found once in each
+    /// agree (evcxr copies a cell's statements in order, some rewritten).
+    offset: Option<i64>,
 }
 
-/// Crate line index minus cell line index, as most cell lines found once in each agree.
-fn line_offset(cell: &[&str], crate_lines: &[&str]) -> Option<i64> {
-    let once = |lines: &[&str], text: &str| {
-        let mut at = lines.iter().enumerate().filter(|(_, l)| **l == text);
-        match (at.next(), at.next()) {
-            (Some((i, _)), None) => Some(i),
-            _ => None,
+impl<'a> LineMap<'a> {
+    pub fn new(code: &'a str, generated: &str) -> LineMap<'a> {
+        let cell: Vec<&str> = code.lines().map(str::trim).collect();
+        let crate_lines: Vec<String> = generated
+            .lines()
+            .map(|l| super::awaits::as_written(l.trim()))
+            .collect();
+        let offset = line_offset(&cell, &crate_lines);
+        LineMap {
+            cell,
+            crate_lines,
+            offset,
         }
-    };
-    let mut votes: std::collections::HashMap<i64, usize> = Default::default();
+    }
+
+    /// The cell line (1-based) that crate line `generated_line` shows: the one cell line
+    /// with its text; else the one cell line it is a piece of (evcxr puts each statement
+    /// of a cell on a line of its own); else by the offset, when `guess` allows.
+    pub fn cell_line(&self, generated_line: u32, guess: bool) -> Option<u32> {
+        let index = usize::try_from(generated_line).ok()?.checked_sub(1)?;
+        let text = self.crate_lines.get(index).map_or("", String::as_str);
+        let only = |found: Vec<usize>| match found.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
+        let same = (0..self.cell.len()).filter(|&i| !text.is_empty() && self.cell[i] == text);
+        let within =
+            (0..self.cell.len()).filter(|&i| text.len() > 2 && self.cell[i].contains(text));
+        let at = only(same.collect())
+            .or_else(|| only(within.collect()))
+            .or_else(|| {
+                let offset = self.offset.filter(|_| guess)?;
+                usize::try_from(index as i64 - offset).ok()
+            });
+        at.filter(|&i| i < self.cell.len()).map(|i| i as u32 + 1)
+    }
+
+    /// The text of cell line `line` (1-based).
+    pub fn cell_text(&self, line: u32) -> &str {
+        (line as usize)
+            .checked_sub(1)
+            .and_then(|i| self.cell.get(i))
+            .copied()
+            .unwrap_or("")
+    }
+}
+
+/// The cell line (1-based) that line `generated_line` of `generated` shows (see
+/// [`LineMap`]), offset guess allowed.
+pub fn cell_line_of(code: &str, generated: &str, generated_line: u32) -> Option<u32> {
+    LineMap::new(code, generated).cell_line(generated_line, true)
+}
+
+fn line_offset(cell: &[&str], crate_lines: &[String]) -> Option<i64> {
+    use std::collections::HashMap;
+    let mut in_crate: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (j, text) in crate_lines.iter().enumerate() {
+        in_crate.entry(text.as_str()).or_insert((j, 0)).1 += 1;
+    }
+    let mut in_cell: HashMap<&str, usize> = HashMap::new();
+    for text in cell {
+        *in_cell.entry(text).or_default() += 1;
+    }
+    let mut votes: HashMap<i64, usize> = HashMap::new();
     for (i, text) in cell.iter().enumerate().filter(|(_, t)| t.len() > 2) {
-        if let (Some(_), Some(j)) = (once(cell, text), once(crate_lines, text)) {
-            *votes.entry(j as i64 - i as i64).or_default() += 1;
+        if in_cell.get(text) == Some(&1) {
+            if let Some(&(j, 1)) = in_crate.get(text) {
+                *votes.entry(j as i64 - i as i64).or_default() += 1;
+            }
         }
     }
     votes

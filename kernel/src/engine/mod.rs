@@ -37,9 +37,11 @@ pub type CellId = u64;
 /// rust-analyzer warm-up over the new dependencies.
 pub const WARM_CELL: CellId = CellId::MAX;
 
-/// How long a completion or inspection waits for evcxr to finish starting (it takes
-/// 2–5 s here, rust-analyzer's warm-up included).
-pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a completion or inspection waits for evcxr to finish starting. Alone it
+/// takes 2–5 s here, rust-analyzer's warm-up included, but with seven kernels starting
+/// at once on 2 cores one took over 10 s; JupyterLab's completer waits for the reply
+/// however long it takes, so an empty answer would only be a wrong one.
+pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Something a running cell did, in order.
 #[derive(Debug)]

@@ -304,10 +304,14 @@ impl CellMeter {
             previous_run_ms: None,
             pid: self.pid,
             compile_parts: self.compile_parts(compile_ms),
-            runtime: m
-                .runtime_after
-                .as_ref()
-                .and_then(|after| after.cell_figures(m.runtime_before.as_ref(), run_ms)),
+            runtime: m.runtime_after.as_ref().and_then(|after| {
+                // What the kernel saw at an earlier cell's end, else the reading as
+                // this cell was taken (which may come after the cell began).
+                let prior = m
+                    .runtime_seen_seq
+                    .or(m.runtime_before.as_ref().map(|b| b.cell_seq()));
+                after.cell_figures(prior, run_ms)
+            }),
         }
     }
 }

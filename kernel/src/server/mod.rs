@@ -87,6 +87,9 @@ pub struct Kernel {
     pub last_build_log: std::sync::Mutex<Option<String>>,
     /// `:warnings on|off`: learner-relevant compiler warnings under cells.
     pub warnings_shown: std::sync::atomic::AtomicBool,
+    /// (user-code pid, the runtime's cell number) at the end of the last cell that ran
+    /// on the shared runtime: what the next cell's runtime figures count from.
+    pub runtime_seen: std::sync::Mutex<Option<(u32, u64)>>,
     /// The reading the next `usage_request` measures CPU from.
     usage_before: std::sync::Mutex<Option<crate::telemetry::usage::UsageSnapshot>>,
 }
@@ -158,6 +161,7 @@ pub async fn serve(
         telemetry: std::sync::Mutex::new(telemetry),
         warnings_shown: std::sync::atomic::AtomicBool::new(true),
         usage_before: Default::default(),
+        runtime_seen: Default::default(),
         rustc_version: rustc_version(),
         last_build_log: std::sync::Mutex::new(None),
     });
@@ -301,30 +305,20 @@ async fn answer(
 }
 
 /// `usage_request` (ipykernel's, for JupyterLab's kernel-usage panel): CPU since the
-/// previous request, or over a 100 ms window when there was none in the last minute.
+/// previous request (0 for the first, as ipykernel's psutil gives). `/proc` is read off
+/// the socket task, so an interrupt on control never waits behind it for long.
 async fn usage(kernel: &Kernel) -> serde_json::Value {
     use crate::telemetry::usage::{reply, snapshot};
     let root = std::process::id();
-    let previous = kernel
-        .usage_before
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .filter(|s| s.age() < std::time::Duration::from_secs(60));
-    let before = match previous {
-        Some(before) => before,
-        None => {
-            let before = snapshot(root);
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            before
-        }
+    let Ok(after) = tokio::task::spawn_blocking(move || snapshot(root)).await else {
+        return serde_json::json!({ "hostname": "", "pid": root });
     };
-    let after = snapshot(root);
-    let content = reply(&before, &after, root);
-    *kernel
+    let mut before = kernel
         .usage_before
         .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(after);
+        .unwrap_or_else(|p| p.into_inner());
+    let content = reply(before.as_ref().unwrap_or(&after), &after, root);
+    *before = Some(after);
     content
 }
 

@@ -22,6 +22,9 @@ pub struct RuntimePage {
     path: PathBuf,
     pid: u32,
     file: Option<File>,
+    /// The cell sequence number the kernel saw at the end of an earlier cell of this
+    /// process: a reading at this cell's start can come late, after the cell began.
+    seen_seq: Option<u64>,
 }
 
 /// One reading of the page: every slot.
@@ -64,6 +67,9 @@ pub struct RuntimeFigures {
     pub stalls_not_listed: u64,
     /// The runtime was built during this cell (its workers are new threads).
     pub started_in_cell: bool,
+    /// The runtime's number for this cell (not shown: what the next cell counts from).
+    #[serde(skip)]
+    pub cell_seq: u64,
 }
 
 impl RuntimePage {
@@ -72,7 +78,18 @@ impl RuntimePage {
             path: telemetry_dir.join(format!("runtime.{pid}")),
             pid,
             file: None,
+            seen_seq: None,
         }
+    }
+
+    /// With the sequence number seen at an earlier cell's end (see `seen_seq`).
+    pub fn with_seen(mut self, seq: Option<u64>) -> RuntimePage {
+        self.seen_seq = seq;
+        self
+    }
+
+    pub fn seen_seq(&self) -> Option<u64> {
+        self.seen_seq
     }
 
     /// The page now; `None` before the runtime exists, or when the page is not this
@@ -148,22 +165,20 @@ impl PageReading {
         let seq = self.get(entry + page::STALL_SPAWN_SEQ);
         let line = self.get(entry + page::STALL_SPAWN_LINE);
         let this_cell = seq == self.cell_seq();
-        (duration_ns > 0).then(|| Stall {
+        let whole = self.get(entry + page::STALL_TAG) == n + 1;
+        (whole && duration_ns > 0).then(|| Stall {
             duration_ms: duration_ns as f64 / 1e6,
             spawned_at_line: (this_cell && line > 0).then(|| line.min(u64::from(u32::MAX)) as u32),
             spawned_by_earlier_cell: seq != 0 && !this_cell,
         })
     }
 
-    /// The figures of the cell that ran between `before` (read as the cell was taken,
-    /// `None` when the runtime did not exist yet) and this reading; `None` when no cell
-    /// ran through the runtime in between (nothing of the cell's ran on it).
-    pub fn cell_figures(
-        &self,
-        before: Option<&PageReading>,
-        run_ms: f64,
-    ) -> Option<RuntimeFigures> {
-        if before.is_some_and(|b| b.cell_seq() >= self.cell_seq()) || self.cell_seq() == 0 {
+    /// The figures of the cell that ran after the runtime's cell number `prior_seq` (as
+    /// the kernel saw it before this cell; `None` when the runtime did not exist yet) up
+    /// to this reading; `None` when no cell ran through the runtime in between (nothing
+    /// of the cell's ran on it).
+    pub fn cell_figures(&self, prior_seq: Option<u64>, run_ms: f64) -> Option<RuntimeFigures> {
+        if prior_seq.is_some_and(|seq| seq >= self.cell_seq()) || self.cell_seq() == 0 {
             return None;
         }
         let g = |slot| self.get(slot);
@@ -194,6 +209,7 @@ impl PageReading {
                 .collect(),
             stalls_not_listed: listed_from - first,
             started_in_cell: g(page::STARTED_IN_SEQ) == self.cell_seq(),
+            cell_seq: self.cell_seq(),
         })
     }
 }
@@ -255,9 +271,9 @@ mod tests {
     fn a_cell_that_did_not_run_on_the_runtime_has_no_figures() {
         let before = reading(&[(page::CELL_SEQ, 3)]);
         let after = reading(&[(page::CELL_SEQ, 3)]);
-        assert!(after.cell_figures(Some(&before), 100.0).is_none());
+        assert!(after.cell_figures(Some(before.cell_seq()), 100.0).is_none());
         let after = reading(&[(page::CELL_SEQ, 4)]);
-        assert!(after.cell_figures(Some(&before), 100.0).is_some());
+        assert!(after.cell_figures(Some(before.cell_seq()), 100.0).is_some());
     }
 
     #[test]
@@ -277,6 +293,7 @@ mod tests {
             (entry + page::STALL_DURATION_NS, 800_000_000),
             (entry + page::STALL_SPAWN_SEQ, 5),
             (entry + page::STALL_SPAWN_LINE, 3),
+            (entry + page::STALL_TAG, 2),
         ]);
         let f = after.cell_figures(None, 1_000.0).unwrap();
         assert_eq!((f.tasks_start, f.tasks_peak, f.tasks_end), (1, 2_001, 1));

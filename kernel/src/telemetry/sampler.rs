@@ -81,6 +81,8 @@ pub struct Measured {
     /// The runtime page as the cell was taken and at its end (`None` while no runtime).
     pub runtime_before: Option<PageReading>,
     pub runtime_after: Option<PageReading>,
+    /// The runtime's cell number the kernel saw at an earlier cell's end.
+    pub runtime_seen_seq: Option<u64>,
 }
 
 struct Shared {
@@ -307,6 +309,12 @@ impl Sampler {
             run_start: shared.run_start_reading,
             runtime_before: self.runtime_before.take(),
             runtime_after,
+            runtime_seen_seq: self
+                .page
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(RuntimePage::seen_seq),
         }
     }
 }

@@ -22,12 +22,6 @@ pub struct UsageSnapshot {
     machine_ticks: Option<[u64; 8]>,
 }
 
-impl UsageSnapshot {
-    pub fn age(&self) -> std::time::Duration {
-        self.at.elapsed()
-    }
-}
-
 /// Reads `root` and its descendants now.
 pub fn snapshot(root: u32) -> UsageSnapshot {
     let pids = std::iter::once(root).chain(crate::sys::descendants(root, &[]));

@@ -167,8 +167,15 @@ async fn on_event(
     match event {
         CellEvent::Started { child_pid } => {
             let sample = run.cell.footer != FooterChoice::Off;
-            let runtime_page =
-                sample.then(|| RuntimePage::new(&kernel.engine.telemetry_dir(), child_pid));
+            let seen = kernel
+                .runtime_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .filter(|(pid, _)| *pid == child_pid)
+                .map(|(_, seq)| seq);
+            let runtime_page = sample.then(|| {
+                RuntimePage::new(&kernel.engine.telemetry_dir(), child_pid).with_seen(seen)
+            });
             run.meter.started(child_pid, runtime_page);
             // Builds before this were the kernel's warm-up (the cell's queue time).
             if let Some(build) = output.build.as_mut() {

@@ -286,12 +286,24 @@ async fn run_cell(
 fn measure<'a>(kernel: &Kernel, run: CellRun<'a>, outcome: &CellOutcome) -> FinishedCell<'a> {
     let (mut telemetry, meter_cost) = run.meter.finish(status_of(outcome));
     let render_started = Instant::now();
+    if let Some(figures) = &telemetry.runtime {
+        *kernel
+            .runtime_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((telemetry.pid, figures.cell_seq));
+    }
     if let Some(figures) = telemetry.runtime.as_mut().filter(|f| !f.stalls.is_empty()) {
         // Stalls name the generated crate's line of their spawn: the cell's line instead.
         let generated = std::fs::read_to_string(kernel.engine.crate_dir().join("src/lib.rs"))
             .unwrap_or_default();
-        let code = &run.cell.request.code;
-        figures.map_spawn_lines(|line| diagnostics::cell_line_of(code, &generated, line));
+        let lines = diagnostics::LineMap::new(&run.cell.request.code, &generated);
+        // No offset guess, and only a line that spawns: a task that code of an earlier
+        // cell spawned during this one names a line of that cell's build, not this one's.
+        figures.map_spawn_lines(|line| {
+            lines
+                .cell_line(line, false)
+                .filter(|&l| lines.cell_text(l).contains("spawn"))
+        });
     }
     telemetry.label = run.label;
     if !run.cell.silent() && !run.only_commands {

@@ -294,6 +294,7 @@ mod tests {
             stalls: Vec::new(),
             stalls_not_listed: 0,
             started_in_cell: false,
+            cell_seq: 1,
         }
     }
 
