@@ -14,7 +14,8 @@
 //!   `server` and `engine`).
 //! - `log` (the kernel's stderr, quiet by default) reads only `settings`.
 //! - Leaves, importing nothing of the crate: `settings` (every `RUSTMETER_*` variable),
-//!   `sys` (the `/proc` readers and signals), `stdin_wait` (whether user code waits on
+//!   `sys` (the `/proc` readers and signals), `peer_owner` (who opened the other end of
+//!   a TCP connection), `stdin_wait` (whether user code waits on
 //!   its stdin), `cli`, `install`.
 //!
 //! `doctor` and `demo_server` are tools beside the kernel; they use the lower modules only.
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod log;
 #[path = "../../api/src/markers.rs"]
 pub mod markers;
+pub mod peer_owner;
 pub mod server;
 pub mod settings;
 pub mod spare;

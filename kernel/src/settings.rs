@@ -40,6 +40,9 @@ pub enum Kind {
     Text,
     /// One word of a fixed list (any case).
     Word(&'static [&'static str]),
+    /// Local accounts: user names or numeric uids separated by commas or spaces; `none`
+    /// for no account.
+    Accounts,
 }
 
 /// What happens to a value the setting's parser does not accept.
@@ -227,6 +230,12 @@ pub const WIRE_MAX_FRAME: Setting = refused(setting(
     "64M",
     "largest ZMTP frame the wire guard lets a client declare; larger closes the connection",
 ));
+pub const ALLOW_UIDS: Setting = refused(setting(
+    "RUSTMETER_ALLOW_UIDS",
+    Kind::Accounts,
+    "root",
+    "accounts besides the kernel's own whose loopback TCP connections the wire guard relays (a hub or server running as another account); others are refused",
+));
 pub const RUNTIME_DIR: Setting = setting(
     "RUSTMETER_RUNTIME_DIR",
     Kind::Path,
@@ -292,7 +301,7 @@ pub const DEP_CACHE_TIER: Setting = internal(
 );
 
 /// Every `RUSTMETER_*` variable rustmeter reads or sets, settings first.
-pub const ALL: [&Setting; 31] = [
+pub const ALL: [&Setting; 32] = [
     &TELEMETRY,
     &SHARED_DEPS,
     &CELL_TIMEOUT,
@@ -312,6 +321,7 @@ pub const ALL: [&Setting; 31] = [
     &WATCH_LAUNCHER,
     &WIRE_GUARD,
     &WIRE_MAX_FRAME,
+    &ALLOW_UIDS,
     &RUNTIME_DIR,
     &BIN,
     &KERNEL_PID,
@@ -378,6 +388,8 @@ pub enum Value {
     Path(Option<PathBuf>),
     /// `None`: unset.
     Text(Option<String>),
+    /// Uids, in the order written.
+    Accounts(Vec<u32>),
 }
 
 /// Where values come from: the process environment, or a map in tests and doctor.
@@ -401,6 +413,7 @@ pub fn parse(setting: &'static Setting, text: &OsStr) -> Result<Value, SettingEr
         Kind::Duration { .. } => parse_duration(setting, utf8(setting, text)?).map(Value::Duration),
         Kind::Count { .. } => parse_count(setting, utf8(setting, text)?).map(Value::Count),
         Kind::Word(_) => parse_word(setting, utf8(setting, text)?).map(Value::Word),
+        Kind::Accounts => parse_accounts(setting, utf8(setting, text)?).map(Value::Accounts),
         Kind::Path => Ok(Value::Path(Some(PathBuf::from(text)))),
         Kind::Text => Ok(Value::Text(Some(text.to_string_lossy().into_owned()))),
     }
@@ -516,6 +529,14 @@ pub fn word(setting: &'static Setting) -> &'static str {
     match value_in(setting, &process_env) {
         Value::Word(w) => w,
         _ => wrong_kind(setting, "word"),
+    }
+}
+
+/// The uids an accounts setting names.
+pub fn accounts(setting: &'static Setting) -> Vec<u32> {
+    match value_in(setting, &process_env) {
+        Value::Accounts(uids) => uids,
+        _ => wrong_kind(setting, "accounts"),
     }
 }
 
@@ -753,6 +774,39 @@ fn parse_word(setting: &'static Setting, text: &str) -> Result<&'static str, Set
         .ok_or_else(|| error(setting, text, format!("is not one of {}", words.join(", "))))
 }
 
+fn parse_accounts(setting: &'static Setting, text: &str) -> Result<Vec<u32>, SettingError> {
+    let names: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.len() == 1 && names[0].eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    names
+        .iter()
+        .map(|name| {
+            name.parse::<u32>()
+                .ok()
+                .or_else(|| uid_of_user(name))
+                .ok_or_else(|| {
+                    error(
+                        setting,
+                        text,
+                        format!("names {name:?}, which is neither a uid nor a user of this machine (use user names or uids separated by commas, or none)"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The uid of login `name`, from the system's user database.
+fn uid_of_user(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // getpwnam's result points into static storage; only its uid is copied out.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    (!entry.is_null()).then(|| unsafe { (*entry).pw_uid })
+}
+
 /// `524288000` → `500 MiB`; whole units when exact, one decimal otherwise.
 pub fn human_bytes(bytes: u64) -> String {
     let units = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
@@ -797,6 +851,7 @@ impl fmt::Display for Kind {
             Kind::Path => write!(f, "path"),
             Kind::Text => write!(f, "text"),
             Kind::Word(words) => write!(f, "word: {}", words.join(", ")),
+            Kind::Accounts => write!(f, "user names or uids"),
         }
     }
 }
@@ -1053,6 +1108,21 @@ mod tests {
     }
 
     #[test]
+    fn accounts_are_names_or_uids_and_an_unknown_name_is_refused() {
+        let read = |text: &str| read_in(&ALLOW_UIDS, &env(&[("RUSTMETER_ALLOW_UIDS", text)]));
+        assert_eq!(read("root, 1234"), Ok(Value::Accounts(vec![0, 1234])));
+        assert_eq!(read("none"), Ok(Value::Accounts(vec![])));
+        assert_eq!(default_value(&ALLOW_UIDS), Value::Accounts(vec![0]));
+        let error = read("root,nobody-such-user").unwrap_err();
+        assert!(error.to_string().contains("nobody-such-user"), "{error}");
+        assert!(
+            error.report().contains("does not start"),
+            "{}",
+            error.report()
+        );
+    }
+
+    #[test]
     fn every_default_is_a_value_of_its_kind() {
         for setting in ALL.iter().filter(|s| !s.internal) {
             let value = default_value(setting);
@@ -1068,6 +1138,7 @@ mod tests {
                     | (Kind::Word(_), Value::Word(_))
                     | (Kind::Path, Value::Path(None))
                     | (Kind::Text, Value::Text(None))
+                    | (Kind::Accounts, Value::Accounts(_))
             );
             assert!(fits, "{}: default {value:?}", setting.name);
         }

@@ -6,7 +6,9 @@
 //! greeting, bad frame flags, or a frame declared above `RUSTMETER_WIRE_MAX_FRAME`
 //! (default 64 MiB, so a 50 MB message still reaches the signature check) closes that
 //! connection with a log line, before `zeromq` could reserve memory for it. Bytes the
-//! kernel sends pass through untouched. `RUSTMETER_WIRE_GUARD=0` binds zeromq directly on
+//! kernel sends pass through untouched. A TCP client on this machine is relayed only when
+//! its socket belongs to the kernel's own account or one `RUSTMETER_ALLOW_UIDS` names
+//! (root by default); ipc sockets are 0600, so only the owner (and root) reach them. `RUSTMETER_WIRE_GUARD=0` binds zeromq directly on
 //! the connection file's endpoints instead (to measure what the guard costs).
 //! Owns listening and relaying; it must not read Jupyter messages or know the key.
 
@@ -15,6 +17,7 @@ use super::zmtp_check::{InboundCheck, Violation};
 use crate::workdir::SocketFolder;
 use anyhow::Context;
 use jupyter_protocol::{ConnectionInfo, Transport};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,20 +33,28 @@ const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_frame: u64,
+    /// Accounts whose loopback TCP connections are relayed: the kernel's own, then
+    /// `RUSTMETER_ALLOW_UIDS`.
+    pub allowed_uids: Vec<u32>,
 }
 
 impl Settings {
     /// `None` when `RUSTMETER_WIRE_GUARD` is off; a bad value of either setting is
     /// refused (the kernel does not start) with an error naming it.
     pub fn from_env() -> anyhow::Result<Option<Settings>> {
-        use crate::settings::{check, size, switch, WIRE_GUARD, WIRE_MAX_FRAME};
+        use crate::settings::WIRE_MAX_FRAME;
+        use crate::settings::{accounts, check, size, switch, ALLOW_UIDS, WIRE_GUARD};
         check(&WIRE_GUARD)?;
         if !switch(&WIRE_GUARD) {
             return Ok(None);
         }
         check(&WIRE_MAX_FRAME)?;
+        check(&ALLOW_UIDS)?;
+        let mut allowed_uids = vec![unsafe { libc::getuid() }];
+        allowed_uids.extend(accounts(&ALLOW_UIDS));
         Ok(Some(Settings {
             max_frame: size(&WIRE_MAX_FRAME),
+            allowed_uids,
         }))
     }
 }
@@ -165,10 +176,16 @@ async fn accept_loop(
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = match &listener {
-            Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
-                let _ = stream.set_nodelay(true);
-                (Box::new(stream) as Box<dyn Stream>, peer.to_string())
-            }),
+            Listener::Tcp(l) => match l.accept().await {
+                Ok((stream, peer)) => {
+                    if !tcp_peer_allowed(&stream, peer, &settings.allowed_uids) {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    Ok((Box::new(stream) as Box<dyn Stream>, peer.to_string()))
+                }
+                Err(e) => Err(e),
+            },
             Listener::Unix(l) => l
                 .accept()
                 .await
@@ -201,6 +218,36 @@ async fn accept_loop(
             drop(permit);
         });
     }
+}
+
+/// Whether a TCP client may reach the kernel. A client on this machine is relayed only
+/// when its socket belongs to an allowed account: zeromq signs what a kernel accepts, not
+/// what it publishes, so without this any local account could subscribe to iopub and
+/// read every output. A client on another machine is relayed as before (signatures are
+/// its only check). A refused account is logged once, not on each of zeromq's reconnects.
+fn tcp_peer_allowed(stream: &tokio::net::TcpStream, peer: SocketAddr, allowed: &[u32]) -> bool {
+    use crate::peer_owner::{owner, PeerOwner};
+    let Ok(local) = stream.local_addr() else {
+        return false;
+    };
+    let uid = match owner(local, peer) {
+        PeerOwner::Remote => return true,
+        PeerOwner::Local(uid) if allowed.contains(&uid) => return true,
+        PeerOwner::Local(uid) => Some(uid),
+        PeerOwner::LocalUnknown => None,
+    };
+    static LOGGED: std::sync::Mutex<Vec<Option<u32>>> = std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    if !logged.contains(&uid) {
+        logged.push(uid);
+        let who = uid.map_or("an account that could not be found".into(), |u| {
+            format!("uid {u}")
+        });
+        log(&format!(
+            "wire guard: refused local connections from {who}: only uids {allowed:?} may connect (RUSTMETER_ALLOW_UIDS adds accounts); further refusals of it are not logged"
+        ));
+    }
+    false
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
