@@ -191,9 +191,10 @@ cmd_remove_learners() {
             warn "could not remove $name: processes still running? (ps -u $name)"
             failed=1
         else
-            # Kernels leave their (empty, 0700) base folder in /tmp: remove it before the
-            # uid is given to someone else.
-            rm -rf "${TMPDIR:-/tmp}/rustmeter-$uid"
+            # Kernels work in the learner's home (removed above); a learner whose home was
+            # unusable fell back to a private folder in /tmp: remove it before the uid is
+            # given to someone else (rustmeter-UID: earlier versions' folder).
+            rm -rf "${TMPDIR:-/tmp}/rustmeter-$uid-cache" "${TMPDIR:-/tmp}/rustmeter-$uid"
             # Kernels remove their own groups; one killed with its kernel is left empty.
             local group
             while read -r group; do

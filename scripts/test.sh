@@ -55,10 +55,31 @@ use_project_env "$PY"
 export RUSTMETER_BIN="$BIN"
 [[ $py_tests -eq 1 ]] && ensure_chromium  # for tests/test_browser.py; skips when it can't
 
-# Short names: tests and clients bind Unix sockets under TMPDIR, and a socket path has
-# 107 bytes (the kernel copes with deep folders; jupyter_client's ipc endpoints do not).
-tmp_base="${TMPDIR:-/tmp}"
-[[ ${#tmp_base} -le 24 ]] || tmp_base=/tmp
+# The tests' folders must pass the kernel's own check (no ancestor another account could
+# write in: cargo would read a .cargo/config.toml planted there), so not /tmp; yet other
+# accounts must be able to traverse them (the limits and hub tests hand them folders).
+# Short names too: tests and clients bind Unix sockets under TMPDIR, and a socket path
+# has 107 bytes (the kernel copes with deep folders; jupyter_client's ipc endpoints do not).
+# safe_base DIR: DIR when it and its ancestors are owned by us or root, not group/other-writable.
+safe_base() {
+    local dir="$1" mode owner
+    [[ -d "$dir" && ${#dir} -le 24 ]] || return 1
+    while :; do
+        read -r mode owner < <(stat -L -c '%a %u' "$dir") || return 1
+        [[ "$owner" == 0 || "$owner" == "$(id -u)" ]] || return 1
+        (( (8#$mode & 8#022) == 0 )) || return 1
+        [[ "$dir" == / ]] && return 0
+        dir="$(dirname "$dir")"
+    done
+}
+tmp_base=""
+for candidate in "${TMPDIR:-}" /var/lib "$HOME/.cache"; do
+    if [[ -n "$candidate" ]] && safe_base "$candidate"; then tmp_base="$candidate"; break; fi
+done
+if [[ -z "$tmp_base" ]]; then
+    warn "no short folder without a world-writable ancestor (tried \$TMPDIR, /var/lib, ~/.cache): the tests run under /tmp, and the kernels refuse it and build elsewhere"
+    tmp_base=/tmp
+fi
 logs="$(mktemp -d "$tmp_base/rmt.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT
 
@@ -71,8 +92,9 @@ trap 'rm -rf "$logs"' EXIT
 export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 [[ -z "${PYENV_ROOT:-}" && -d "$HOME/.pyenv" ]] && export PYENV_ROOT="$HOME/.pyenv"
 mkdir -p "$logs/home" "$logs/t"
-# TMPDIR is shared like /tmp (tests hand folders in it to other accounts); HOME is private.
-chmod 755 "$logs" && chmod 700 "$logs/home" && chmod 1777 "$logs/t"
+# Other accounts may traverse TMPDIR (tests hand them folders in it) but not write in it;
+# HOME is private.
+chmod 755 "$logs" "$logs/t" && chmod 700 "$logs/home"
 export HOME="$logs/home" TMPDIR="$logs/t"
 unset XDG_CACHE_HOME XDG_DATA_HOME XDG_CONFIG_HOME XDG_RUNTIME_DIR JUPYTER_RUNTIME_DIR JUPYTER_DATA_DIR
 # A kernelspec registered with --user lived in the old HOME: register it in the environment.

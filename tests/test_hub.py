@@ -282,16 +282,48 @@ def check_isolation(hub: Hub, tokens: dict, results: dict) -> None:
     assert stat.S_IMODE(home.stat().st_mode) == 0o700, f"{home} is {oct(home.stat().st_mode)}, must be 0700"
     connection = home / ".local" / "share" / "jupyter" / "runtime" / f"kernel-{b_kernel}.json"
     assert connection.is_file(), f"{b}'s kernel connection file is not where expected: {connection}"
-    kernel_dir = Path("/tmp") / f"rustmeter-{b_user.pw_uid}"  # the kernels' scratch folders
-    assert kernel_dir.is_dir(), f"{b}'s kernel folder is not where expected: {kernel_dir}"
-    for target in [home, connection, kernel_dir]:
+    transport = json.loads(connection.read_text())["transport"]
+    assert transport == "ipc", f"{b}'s kernel was started with transport {transport}, expected ipc in class mode"
+    cache = home / ".cache" / "rustmeter"
+    kernel_dir = cache / "run"  # the kernels' scratch folders
+    deps_tier = cache / "deps"  # B's dependency cache tier
+    for folder in (kernel_dir, deps_tier):
+        assert folder.is_dir(), f"{b}'s folder is not where expected: {folder}"
+    for target in [home, connection, kernel_dir, deps_tier, *kernel_dir.iterdir()]:
         denied = run_as(a, "cat" if target.is_file() else "ls", str(target))
         assert denied.returncode != 0 and "Permission denied" in denied.stderr, \
             f"{a} could read {target}: {denied.stdout[:200]}"
     check_unsigned_request_ignored(a, connection)
+    check_planted_config_ignored(a, results[b]["kernel"])
     # The kernel runs as B: the process whose argv names B's connection file is B's.
     owners = {p.stat().st_uid for p in Path("/proc").iterdir() if p.name.isdigit() and owns_file(p, connection)}
     assert owners == {b_user.pw_uid}, f"{b}'s kernel runs as uids {owners}, expected {b_user.pw_uid}"
+
+
+def check_planted_config_ignored(a: str, b_kernel: LearnerKernel) -> None:
+    """A plants a cargo configuration in /tmp, where kernels built before: B's next cell
+    build neither sees its `[env]` nor runs its linker. Removed at once, as it would reach
+    any build under /tmp."""
+    planted = Path("/tmp/.cargo")
+    assert not planted.exists(), f"{planted} exists before the test plants it: remove it"
+    ran = Path("/tmp") / f"rustmeter-planted-ran-{os.getpid()}"
+    host = next(l.split()[1] for l in subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout.splitlines()
+                if l.startswith("host:"))
+    plant = (
+        f"set -e; touch {ran}; chmod 666 {ran}; mkdir {planted}; "
+        f"printf '#!/bin/sh\\necho linker >> {ran}\\nexec cc \"$@\"\\n' > {planted}/linker.sh; chmod 755 {planted}/linker.sh; "
+        f"printf '[target.{host}]\\nlinker = \"{planted}/linker.sh\"\\n[env]\\nRUSTMETER_PLANTED = \"by {a}\"\\n' > {planted}/config.toml"
+    )
+    try:
+        made = run_as(a, "sh", "-c", plant)
+        assert made.returncode == 0, made.stderr
+        cell = b_kernel.execute(CellRun('println!("planted: {:?}", option_env!("RUSTMETER_PLANTED"));', []), 300)
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+    said = "".join(o.get("text", "") for o in cell.outputs)
+    assert cell.status == "ok" and "planted: None" in said, f"{a}'s planted config reached B: {cell.outputs}"
+    assert ran.read_text() == "", f"{a}'s planted linker ran in B's build"
+    ran.unlink()
 
 
 # Run as learner A with B's kernel ports (not its key, which A cannot read): a request

@@ -45,6 +45,7 @@ pub fn examine() -> Vec<Finding> {
     let mut out = vec![toolchain(), std_sources()];
     out.extend(kernelspecs());
     out.push(settings_finding());
+    out.push(folders());
     out.push(open_files());
     out.push(threads());
     out.push(memory_and_cores());
@@ -54,6 +55,25 @@ pub fn examine() -> Vec<Finding> {
     out.push(spares());
     out.push(orphans());
     out
+}
+
+/// The runtime and cache folders, and any configured folder refused as unsafe.
+fn folders() -> Finding {
+    let (runtime, cache) = (crate::workdir::base_dir(), crate::workdir::cache_dir());
+    let refused = crate::workdir::refused_folders();
+    let what = format!(
+        "folders cells build in: kernels in {}, caches in {} (no other account can write in them or above them)",
+        runtime.display(),
+        cache.display()
+    );
+    if refused.is_empty() {
+        return finding(Verdict::Good, what, "");
+    }
+    finding(
+        Verdict::Warn,
+        format!("{what}; refused: {}", refused.join("; ")),
+        "point RUSTMETER_RUNTIME_DIR / RUSTMETER_CACHE_DIR at folders only you (or root) can write in, or unset them",
+    )
 }
 
 /// Kernels whose launcher is gone, and processes cells started whose kernel is gone.

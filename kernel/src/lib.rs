@@ -15,7 +15,7 @@
 //! - `log` (the kernel's stderr, quiet by default) reads only `settings`.
 //! - Leaves, importing nothing of the crate: `settings` (every `RUSTMETER_*` variable),
 //!   `sys` (the `/proc` readers and signals), `peer_owner` (who opened the other end of
-//!   a TCP connection), `stdin_wait` (whether user code waits on
+//!   a TCP connection), `private_dir` (folders no other account can write in), `stdin_wait` (whether user code waits on
 //!   its stdin), `cli`, `install`.
 //!
 //! `doctor` and `demo_server` are tools beside the kernel; they use the lower modules only.
@@ -37,6 +37,7 @@ pub mod log;
 #[path = "../../api/src/markers.rs"]
 pub mod markers;
 pub mod peer_owner;
+pub mod private_dir;
 pub mod server;
 pub mod settings;
 pub mod spare;

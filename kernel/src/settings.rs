@@ -239,8 +239,8 @@ pub const ALLOW_UIDS: Setting = refused(setting(
 pub const RUNTIME_DIR: Setting = setting(
     "RUSTMETER_RUNTIME_DIR",
     Kind::Path,
-    "`$TMPDIR/rustmeter-<uid>`",
-    "where kernels' work folders and warm spares' files live",
+    "`$XDG_RUNTIME_DIR/rustmeter` when private, else `<cache dir>/run`",
+    "where kernels' work folders and warm spares' files live; refused (a safe default is used, and the first cell says why) when it or a folder above it is writable by another account",
 );
 pub const BIN: Setting = setting(
     "RUSTMETER_BIN",

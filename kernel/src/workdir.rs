@@ -1,7 +1,9 @@
 //! Per-kernel scratch space: evcxr's build folder and rustmeter's runtime files live in
 //! `<base>/kernel-<pid>`, removed on shutdown; folders of kernels that died without
 //! cleaning up are removed when the next kernel starts, and the processes their cells left
-//! are stopped (see `launcher`). Owns nothing else.
+//! are stopped (see `launcher`). Chooses, once per process, the runtime and cache folders
+//! every other module uses: the first candidate whose ancestors no other account can
+//! write in (`private_dir`), remembering which were refused and why. Owns nothing else.
 
 use std::path::{Path, PathBuf};
 
@@ -9,27 +11,122 @@ pub struct WorkDir {
     pub path: PathBuf,
 }
 
-/// Where kernel folders live: `$RUSTMETER_RUNTIME_DIR`, else `$TMPDIR/rustmeter-<uid>`.
-pub fn base_dir() -> PathBuf {
-    if let Some(dir) = crate::settings::path(&crate::settings::RUNTIME_DIR) {
-        return dir;
-    }
-    let uid = unsafe { libc::getuid() };
-    std::env::temp_dir().join(format!("rustmeter-{uid}"))
+/// The folders this process uses, chosen once: the first candidate of each that is safe
+/// (see `private_dir`), and why the ones before it were refused.
+struct Chosen {
+    runtime: PathBuf,
+    cache: PathBuf,
+    refusals: Vec<String>,
 }
 
-/// Where generated shim crates and other per-user caches live.
-pub fn cache_dir() -> PathBuf {
+fn chosen() -> &'static Chosen {
+    static CHOSEN: std::sync::OnceLock<Chosen> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let mut refusals = Vec::new();
+        let cache = first_safe(cache_candidates(), &mut refusals);
+        let runtime = first_safe(runtime_candidates(&cache), &mut refusals);
+        if let Some(tier) = crate::settings::path(&crate::settings::SHARED_CACHE) {
+            if let Err(refusal) = crate::private_dir::check_ancestors(&tier) {
+                refusals.push(format!(
+                    "RUSTMETER_SHARED_CACHE: {refusal}; the shared dependency cache is not used"
+                ));
+            }
+        }
+        Chosen {
+            runtime,
+            cache,
+            refusals,
+        }
+    })
+}
+
+/// The first candidate `private_dir::create` accepts; when none is safe, the last one
+/// (so the kernel still starts) with that said too. `(setting, path)`: the setting that
+/// named the folder, for the message.
+fn first_safe(candidates: Vec<(&str, PathBuf)>, refusals: &mut Vec<String>) -> PathBuf {
+    let last = candidates
+        .last()
+        .map(|(_, p)| p.clone())
+        .unwrap_or_default();
+    let mut refused = Vec::new();
+    for (source, path) in candidates {
+        match crate::private_dir::create(&path) {
+            Ok(()) => {
+                refusals.extend(
+                    refused
+                        .into_iter()
+                        .map(|r| format!("{r}; the kernel uses {} instead", path.display())),
+                );
+                return path;
+            }
+            Err(refusal) => refused.push(format!("{source}: {refusal}")),
+        }
+    }
+    refusals.extend(refused);
+    refusals.push(format!(
+        "no safe folder was found; {} is used anyway: set RUSTMETER_RUNTIME_DIR and RUSTMETER_CACHE_DIR to folders only you can write in",
+        last.display()
+    ));
+    last
+}
+
+/// `~/.cache/rustmeter` (or `$XDG_CACHE_HOME/rustmeter`).
+fn home_cache() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("rustmeter"));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(".cache").join("rustmeter"))
+}
+
+fn cache_candidates() -> Vec<(&'static str, PathBuf)> {
+    let mut candidates = Vec::new();
     if let Some(dir) = crate::settings::path(&crate::settings::CACHE_DIR) {
-        return dir;
+        candidates.push(("RUSTMETER_CACHE_DIR", dir));
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("rustmeter");
+    if let Some(dir) = home_cache() {
+        candidates.push(("the cache folder in your home", dir));
     }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache").join("rustmeter"),
-        None => base_dir().join("cache"),
+    let uid = unsafe { libc::getuid() };
+    candidates.push((
+        "the temporary folder",
+        std::env::temp_dir().join(format!("rustmeter-{uid}-cache")),
+    ));
+    candidates
+}
+
+/// `$XDG_RUNTIME_DIR` counts only when it is a private folder of ours (as logind makes it).
+fn runtime_candidates(cache: &Path) -> Vec<(&'static str, PathBuf)> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = crate::settings::path(&crate::settings::RUNTIME_DIR) {
+        candidates.push(("RUSTMETER_RUNTIME_DIR", dir));
     }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        if crate::private_dir::verify(&dir).is_ok() {
+            candidates.push(("XDG_RUNTIME_DIR", dir.join("rustmeter")));
+        }
+    }
+    candidates.push(("the cache folder", cache.join("run")));
+    candidates
+}
+
+/// Where kernel folders and warm spares live: `$RUSTMETER_RUNTIME_DIR`, else
+/// `$XDG_RUNTIME_DIR/rustmeter`, else `<cache dir>/run`; the first that is safe.
+pub fn base_dir() -> PathBuf {
+    chosen().runtime.clone()
+}
+
+/// Where generated shim crates, the dependency cache and labels live:
+/// `$RUSTMETER_CACHE_DIR`, else `~/.cache/rustmeter`; the first that is safe.
+pub fn cache_dir() -> PathBuf {
+    chosen().cache.clone()
+}
+
+/// The configured or default folders that were refused as unsafe, one line each (the
+/// first cell and `rustmeter doctor` show them).
+pub fn refused_folders() -> &'static [String] {
+    &chosen().refusals
 }
 
 /// Labelled cells' telemetry, kept per user across kernels (for `:compare`, `rustmeter::cell`).
@@ -42,15 +139,14 @@ impl WorkDir {
     /// stopping the processes their cells left running.
     pub fn create() -> std::io::Result<WorkDir> {
         let base = base_dir();
-        std::fs::create_dir_all(&base)?;
-        set_private(&base);
         remove_stale(&base);
         crate::launcher::stop_orphaned_cell_processes();
         let path = base.join(format!("kernel-{}", std::process::id()));
-        std::fs::create_dir_all(&path)?;
-        set_private(&path);
         // Made now: the user-code process writes its runtime page here in its first cell.
-        std::fs::create_dir_all(path.join("telemetry"))?;
+        for folder in [&path, &path.join("telemetry")] {
+            crate::private_dir::create(folder)
+                .map_err(|refusal| std::io::Error::other(refusal.0))?;
+        }
         Ok(WorkDir { path })
     }
 
@@ -135,11 +231,6 @@ pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, contents)?;
     std::fs::rename(tmp, path)
-}
-
-fn set_private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
 }
 
 /// Removes `kernel-<pid>` folders whose process is gone or is no longer a rustmeter.

@@ -109,7 +109,9 @@ impl Tiers {
         };
         let mut lookup = Vec::new();
         if let Some(dir) = settings::path(&settings::SHARED_CACHE) {
-            if dir != user.root {
+            // A tier another account could write in (or above) could plant artifacts
+            // that run in cells: not used (the kernel says so on the first cell).
+            if dir != user.root && crate::private_dir::check_ancestors(&dir).is_ok() {
                 lookup.push(Tier {
                     root: dir,
                     shared: true,

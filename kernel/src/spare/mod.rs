@@ -87,10 +87,8 @@ pub fn dir() -> PathBuf {
 }
 
 fn create_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = dir();
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    crate::private_dir::create(&dir).map_err(|refusal| std::io::Error::other(refusal.0))?;
     Ok(dir)
 }
 

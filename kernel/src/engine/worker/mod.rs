@@ -66,6 +66,11 @@ impl Worker {
                 })
                 .map(|e| e.report()),
         );
+        limit_warnings.extend(
+            crate::workdir::refused_folders()
+                .iter()
+                .map(|r| format!("a folder was refused: {r}")),
+        );
         let time_limit = time_limit::from_env();
         Worker {
             limit_warnings,
