@@ -56,6 +56,10 @@ c.JupyterHub.spawner_class = "localprocess"  # each learner as their own user
 c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
 c.Spawner.environment = {"JUPYTER_PATH": str(class_dir / "share" / "jupyter")}
 c.Spawner.default_url = "/lab"
+# Kernels talk to their server over Unix sockets (0600, next to the connection file in the
+# learner's 0700 runtime folder) instead of TCP ports on 127.0.0.1 that any account can
+# reach: another learner cannot even connect, let alone subscribe to iopub.
+c.Spawner.args = ["--KernelManager.transport=ipc"]
 # A busy 2-core machine starting five servers at once needs more than the 60 s default.
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
