@@ -56,10 +56,25 @@ c.JupyterHub.spawner_class = "localprocess"  # each learner as their own user
 c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
 c.Spawner.environment = {"JUPYTER_PATH": str(class_dir / "share" / "jupyter")}
 c.Spawner.default_url = "/lab"
-# Kernels talk to their server over Unix sockets (0600, next to the connection file in the
-# learner's 0700 runtime folder) instead of TCP ports on 127.0.0.1 that any account can
-# reach: another learner cannot even connect, let alone subscribe to iopub.
-c.Spawner.args = ["--KernelManager.transport=ipc"]
+
+
+def ipc_transport_when_it_fits(spawner):
+    """Kernels talk to their server over Unix sockets (0600, next to the connection file in
+    the learner's 0700 runtime folder) instead of TCP ports on 127.0.0.1 that any account
+    can reach: another learner cannot even connect, let alone subscribe to iopub. A socket
+    path holds at most 107 bytes; with a home too deep for that the kernels keep TCP, where
+    rustmeter's wire guard still refuses other accounts."""
+    import pwd
+
+    home = pwd.getpwnam(spawner.user.name).pw_dir
+    longest = f"{home}/.local/share/jupyter/runtime/kernel-{'0' * 36}-ipc-99"
+    if len(longest.encode()) <= 107:
+        spawner.args = [*spawner.args, "--KernelManager.transport=ipc"]
+    else:
+        spawner.log.warning("%s's kernels use TCP: ipc socket paths under %s would be too long", spawner.user.name, home)
+
+
+c.Spawner.pre_spawn_hook = ipc_transport_when_it_fits
 # A busy 2-core machine starting five servers at once needs more than the 60 s default.
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180

@@ -60,26 +60,28 @@ export RUSTMETER_BIN="$BIN"
 # accounts must be able to traverse them (the limits and hub tests hand them folders).
 # Short names too: tests and clients bind Unix sockets under TMPDIR, and a socket path
 # has 107 bytes (the kernel copes with deep folders; jupyter_client's ipc endpoints do not).
-# safe_base DIR: DIR when it and its ancestors are owned by us or root, not group/other-writable.
+# safe_base DIR: DIR when we can write in it, and it and its ancestors (symlinks resolved)
+# are owned by us or root, not group/other-writable, and (as root, whose tests run kernels
+# as other accounts) traversable by others.
 safe_base() {
-    local dir="$1" mode owner
-    [[ -d "$dir" && ${#dir} -le 24 ]] || return 1
+    local dir mode owner open_to_others=0
+    [[ "$(id -u)" -eq 0 ]] && open_to_others=1
+    [[ -n "$1" && -d "$1" && -w "$1" && ${#1} -le 24 ]] || return 1
+    dir="$(realpath -e "$1")" || return 1
     while :; do
-        read -r mode owner < <(stat -L -c '%a %u' "$dir") || return 1
+        read -r mode owner < <(stat -c '%a %u' "$dir") || return 1
         [[ "$owner" == 0 || "$owner" == "$(id -u)" ]] || return 1
         (( (8#$mode & 8#022) == 0 )) || return 1
+        (( open_to_others == 0 || (8#$mode & 8#001) != 0 )) || return 1
         [[ "$dir" == / ]] && return 0
         dir="$(dirname "$dir")"
     done
 }
 tmp_base=""
 for candidate in "${TMPDIR:-}" /var/lib "$HOME/.cache"; do
-    if [[ -n "$candidate" ]] && safe_base "$candidate"; then tmp_base="$candidate"; break; fi
+    if safe_base "$candidate"; then tmp_base="$candidate"; break; fi
 done
-if [[ -z "$tmp_base" ]]; then
-    warn "no short folder without a world-writable ancestor (tried \$TMPDIR, /var/lib, ~/.cache): the tests run under /tmp, and the kernels refuse it and build elsewhere"
-    tmp_base=/tmp
-fi
+[[ -n "$tmp_base" ]] || die "no folder for the tests' files: it must be writable by you, at most 24 characters long, and it and every folder above it owned by you or root, writable by nobody else (kernels refuse to build under a folder another account can write in) and, as root, open to other accounts (tests run kernels as them). Tried \$TMPDIR, /var/lib and ~/.cache; set TMPDIR to such a folder"
 logs="$(mktemp -d "$tmp_base/rmt.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT
 

@@ -311,19 +311,22 @@ def check_planted_config_ignored(a: str, b_kernel: LearnerKernel) -> None:
                 if l.startswith("host:"))
     plant = (
         f"set -e; touch {ran}; chmod 666 {ran}; mkdir {planted}; "
-        f"printf '#!/bin/sh\\necho linker >> {ran}\\nexec cc \"$@\"\\n' > {planted}/linker.sh; chmod 755 {planted}/linker.sh; "
+        f"printf '#!/bin/sh\\necho \"uid $(id -u)\" >> {ran}\\nexec cc \"$@\"\\n' > {planted}/linker.sh; chmod 755 {planted}/linker.sh; "
         f"printf '[target.{host}]\\nlinker = \"{planted}/linker.sh\"\\n[env]\\nRUSTMETER_PLANTED = \"by {a}\"\\n' > {planted}/config.toml"
     )
+    b_uid = pwd.getpwnam(b_kernel.user).pw_uid
     try:
         made = run_as(a, "sh", "-c", plant)
         assert made.returncode == 0, made.stderr
         cell = b_kernel.execute(CellRun('println!("planted: {:?}", option_env!("RUSTMETER_PLANTED"));', []), 300)
+        shutil.rmtree(planted, ignore_errors=True)
+        said = "".join(o.get("text", "") for o in cell.outputs)
+        assert cell.status == "ok" and "planted: None" in said, f"{a}'s planted config reached B: {cell.outputs}"
+        # (Another build under /tmp on this machine may have run it meanwhile: only B's counts.)
+        assert f"uid {b_uid}\n" not in ran.read_text(), f"{a}'s planted linker ran in B's build"
     finally:
         shutil.rmtree(planted, ignore_errors=True)
-    said = "".join(o.get("text", "") for o in cell.outputs)
-    assert cell.status == "ok" and "planted: None" in said, f"{a}'s planted config reached B: {cell.outputs}"
-    assert ran.read_text() == "", f"{a}'s planted linker ran in B's build"
-    ran.unlink()
+        ran.unlink(missing_ok=True)
 
 
 # Run as learner A with B's kernel ports (not its key, which A cannot read): a request

@@ -86,7 +86,11 @@ def test_another_account_reads_nothing_on_iopub_and_gets_no_reply_on_shell(
     client, log = kernel_with_log
     info = client.get_connection_info()
     secret = f"secret-{os.getpid()}-{time.time_ns()}"
-    seconds = 8.0
+    # Compiled once before the peers start, so the secret's cell is quick to build (a first
+    # build took 10 s on a loaded machine) and lands while they listen.
+    reply, _ = run_cell(client, "let warm = 1;")
+    assert reply["content"]["status"] == "ok"
+    seconds = 12.0
     peers = {
         (who, mode): start_peer(
             client_script,
@@ -273,6 +277,22 @@ def test_precreated_and_symlinked_folders_are_refused_and_the_first_cell_says_so
     assert planted_runs(shared_tmp) == "", "the planted linker or wrapper ran"
     assert not any(theirs.iterdir()) or sorted(p.name for p in theirs.iterdir()) == [".cargo"], list(theirs.iterdir())
     assert sorted(p.name for p in runtime.iterdir()) == [".cargo"], "the kernel wrote in the refused folder"
+
+
+def test_with_no_safe_folder_the_kernel_does_not_start_and_says_why(shared_tmp):
+    """Every candidate under the shared folder: rustmeter never falls back to one."""
+    from jupyter_client.connect import write_connection_file
+
+    connection, _ = write_connection_file(fname=str(shared_tmp / "k.json"), ip="127.0.0.1")
+    env = {**os.environ, "HOME": str(shared_tmp / "home"), "RUSTMETER_CACHE_DIR": str(shared_tmp / "cache")}
+    for name in ("RUSTMETER_RUNTIME_DIR", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
+        env.pop(name, None)
+    done = subprocess.run([kernel_binary(), "kernel", "--connection-file", connection],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done.stderr
+    assert "no folder is safe to build in" in done.stderr and "RUSTMETER_CACHE_DIR" in done.stderr, done.stderr
+    assert not (shared_tmp / "cache").exists() and not (shared_tmp / "home").exists()
+    assert planted_runs(shared_tmp) == ""
 
 
 # ---------------------------------------------------------------------------- warm spares

@@ -59,6 +59,13 @@ pub fn examine() -> Vec<Finding> {
 
 /// The runtime and cache folders, and any configured folder refused as unsafe.
 fn folders() -> Finding {
+    if let Some(why) = crate::workdir::none_safe() {
+        return finding(
+            Verdict::Bad,
+            format!("folders cells build in: {why}"),
+            "kernels do not start until one is safe",
+        );
+    }
     let (runtime, cache) = (crate::workdir::base_dir(), crate::workdir::cache_dir());
     let refused = crate::workdir::refused_folders();
     let what = format!(

@@ -30,7 +30,9 @@ pub fn owner(local: SocketAddr, peer: SocketAddr) -> PeerOwner {
             return PeerOwner::Local(uid);
         }
     }
-    if peer.ip().is_loopback() {
+    // A peer on loopback, or on the very address it reached us at, is on this machine
+    // even when its row was missed (it closed, or the table changed while we read it).
+    if peer.ip().is_loopback() || peer.ip() == local.ip() {
         PeerOwner::LocalUnknown
     } else {
         PeerOwner::Remote
@@ -67,15 +69,14 @@ fn parse_address(text: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// An IPv4 address seen through an IPv6 socket (`::ffff:127.0.0.1`) as plain IPv4.
+/// An IPv4 address seen through an IPv6 socket (`::ffff:127.0.0.1`) as plain IPv4, and
+/// only address and port kept: the tables have no IPv6 scope id (a link-local peer's is set).
 fn normal(address: SocketAddr) -> SocketAddr {
-    match address.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), address.port()),
-            None => address,
-        },
-        IpAddr::V4(_) => address,
-    }
+    let ip = match address.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+    };
+    SocketAddr::new(ip, address.port())
 }
 
 #[cfg(test)]
@@ -93,6 +94,13 @@ mod tests {
             let mapped = "x\n 0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:A1B2 01 0:0 0:0 0  7 0 1\n";
             assert_eq!(uid_in_table(mapped, theirs, ours), Some(7));
         }
+    }
+
+    #[test]
+    fn a_link_local_peer_matches_its_row_whatever_its_scope() {
+        let ip: Ipv6Addr = "fe80::1".parse().unwrap();
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(ip, 4000, 0, 3));
+        assert_eq!(normal(scoped), SocketAddr::new(IpAddr::V6(ip), 4000));
     }
 
     #[test]

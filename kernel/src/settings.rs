@@ -171,13 +171,13 @@ pub const CACHE_DIR: Setting = setting(
     "RUSTMETER_CACHE_DIR",
     Kind::Path,
     "`$XDG_CACHE_HOME/rustmeter`, else `~/.cache/rustmeter`",
-    "per-user cache folder: dependency tier `<it>/deps`, shims, labels, saved outputs",
+    "per-user cache folder: dependency tier `<it>/deps`, shims, labels, saved outputs; refused (the next safe default is used, and the first cell says why) when it or a folder above it is writable by another account",
 );
 pub const SHARED_CACHE: Setting = setting(
     "RUSTMETER_SHARED_CACHE",
     Kind::Path,
     "none",
-    "a read-only dependency cache tier looked up first (e.g. `/opt/rustmeter/cache`)",
+    "a read-only dependency cache tier looked up first (e.g. `/opt/rustmeter/cache`); not used (the first cell says why) when it or a folder above it is writable by another account",
 );
 pub const CACHE_MAX: Setting = setting(
     "RUSTMETER_CACHE_MAX",

@@ -17,6 +17,8 @@ struct Chosen {
     runtime: PathBuf,
     cache: PathBuf,
     refusals: Vec<String>,
+    /// Set when no candidate was safe: nothing may be built, and this says why and what to do.
+    none_safe: Option<String>,
 }
 
 fn chosen() -> &'static Chosen {
@@ -24,7 +26,9 @@ fn chosen() -> &'static Chosen {
     CHOSEN.get_or_init(|| {
         let mut refusals = Vec::new();
         let cache = first_safe(cache_candidates(), &mut refusals);
-        let runtime = first_safe(runtime_candidates(&cache), &mut refusals);
+        let runtime = cache
+            .as_ref()
+            .and_then(|cache| first_safe(runtime_candidates(cache), &mut refusals));
         if let Some(tier) = crate::settings::path(&crate::settings::SHARED_CACHE) {
             if let Err(refusal) = crate::private_dir::check_ancestors(&tier) {
                 refusals.push(format!(
@@ -32,22 +36,26 @@ fn chosen() -> &'static Chosen {
                 ));
             }
         }
+        let none_safe = runtime.is_none().then(|| {
+            format!(
+                "no folder is safe to build in ({}): set RUSTMETER_CACHE_DIR to a folder only you can write in, with no folder above it that another account can write in",
+                refusals.join("; ")
+            )
+        });
+        // Never used for anything when `none_safe` is set (`WorkDir::create` stops first).
+        let unusable = || PathBuf::from("/nonexistent/rustmeter");
         Chosen {
-            runtime,
-            cache,
+            runtime: runtime.unwrap_or_else(unusable),
+            cache: cache.unwrap_or_else(unusable),
             refusals,
+            none_safe,
         }
     })
 }
 
-/// The first candidate `private_dir::create` accepts; when none is safe, the last one
-/// (so the kernel still starts) with that said too. `(setting, path)`: the setting that
-/// named the folder, for the message.
-fn first_safe(candidates: Vec<(&str, PathBuf)>, refusals: &mut Vec<String>) -> PathBuf {
-    let last = candidates
-        .last()
-        .map(|(_, p)| p.clone())
-        .unwrap_or_default();
+/// The first candidate `private_dir::create` accepts, or none; each refused one is noted
+/// with the folder used instead. `(setting, path)`: what named the folder, for the message.
+fn first_safe(candidates: Vec<(&str, PathBuf)>, refusals: &mut Vec<String>) -> Option<PathBuf> {
     let mut refused = Vec::new();
     for (source, path) in candidates {
         match crate::private_dir::create(&path) {
@@ -57,42 +65,37 @@ fn first_safe(candidates: Vec<(&str, PathBuf)>, refusals: &mut Vec<String>) -> P
                         .into_iter()
                         .map(|r| format!("{r}; the kernel uses {} instead", path.display())),
                 );
-                return path;
+                return Some(path);
             }
             Err(refusal) => refused.push(format!("{source}: {refusal}")),
         }
     }
     refusals.extend(refused);
-    refusals.push(format!(
-        "no safe folder was found; {} is used anyway: set RUSTMETER_RUNTIME_DIR and RUSTMETER_CACHE_DIR to folders only you can write in",
-        last.display()
-    ));
-    last
+    None
 }
 
-/// `~/.cache/rustmeter` (or `$XDG_CACHE_HOME/rustmeter`).
-fn home_cache() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir).join("rustmeter"));
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(".cache").join("rustmeter"))
-}
-
+/// `$XDG_CACHE_HOME/rustmeter` and `~/.cache/rustmeter`. No temporary folder: every
+/// ancestor of a build folder must be safe, and `/tmp` is not.
 fn cache_candidates() -> Vec<(&'static str, PathBuf)> {
     let mut candidates = Vec::new();
     if let Some(dir) = crate::settings::path(&crate::settings::CACHE_DIR) {
         candidates.push(("RUSTMETER_CACHE_DIR", dir));
     }
-    if let Some(dir) = home_cache() {
-        candidates.push(("the cache folder in your home", dir));
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        candidates.push(("XDG_CACHE_HOME", PathBuf::from(dir).join("rustmeter")));
     }
-    let uid = unsafe { libc::getuid() };
-    candidates.push((
-        "the temporary folder",
-        std::env::temp_dir().join(format!("rustmeter-{uid}-cache")),
-    ));
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        let dir = PathBuf::from(home).join(".cache").join("rustmeter");
+        if !candidates.iter().any(|(_, c)| *c == dir) {
+            candidates.push(("the cache folder in your home", dir));
+        }
+    }
     candidates
+}
+
+/// Why no folder can be built in, when none of the candidates was safe.
+pub fn none_safe() -> Option<&'static str> {
+    chosen().none_safe.as_deref()
 }
 
 /// `$XDG_RUNTIME_DIR` counts only when it is a private folder of ours (as logind makes it).
@@ -138,6 +141,9 @@ impl WorkDir {
     /// Creates this kernel's folder (0700) after removing those of dead kernels and
     /// stopping the processes their cells left running.
     pub fn create() -> std::io::Result<WorkDir> {
+        if let Some(why) = none_safe() {
+            return Err(std::io::Error::other(why));
+        }
         let base = base_dir();
         remove_stale(&base);
         crate::launcher::stop_orphaned_cell_processes();
