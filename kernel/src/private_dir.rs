@@ -132,6 +132,34 @@ pub fn verify(path: &Path) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Opens `path` for writing (appending, or from empty), created 0600 when missing, and
+/// never through a symbolic link: a link planted in its place is an error, not a write
+/// elsewhere. For files in the folders `create` made, which no other account can enter;
+/// this keeps a mistake in that promise from becoming a write through a link.
+pub fn open_for_writing(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .append(append)
+        .truncate(!append)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Creates `path`, which must not exist yet (`O_EXCL`: not even as a link), with the mode
+/// `fs::write` gives (0644 less the umask: cells and cargo of the same account read these).
+pub fn create_new_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// `path`'s longest prefix that exists.
 fn nearest_existing(path: &Path) -> PathBuf {
     let mut here = path.to_path_buf();
@@ -195,6 +223,37 @@ mod tests {
         );
         assert!(!inside.exists());
         std::fs::remove_dir_all(open).unwrap();
+    }
+
+    #[test]
+    fn files_are_never_written_through_a_link() {
+        let base = scratch("files");
+        std::fs::create_dir_all(&base).unwrap();
+        let target = base.join("elsewhere");
+        std::fs::write(&target, "theirs").unwrap();
+        let link = base.join("log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(open_for_writing(&link, true).is_err());
+        assert!(open_for_writing(&link, false).is_err());
+        assert!(create_new_file(&link).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
+        let fresh = base.join("fresh");
+        use std::io::Write;
+        open_for_writing(&fresh, true)
+            .unwrap()
+            .write_all(b"a")
+            .unwrap();
+        open_for_writing(&fresh, true)
+            .unwrap()
+            .write_all(b"b")
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "ab");
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o600);
+        assert!(
+            create_new_file(&fresh).is_err(),
+            "O_EXCL: an existing file is not reused"
+        );
+        std::fs::remove_dir_all(base).unwrap();
     }
 
     #[test]

@@ -235,7 +235,10 @@ pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, contents)?;
+    // One a crash of this pid left behind goes first; O_EXCL then refuses anything else.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = crate::private_dir::create_new_file(&tmp)?;
+    std::io::Write::write_all(&mut file, contents.as_bytes())?;
     std::fs::rename(tmp, path)
 }
 

@@ -32,11 +32,7 @@ use std::path::Path;
 pub fn append_line(path: &Path, line: &str) {
     let mut text = line.replace('\n', " ");
     text.push('\n');
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
+    if let Ok(mut file) = crate::private_dir::open_for_writing(path, true) {
         let _ = file.write_all(text.as_bytes());
     }
 }

@@ -76,7 +76,7 @@ impl OutputBudget {
             if let Some(dir) = self.path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            match std::fs::File::create(&self.path) {
+            match crate::private_dir::open_for_writing(&self.path, false) {
                 Ok(f) => self.file = Some((self.path.clone(), f)),
                 Err(_) => return,
             }

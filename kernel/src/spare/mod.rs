@@ -167,7 +167,7 @@ pub fn ensure(key: &str) {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let log_file = std::fs::File::create(dir.join(format!("{key}.log")));
+    let log_file = crate::private_dir::open_for_writing(&dir.join(format!("{key}.log")), false);
     let mut command = std::process::Command::new(exe);
     match LAUNCH_EVCXR_TMPDIR.get() {
         Some(Some(value)) => command.env("EVCXR_TMPDIR", value),
