@@ -239,7 +239,7 @@ pub mod __rustmeter {
             super::__rustmeter_runtime::cell_started();
             let mut output = None;
             run_cell(&self, Box::pin(async { output = Some(future.await) }));
-            super::__rustmeter_runtime::cell_ending();
+            super::__rustmeter_runtime::cell_ending(&self);
             output.unwrap_or_else(F::Output::from_interrupt)
         }
     }

@@ -329,12 +329,17 @@ pub mod __rustmeter_runtime {
     /// A cell ends. A task's output reaches its `JoinHandle` before tokio runs the task's
     /// last hooks, so the cell awaiting it can end first, and on a loaded machine that
     /// worker may not run again for milliseconds: the last poll's time (a stall, most
-    /// often) would then count in no cell. So the end waits, at most 20 ms, for polls in
-    /// flight; with none (the usual end) it does not wait at all.
-    pub fn cell_ending() {
+    /// often) would then count in no cell. The same holds for a `spawn_blocking` task,
+    /// whose end is counted after its awaiter wakes (CI once saw 7 of a cell's 8). So the
+    /// end waits, at most 20 ms, for polls in flight and for blocking threads to go idle
+    /// (tokio counts a thread idle only after the task's hooks ran); with neither (the
+    /// usual end) it does not wait at all.
+    pub fn cell_ending(runtime: &::tokio::runtime::Runtime) {
+        let metrics = runtime.metrics();
         let polling = || POLLS.iter().any(|slot| slot.key.load(Acquire) != 0);
+        let blocking = || metrics.num_blocking_threads() > metrics.num_idle_blocking_threads();
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
-        while polling() && std::time::Instant::now() < deadline {
+        while (polling() || blocking()) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
