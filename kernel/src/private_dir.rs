@@ -44,7 +44,7 @@ fn check_chain(path: &Path, checked: &Path) -> Result<(), Refusal> {
         chains.push(resolved);
     }
     for chain in chains {
-        for folder in existing_prefixes(&chain) {
+        for folder in prefixes(&chain) {
             let Ok(meta) = std::fs::metadata(&folder) else {
                 continue;
             };
@@ -171,8 +171,8 @@ fn nearest_existing(path: &Path) -> PathBuf {
     here
 }
 
-/// `/`, `/a`, `/a/b`, … up to `path`, those that exist.
-fn existing_prefixes(path: &Path) -> Vec<PathBuf> {
+/// `/`, `/a`, `/a/b`, … up to `path` (the caller skips those that do not exist).
+fn prefixes(path: &Path) -> Vec<PathBuf> {
     let mut prefixes = Vec::new();
     let mut here = PathBuf::new();
     for component in path.components() {
@@ -183,9 +183,7 @@ fn existing_prefixes(path: &Path) -> Vec<PathBuf> {
             Component::CurDir => {}
             other => here.push(other),
         }
-        if here.exists() {
-            prefixes.push(here.clone());
-        }
+        prefixes.push(here.clone());
     }
     prefixes
 }
