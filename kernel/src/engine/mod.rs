@@ -19,6 +19,7 @@ pub mod report;
 pub mod shims;
 pub mod syntax;
 pub mod time_limit;
+mod warm_up;
 mod worker;
 
 use crate::workdir::WorkDir;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 pub use syntax::Completeness;
+pub use warm_up::{WarmUp, WarmUpStep};
 
 /// Identifies one execution; 0 is the kernel's own hidden work.
 pub type CellId = u64;
@@ -65,9 +67,12 @@ pub enum CellEvent {
         password: bool,
         reply: std::sync::mpsc::SyncSender<String>,
     },
-    /// The engine took the cell; `child_pid` is the process that will run it.
+    /// The engine took the cell; `child_pid` is the process that will run it, and
+    /// `warm_up` the kernel's own start-up work done since the previous cell, which the
+    /// cell may have waited for.
     Started {
         child_pid: u32,
+        warm_up: Option<WarmUp>,
     },
     /// Compilation is over and the user's code started running (stamped by the user-code
     /// process, not when the kernel read it).

@@ -4,10 +4,11 @@
 //! no rendering logic.
 
 use super::progress::BuildTimes;
+use crate::engine::WarmUp;
 use crate::telemetry::render::Mode;
 use crate::telemetry::runtime::RuntimePage;
 use crate::telemetry::sampler::{children_cpu_ms, LiveView, Sampler};
-use crate::telemetry::{CellStatus, CellTelemetry, CompileParts, VERSION};
+use crate::telemetry::{CellStatus, CellTelemetry, CompileParts, WarmUpWait, VERSION};
 use crate::workdir::write_atomic;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -151,6 +152,7 @@ pub struct CellMeter {
     pid: u32,
     notes: serde_json::Map<String, serde_json::Value>,
     build: Option<BuildTimes>,
+    warm_up: Option<WarmUp>,
     /// Time this meter itself spent on the cell's critical path (start and finish).
     pub overhead: Duration,
 }
@@ -168,6 +170,7 @@ impl CellMeter {
             pid: 0,
             notes: Default::default(),
             build: None,
+            warm_up: None,
             overhead: Duration::ZERO,
         }
     }
@@ -175,9 +178,17 @@ impl CellMeter {
     /// The engine took the cell; `pid` will run it, and `runtime_page` is where its
     /// shared runtime is measured. Without a page (telemetry off, silent requests) only
     /// times are kept.
-    pub fn started(&mut self, pid: u32, runtime_page: Option<RuntimePage>) {
+    /// `warm_up` is the kernel's start-up work since the previous cell: the part of it
+    /// after this cell was received is the wait the footer names.
+    pub fn started(
+        &mut self,
+        pid: u32,
+        runtime_page: Option<RuntimePage>,
+        warm_up: Option<WarmUp>,
+    ) {
         let now = Instant::now();
         self.started = Some(now);
+        self.warm_up = warm_up;
         self.children_cpu_start = children_cpu_ms();
         self.pid = pid;
         if pid != 0 && runtime_page.is_some() {
@@ -238,6 +249,23 @@ impl CellMeter {
         })
     }
 
+    /// How long the cell waited for start-up work: the overlap of its queue (received to
+    /// started) with that work; `None` when it waited for none of it.
+    fn warm_up_wait(&self, started: Instant) -> Option<WarmUpWait> {
+        let w = self.warm_up.as_ref()?;
+        let from = w.began.max(self.received);
+        let to = w.ended.min(started);
+        let waited_ms = ms(to.saturating_duration_since(from));
+        (waited_ms > 0.0).then(|| WarmUpWait {
+            waited_ms,
+            steps: w
+                .steps
+                .iter()
+                .map(|(step, took)| (step.key().to_string(), ms(*took)))
+                .collect(),
+        })
+    }
+
     pub fn run_ended(&mut self, at: Instant) {
         if let Some(since) = self.run_since.take() {
             self.run_total += at.saturating_duration_since(since);
@@ -274,6 +302,7 @@ impl CellMeter {
             t.pid = self.pid;
             t.notes = std::mem::take(&mut self.notes);
             t.compile_parts = self.compile_parts(compile_ms);
+            t.warm_up = self.warm_up_wait(started);
             return t;
         };
         let m = sampler.finish(now);
@@ -304,6 +333,7 @@ impl CellMeter {
             previous_run_ms: None,
             pid: self.pid,
             compile_parts: self.compile_parts(compile_ms),
+            warm_up: self.warm_up_wait(started),
             runtime: m.runtime_after.as_ref().and_then(|after| {
                 // What the kernel saw at an earlier cell's end, else the reading as
                 // this cell was taken (which may come after the cell began).

@@ -80,6 +80,19 @@ pub struct CellTelemetry {
     /// `RUSTMETER_SHARED_DEPS=off`, and for cells none of whose code ran on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<runtime::RuntimeFigures>,
+    /// The kernel's start-up work the cell waited for; absent when it waited for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_up: Option<WarmUpWait>,
+}
+
+/// What a cell sent during the kernel's start-up waited for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmUpWait {
+    /// The part of `queue_ms` spent waiting for the start-up.
+    pub waited_ms: f64,
+    /// Every step of that start-up with its whole wall time, in order (some may have
+    /// run before the cell was sent): `[name, ms]` pairs.
+    pub steps: Vec<(String, f64)>,
 }
 
 /// A cell's compile time split by what the build reported. The parts add up to
@@ -135,6 +148,7 @@ impl CellTelemetry {
             pid: 0,
             compile_parts: None,
             runtime: None,
+            warm_up: None,
         }
     }
 

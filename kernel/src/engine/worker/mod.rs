@@ -15,7 +15,7 @@ use super::pump::PumpCommand;
 use super::time_limit::{self, TimeLimit};
 use super::{
     report, CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase, ReadCell,
-    Request, WARM_CELL,
+    Request, WarmUp, WARM_CELL,
 };
 use crate::workdir::WorkDir;
 use lookups::{complete, inspect};
@@ -39,6 +39,8 @@ pub(super) struct Worker {
     /// shows them once, on stderr.
     limit_warnings: Vec<String>,
     time_limit: Option<TimeLimit>,
+    /// Start-up work since the last cell began; the next cell's `Started` takes it.
+    warm_up: Option<WarmUp>,
 }
 
 struct Evcxr {
@@ -83,6 +85,7 @@ impl Worker {
             shim_root: crate::workdir::cache_dir().join("shims"),
             env: Vec::new(),
             time_limit,
+            warm_up: None,
         }
     }
 
@@ -94,44 +97,71 @@ impl Worker {
                 None
             }
         };
+        if let Some(w) = &self.warm_up {
+            log(&format!(
+                "evcxr ready in {:.2} s: {}",
+                w.ended.duration_since(w.began).as_secs_f64(),
+                w.describe()
+            ));
+        }
         self.control.set_phase(Phase::Idle);
-        while let Ok(request) = requests.recv() {
-            match request {
-                Request::Execute {
-                    cell,
-                    code,
-                    allow_stdin,
-                } => match evcxr.as_mut() {
-                    Some(e) => self.execute(e, cell, code, allow_stdin),
-                    None => {
-                        self.pending.fetch_sub(1, Ordering::SeqCst);
-                        self.send(cell, CellEvent::Finished(CellOutcome::Error(report::message(
-                                "kernel error",
-                                "The Rust engine (evcxr) could not start; see the kernel log. Check that \
-                                 cargo and rustc are on PATH.",
-                            ))))
+        let mut analysis_due = evcxr.is_some();
+        loop {
+            let request = match requests.try_recv() {
+                Ok(request) => request,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    if let Some(e) = evcxr.as_mut().filter(|_| analysis_due) {
+                        analysis_due = false;
+                        self.warm_analysis(&mut e.context, start::WARM_ANALYSIS);
+                        continue;
                     }
-                },
-                Request::Complete {
-                    code,
-                    cursor,
-                    reply,
-                } => {
-                    let result = evcxr
-                        .as_mut()
-                        .map(|e| complete(&mut e.context, &code, cursor));
-                    let _ = reply.send(result.unwrap_or_default());
+                    match requests.recv() {
+                        Ok(request) => request,
+                        Err(_) => break,
+                    }
                 }
-                Request::Inspect {
-                    code,
-                    cursor,
-                    reply,
-                } => {
-                    let result = evcxr
-                        .as_mut()
-                        .map(|e| inspect(&mut e.context, &code, cursor));
-                    let _ = reply.send(result.unwrap_or_default());
+            };
+            self.serve(&mut evcxr, request);
+        }
+    }
+
+    fn serve(&mut self, evcxr: &mut Option<Evcxr>, request: Request) {
+        match request {
+            Request::Execute {
+                cell,
+                code,
+                allow_stdin,
+            } => match evcxr.as_mut() {
+                Some(e) => self.execute(e, cell, code, allow_stdin),
+                None => {
+                    self.pending.fetch_sub(1, Ordering::SeqCst);
+                    self.send(cell, CellEvent::Finished(CellOutcome::Error(report::message(
+                        "kernel error",
+                        "The Rust engine (evcxr) could not start; see the kernel log. Check that \
+                         cargo and rustc are on PATH.",
+                    ))))
                 }
+            },
+            Request::Complete {
+                code,
+                cursor,
+                reply,
+            } => {
+                let result = evcxr
+                    .as_mut()
+                    .map(|e| complete(&mut e.context, &code, cursor));
+                let _ = reply.send(result.unwrap_or_default());
+            }
+            Request::Inspect {
+                code,
+                cursor,
+                reply,
+            } => {
+                let result = evcxr
+                    .as_mut()
+                    .map(|e| inspect(&mut e.context, &code, cursor));
+                let _ = reply.send(result.unwrap_or_default());
             }
         }
     }
@@ -200,7 +230,7 @@ impl Worker {
             self.limit_warnings.extend(self.limits.check_member(pid));
         }
         if cell == WARM_CELL {
-            start::warm_analysis(&mut evcxr.context, start::WARM_ANALYSIS_TOKIO);
+            self.warm_analysis(&mut evcxr.context, start::WARM_ANALYSIS_TOKIO);
         }
     }
 
@@ -221,10 +251,12 @@ impl Worker {
         }
         let _ = evcxr.pump.send(PumpCommand::Start(cell));
         let pid_before = self.refresh_child_pid(&evcxr.context);
+        let warm_up = self.warm_up.take();
         self.send(
             cell,
             CellEvent::Started {
                 child_pid: pid_before,
+                warm_up,
             },
         );
         let warnings = match cell {

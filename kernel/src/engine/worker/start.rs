@@ -6,11 +6,14 @@ use super::{log, Evcxr, Worker};
 use crate::engine::prelude;
 use crate::engine::process;
 use crate::engine::pump::Pump;
+use crate::engine::{WarmUp, WarmUpStep};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 impl Worker {
     pub(super) fn start_evcxr(&mut self) -> Result<Evcxr, String> {
+        let began = Instant::now();
         // evcxr reads its build folder from EVCXR_TMPDIR, set by the server at start-up
         // while it was still single-threaded.
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -22,17 +25,28 @@ impl Worker {
         let stall_ms = crate::settings::count(&crate::settings::STALL_MS);
         command.env(crate::settings::STALL_MS.name, stall_ms.to_string());
         command.env("RUSTMETER_LABELS_DIR", crate::workdir::labels_dir());
+        if let Some(path) = library_path_with_std() {
+            command.env("LD_LIBRARY_PATH", path);
+        }
         process::isolate(&mut command);
         // Each child evcxr starts from this command, restarts included, lands in the caps.
         self.limits.attach(&mut command);
         if let Some(channel) = &self.control.cancel {
             channel.inherit(&mut command);
         }
+        WarmUp::add(
+            &mut self.warm_up,
+            WarmUpStep::KernelSetUp,
+            began,
+            Instant::now(),
+        );
+        let evcxr_began = Instant::now();
         let (context, outputs) = std::panic::catch_unwind(AssertUnwindSafe(|| {
             evcxr::EvalContext::with_subprocess_command(command)
         }))
         .map_err(|_| "evcxr panicked while starting".to_string())?
         .map_err(|e| e.to_string())?;
+        self.record_evcxr_start(evcxr_began);
         let mut context = evcxr::CommandContext::with_eval_context(context);
         // The shared dependency cache: cargo runs this binary as its rustc wrapper. Part
         // of evcxr's config, so it survives child restarts and `:clear`.
@@ -61,16 +75,79 @@ impl Worker {
         self.limit_warnings.extend(self.limits.check_member(pid));
         // One compile: the display items, then the prelude block; the prelude alone if
         // the items were refused.
+        let prelude_began = Instant::now();
         let both = format!("{}\n{}", prelude::QUICK_DISPLAY, prelude::source());
         if !execute_hidden(&mut context, &both) {
             run_prelude(&mut context);
         }
-        warm_analysis(&mut context, WARM_ANALYSIS);
+        WarmUp::add(
+            &mut self.warm_up,
+            WarmUpStep::Prelude,
+            prelude_began,
+            Instant::now(),
+        );
         Ok(Evcxr {
             context,
             pump: pump_tx,
         })
     }
+}
+
+impl Worker {
+    /// evcxr's start as two steps: its first compile begins when cargo creates the build
+    /// folder's `target` (its birth time); before that, the child process starts and
+    /// rust-analyzer loads the crate graph and std's sources. One step when the file
+    /// system keeps no birth times.
+    fn record_evcxr_start(&mut self, began: Instant) {
+        let ended = Instant::now();
+        let compile_began = std::fs::metadata(self.workdir.evcxr_dir().join("target"))
+            .and_then(|m| m.created())
+            .ok()
+            .and_then(|born| std::time::SystemTime::now().duration_since(born).ok())
+            .and_then(|ago| ended.checked_sub(ago))
+            .filter(|at| *at > began && *at < ended);
+        match compile_began {
+            Some(at) => {
+                WarmUp::add(&mut self.warm_up, WarmUpStep::EvcxrStart, began, at);
+                WarmUp::add(&mut self.warm_up, WarmUpStep::EvcxrFirstCompile, at, ended);
+            }
+            None => WarmUp::add(&mut self.warm_up, WarmUpStep::EvcxrStart, began, ended),
+        }
+    }
+
+    /// rust-analyzer's first analysis, when no request waits for the engine: a cell sent
+    /// at launch runs first (it does not need it), completion and the first `let` after.
+    pub(super) fn warm_analysis(&mut self, context: &mut evcxr::CommandContext, code: &str) {
+        let began = Instant::now();
+        let _ = super::lookups::complete(context, code, code.chars().count());
+        WarmUp::add(
+            &mut self.warm_up,
+            WarmUpStep::Analysis,
+            began,
+            Instant::now(),
+        );
+    }
+}
+
+/// The loader path for the child, std's shared library folder first. evcxr builds each
+/// cell into `deps/` with a *relative* RUNPATH and loads the hard link one folder up, so
+/// the path is one `..` too deep: harmless when it climbs past `/` (evcxr's default
+/// build folder under /tmp), but `dlopen failed` for every cell when the build folder
+/// and the toolchain share a parent, as `~/.cache/rustmeter` and `~/.rustup` do.
+fn library_path_with_std() -> Option<std::ffi::OsString> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = std::process::Command::new(rustc)
+        .args(["--print", "target-libdir"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let dir = String::from_utf8(output.stdout).ok()?;
+    let mut folders = vec![std::path::PathBuf::from(dir.trim())];
+    if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH") {
+        folders.extend(std::env::split_paths(&existing));
+    }
+    std::env::join_paths(folders).ok()
 }
 
 /// The prelude again, in a restarted child (evcxr keeps the display items).
@@ -101,18 +178,9 @@ fn execute_hidden(context: &mut evcxr::CommandContext, code: &str) -> bool {
 /// Code whose completion makes rust-analyzer do, during warm-up, what the learner's first
 /// `let` would otherwise wait for: load the std sources' crate graph and infer a type
 /// through std's traits (about 2 s on 2 cores). A look-up only: evcxr keeps no state.
-const WARM_ANALYSIS: &str =
+pub(super) const WARM_ANALYSIS: &str =
     "let rustmeter_warm = std::collections::HashMap::<String, Vec<u8>>::new();\nrustmeter_warm.le";
 
 /// The same after hidden warm-up cells, which declare tokio: its crate graph too.
 pub(super) const WARM_ANALYSIS_TOKIO: &str =
     "let rustmeter_warm = tokio::sync::mpsc::channel::<u8>(1);\nrustmeter_warm.0.se";
-
-pub(super) fn warm_analysis(context: &mut evcxr::CommandContext, code: &str) {
-    let started = std::time::Instant::now();
-    let _ = super::lookups::complete(context, code, code.chars().count());
-    crate::log::debug(&format!(
-        "rust-analyzer warmed in {:.2} s",
-        started.elapsed().as_secs_f64()
-    ));
-}

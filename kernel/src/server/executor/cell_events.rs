@@ -165,7 +165,7 @@ async fn on_event(
 ) {
     let parent = run.cell.parent;
     match event {
-        CellEvent::Started { child_pid } => {
+        CellEvent::Started { child_pid, warm_up } => {
             let sample = run.cell.footer != FooterChoice::Off;
             let seen = kernel
                 .runtime_seen
@@ -176,7 +176,7 @@ async fn on_event(
             let runtime_page = sample.then(|| {
                 RuntimePage::new(&kernel.engine.telemetry_dir(), child_pid).with_seen(seen)
             });
-            run.meter.started(child_pid, runtime_page);
+            run.meter.started(child_pid, runtime_page, warm_up);
             // Builds before this were the kernel's warm-up (the cell's queue time).
             if let Some(build) = output.build.as_mut() {
                 build.tracker.poll();

@@ -265,7 +265,7 @@ async fn run_cell(
 ) -> CellOutcome {
     match answer_commands(kernel, run) {
         AfterCommands::Done(outcome) => {
-            run.meter.started(0, None);
+            run.meter.started(0, None, None);
             run.cell.footer = FooterChoice::Off;
             run.only_commands = true;
             outcome

@@ -80,8 +80,19 @@ pub fn text_line(t: &CellTelemetry) -> String {
     if t.compile_ms >= 100.0 && t.ran() {
         parts.push(format!("compile {}", seconds(t.compile_ms)));
     }
-    if t.queue_ms >= 250.0 {
-        parts.push(format!("waited {} before starting", seconds(t.queue_ms)));
+    // The kernel's start-up is named: a learner reads a bare wait as their code's.
+    let warm_up_ms = t.warm_up.as_ref().map_or(0.0, |w| w.waited_ms);
+    if warm_up_ms >= 250.0 {
+        parts.push(format!(
+            "waited {} for the kernel to warm up",
+            seconds(warm_up_ms)
+        ));
+    }
+    if t.queue_ms - warm_up_ms >= 250.0 {
+        parts.push(format!(
+            "waited {} before starting",
+            seconds(t.queue_ms - warm_up_ms)
+        ));
     }
     if let Some(label) = &t.label {
         parts.push(format!("“{label}”"));
@@ -239,6 +250,26 @@ mod tests {
             line,
             "✓ ran 0.30 s │ CPU 0.50 cores (0.15 s) │ threads 4 ▸ 1,004 max ▸ 4 │ memory 31 MB, peak +9.1 MB │ compile 0.50 s"
         );
+    }
+
+    #[test]
+    fn a_wait_for_the_warm_up_is_named_apart_from_other_waits() {
+        let mut t = CellTelemetry::not_run(CellStatus::Ok, 4500.0, 200.0, 300.0);
+        t.warm_up = Some(crate::telemetry::WarmUpWait {
+            waited_ms: 4200.0,
+            steps: vec![("evcxr_start".into(), 3900.0), ("prelude".into(), 500.0)],
+        });
+        let line = text_line(&t);
+        assert!(
+            line.ends_with(
+                "│ waited 4.20 s for the kernel to warm up │ waited 0.30 s before starting"
+            ),
+            "{line}"
+        );
+        t.queue_ms = 4200.0;
+        assert!(!text_line(&t).contains("before starting"));
+        t.warm_up = None;
+        assert!(text_line(&t).ends_with("│ waited 4.20 s before starting"));
     }
 
     #[test]
