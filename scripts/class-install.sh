@@ -12,6 +12,10 @@
 #                         index and sources that prewarm downloaded, used offline
 #   DIR/cache             the shared, read-only dependency cache tier (compiled crates)
 #   DIR/share/jupyter     the kernelspec, unless --prefix/--user/--sys-prefix says otherwise
+#   DIR/python            rustmeter_login_spare, the learners' servers' extension that warms
+#                         one kernel per learner at login (scripts/rustmeter_login_spare.py)
+#   DIR/etc/jupyter       jupyter_server_config.d/ enabling it (the class hub puts DIR/python
+#                         on PYTHONPATH and DIR/etc/jupyter on JUPYTER_CONFIG_PATH)
 #
 # The kernelspec's environment puts DIR/toolchain/bin first on PATH, sets CARGO_HOME,
 # CARGO_NET_OFFLINE=true (a class never waits on crates.io; a crate that was not prewarmed
@@ -62,19 +66,26 @@ class_prepare() {
         "CARGO_HOME=$dir/cargo"
         "CARGO_NET_OFFLINE=true"
     )
-    # A warm spare costs each learner about 0.5 GB while it waits; a class sizes memory
-    # for the kernels in use (docs/classroom.md). --env RUSTMETER_SPARE=1 keeps them.
+    # One warm kernel per learner, started by their server at login (rustmeter_login_spare)
+    # and never by a launch: a learner holds at most one idle kernel (about 0.5 GB, sized
+    # in docs/classroom.md). --no-spare (RUSTMETER_SPARE=0) turns that off too.
     case " ${extra_env[*]} " in
-        *" RUSTMETER_SPARE="*) ;;
-        *) extra_env+=("RUSTMETER_SPARE=0") ;;
+        *" RUSTMETER_SPARE_START="*) ;;
+        *) extra_env+=("RUSTMETER_SPARE_START=login") ;;
     esac
+    mkdir -p "$dir/python" "$dir/etc/jupyter/jupyter_server_config.d" || die "--class: cannot create folders in $dir"
+    install -m 0644 "$ROOT/scripts/rustmeter_login_spare.py" "$dir/python/rustmeter_login_spare.py" \
+        || die "--class: cannot install the login extension in $dir/python"
+    install -m 0644 "$ROOT/scripts/rustmeter-login-spare.json" \
+        "$dir/etc/jupyter/jupyter_server_config.d/rustmeter-login-spare.json" \
+        || die "--class: cannot enable the login extension in $dir/etc/jupyter"
 }
 
 # class_finish DIR: after prewarm, everything in DIR readable by all and writable by none
 # but its owner (the shared cache tier trusts nothing else).
 class_finish() {
     local dir="$1"
-    chmod -R a+rX,go-w "$dir/bin" "$dir/cargo" "$dir/cache" || die "--class: cannot set permissions in $dir"
+    chmod -R a+rX,go-w "$dir/bin" "$dir/cargo" "$dir/cache" "$dir/python" "$dir/etc" || die "--class: cannot set permissions in $dir"
     chmod a+rX,go-w "$dir" "$dir/toolchain"
     [[ -d "$dir/cargo/registry" ]] \
         || warn "$dir/cargo has no crate registry: prewarm did not download the crates, so ':dep' will fail offline"

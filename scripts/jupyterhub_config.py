@@ -54,7 +54,13 @@ c.JupyterHub.spawner_class = "localprocess"  # each learner as their own user
 # The single-user server comes from the Python that runs the hub (class-hub.sh's), and
 # finds the class kernelspec through JUPYTER_PATH (install.sh --class puts it in DIR/share).
 c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
-c.Spawner.environment = {"JUPYTER_PATH": str(class_dir / "share" / "jupyter")}
+# The login extension (rustmeter_login_spare) warms one kernel per learner as their server
+# starts; install.sh --class put it in DIR/python and its switch in DIR/etc/jupyter.
+c.Spawner.environment = {
+    "JUPYTER_PATH": str(class_dir / "share" / "jupyter"),
+    "JUPYTER_CONFIG_PATH": str(class_dir / "etc" / "jupyter"),
+    "PYTHONPATH": str(class_dir / "python"),
+}
 c.Spawner.default_url = "/lab"
 
 

@@ -7,6 +7,11 @@ with configurable-http-proxy, the dummy authenticator and the default LocalProce
 so each learner's server and kernels run as that learner. The test talks to it like a
 browser: hub REST API for tokens and servers, each server's kernels REST and websocket.
 
+Class mode warms one kernel per learner from login (the servers' rustmeter_login_spare
+extension): the test waits for each learner's warm kernel, prints the memory a logged-in
+learner holds before opening anything, checks that each learner's first kernel is the warm
+one and prints each learner's time from launch to the first result.
+
 Checks: every cell finishes without error and has its telemetry footer; the demo
 servers got different ports; no learner compiled a crate the shared cache holds (tokio
 comes from it); a learner's token is refused by another's server, and a learner's uid
@@ -41,7 +46,16 @@ import pytest
 import requests
 import websocket
 
-from hub_client import CellRun, Hub, LearnerKernel, MachineSampler, channels, cpu_seconds
+from hub_client import (
+    CellRun,
+    Hub,
+    LearnerKernel,
+    MachineSampler,
+    channels,
+    cpu_seconds,
+    processes,
+    proportional_set_size,
+)
 from kernel_helpers import NOTEBOOKS, ROOT
 
 sys.path.insert(0, str(NOTEBOOKS))
@@ -56,6 +70,9 @@ SKIPPED_TAGS = {"raises-exception", "exercise", "self-check"}
 # The last cells show the caps in force and ask each learner's demo server for its address.
 LIMITS_PROBE = ":limits"
 PORT_PROBE = 'println!("demo port {}", server.addr.port());'
+# Each learner's first cell, sent as soon as their first kernel answers.
+FIRST_LET = "let warm_from_login: u64 = 40 + 2;\nwarm_from_login"
+SPARE_READY_TIMEOUT = 420  # s: five spares warming at once on 2 cores
 # The class's caps (docs/classroom.md): the threads notebook needs 10,000 threads.
 CLASS_CAPS = ["--memory-limit", "2G", "--thread-limit", "12000"]
 
@@ -159,12 +176,32 @@ def test_class_hub_script_names_what_is_wrong() -> None:
     assert subprocess.run(["id", "Bad Name"], capture_output=True).returncode != 0
 
 
+def spares_folders(user: str) -> list[Path]:
+    """Where a learner's warm spares live: the runtime folder's, else the cache's."""
+    entry = pwd.getpwnam(user)
+    return [Path(f"/run/user/{entry.pw_uid}/rustmeter/spares"), Path(entry.pw_dir) / ".cache/rustmeter/run/spares"]
+
+
+def spare_ready(user: str) -> bool:
+    return any(list(folder.glob("*.sock")) for folder in spares_folders(user) if folder.is_dir())
+
+
+def served_by_spare(user: str) -> bool:
+    """A launcher stays as the proxy of the spare that serves it, and says so in a file."""
+    return any(list(folder.glob("proxy-*")) for folder in spares_folders(user) if folder.is_dir())
+
+
 def learner_run(hub_url: str, user: str, token: str, cells: list[CellRun], barrier: threading.Barrier,
                 results: dict) -> None:
     kernel = LearnerKernel(hub_url, user, token)
     try:
         results[user] = {"kernel": kernel, "cells": cells}
+        launched = time.monotonic()
         kernel.start()
+        first = kernel.execute(CellRun(FIRST_LET, ["first-let"]), CELL_TIMEOUT)
+        results[user]["first_result_s"] = time.monotonic() - launched
+        results[user]["first_cell"] = first
+        results[user]["served_by_spare"] = served_by_spare(user)
         barrier.wait(timeout=600)
         started = time.monotonic()
         for cell in cells:
@@ -187,6 +224,7 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
         hub.start_server(name)
     for name in LEARNERS:
         hub.wait_ready(name, 300)
+    warm = warm_kernels_from_login(uids)
 
     barrier = threading.Barrier(len(LEARNERS) + 1)
     results: dict[str, dict] = {}
@@ -207,6 +245,12 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
     try:
         failures = {n: r["failure"] for n, r in results.items() if "failure" in r}
         assert not failures, f"learners failed: {failures}"
+        for name in LEARNERS:
+            first = results[name]["first_cell"]
+            said = "".join(o.get("data", {}).get("text/plain", "") for o in first.outputs)
+            assert first.status == "ok" and "42" in said, f"{name}'s first cell: {first.status} {first.outputs}"
+        cold = [name for name in LEARNERS if not results[name]["served_by_spare"]]
+        assert not cold, f"the first kernel of {cold} was not the warm one started at login"
         total_s = max(r["end"] for r in results.values()) - started
 
         problems = []
@@ -228,13 +272,32 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
         compiled = check_shared_cache_hits()
         check_isolation(hub, tokens, results)
         report = figures(setup_s, total_s, results, sampler, idle_used, cpu_used, compiled,
-                         len(results[LEARNERS[0]]["cells"]))
+                         len(results[LEARNERS[0]]["cells"]), warm)
         with capsys.disabled():
             print("\n" + report)
     finally:
         for r in results.values():
             if "kernel" in r:
                 r["kernel"].close()
+
+
+def warm_kernels_from_login(uids: dict[str, int]) -> dict:
+    """Waits until every learner's server has warmed its learner's kernel (nobody opened a
+    notebook yet); returns how long that took after the servers were up, and the memory
+    (PSS) each learner's processes hold then: server and warm kernel."""
+    started = time.monotonic()
+    deadline = started + SPARE_READY_TIMEOUT
+    waiting = set(LEARNERS)
+    while waiting and time.monotonic() < deadline:
+        waiting = {name for name in waiting if not spare_ready(name)}
+        time.sleep(1)
+    assert not waiting, f"no warm kernel from login for {sorted(waiting)} in {SPARE_READY_TIMEOUT} s"
+    seconds = time.monotonic() - started
+    held = {name: 0 for name in LEARNERS}
+    for pid, uid in processes(set(uids.values())):
+        name = next(n for n, u in uids.items() if u == uid)
+        held[name] += proportional_set_size(pid)
+    return {"seconds": seconds, "held": held}
 
 
 def check_caps_enforced(results: dict) -> None:
@@ -364,7 +427,7 @@ def owns_file(proc: Path, connection: Path) -> bool:
 
 
 def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampler, idle_used: int,
-            cpu_used: dict[str, float], compiled: dict, n_cells: int) -> str:
+            cpu_used: dict[str, float], compiled: dict, n_cells: int, warm: dict) -> str:
     """The figures, and the sizing table from the learners' own share: their processes'
     peak memory (PSS) and CPU time. The machine-wide figures include whatever else runs."""
     n = len(LEARNERS)
@@ -381,6 +444,11 @@ def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampl
         f"class hub figures ({n} learners, {n_cells} cells of {NOTEBOOK.name} each, started together;"
         f" machine: {cores} cores, {total_gb:.0f} GB RAM)",
         f"  setup (class-hub.sh setup, warm): {setup_s:.0f} s",
+        f"  warm kernel per learner from login: all {n} warm {warm['seconds']:.0f} s after their servers were up;"
+        " memory held per logged-in learner before opening anything (server + warm kernel, PSS): "
+        + ", ".join(f"{warm['held'][name] / mb:.0f}" for name in LEARNERS) + " MB",
+        "  launch → first result of the first notebook (a `let`), per learner: "
+        + ", ".join(f"{name} {results[name]['first_result_s']:.2f} s" for name in LEARNERS),
         f"  all {n} finished in {total_s:.0f} s; wall time per learner: "
         + ", ".join(f"{name} {results[name]['wall_s']:.0f} s" for name in LEARNERS),
         f"  machine memory used: {idle_used / gb:.2f} GB before the servers started, peak {peak_used / gb:.2f} GB",

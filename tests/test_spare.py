@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from kernel_helpers import KERNEL_NAME, STARTUP_TIMEOUT, pid_alive, result_data, run_cell, stream_text
+from kernel_helpers import (
+    KERNEL_NAME,
+    STARTUP_TIMEOUT,
+    describe,
+    kernel_binary,
+    pid_alive,
+    result_data,
+    run_cell,
+    stream_text,
+)
 
 SPARE_READY_TIMEOUT = 300  # s: a spare waits 4 s, then for a free core, then warms (~15 s)
 CANONICAL_DEP = ':dep tokio = { version = "1", features = ["full"] }'
@@ -198,26 +207,63 @@ def test_jupyter_console_served_by_a_spare_shows_no_kernel_log(spares):
     assert "Compiling itoa v1.0.9" in build_log, f"no cargo lines:\n{build_log}"
 
 
-def test_another_folder_or_environment_is_not_served_and_replaces_the_spare(spares, tmp_path):
-    first = spares.seed()
-
+def test_a_launch_from_another_folder_is_served_in_that_folder(spares, tmp_path):
+    spare = spares.seed()
     other = tmp_path / "elsewhere"
     other.mkdir()
-    seen = {first}
-    for env, cwd in ((None, other), ({**spares.env, "RUSTMETER_CELL_TIMEOUT": "1m"}, None)):
-        km, kc = spares.launch(env=env, cwd=cwd)
-        try:
-            assert spares.served_by(km.provisioner.process.pid) is None
-            reply, iopub = run_cell(kc, "std::env::current_dir().unwrap().display().to_string()")
-            assert str(cwd or spares.folder) in value(iopub)
-            # At most one waiting spare per user: the unmatched one is replaced by one
-            # for this launch's folder and settings.
-            wait_until(lambda: not any(pid_alive(p) for p in seen), 30, "the unmatched spare to stop")
-            seen.update(wait_until(lambda: [p for p in spares.announced() if pid_alive(p)], 30,
-                                   "a spare for the new folder or settings"))
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
+    (other / "data.txt").write_text("from the notebook's folder")
+    km, kc = spares.launch(cwd=other)
+    try:
+        assert spares.served_by(km.provisioner.process.pid) == spare, "a launch from another folder was not served"
+        # Cells, a relative path and the kernel's own folder are the launch's, as in a
+        # kernel started there.
+        reply, iopub = run_cell(kc, 'std::fs::read_to_string("data.txt").unwrap()')
+        assert "from the notebook's folder" in value(iopub), describe(iopub)
+        reply, iopub = run_cell(kc, "std::env::current_dir().unwrap().display().to_string()")
+        assert value(iopub).strip('"') == str(other), describe(iopub)
+        assert Path(os.readlink(f"/proc/{spare}/cwd")) == other
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_other_settings_are_not_served_and_replace_the_spare(spares):
+    first = spares.seed()
+    km, kc = spares.launch(env={**spares.env, "RUSTMETER_CELL_TIMEOUT": "1m"})
+    try:
+        assert spares.served_by(km.provisioner.process.pid) is None
+        # At most one waiting spare per user: the unmatched one is replaced by one for
+        # this launch's settings.
+        wait_until(lambda: not pid_alive(first), 30, "the unmatched spare to stop")
+        wait_until(lambda: [p for p in spares.announced() if pid_alive(p) and p != first], 30,
+                   "a spare for the new settings")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_spares_start_at_login_serve_one_launch_and_launches_start_none(spares):
+    """Class mode (RUSTMETER_SPARE_START=login): `rustmeter spares start`, as the learner's
+    Jupyter server runs it at login, warms one kernel; the first launch takes it and no
+    launch starts another, so a learner never holds two idle kernels."""
+    spares.env["RUSTMETER_SPARE_START"] = "login"
+    started = subprocess.run([kernel_binary(), "spares", "start"], env=spares.env, cwd=spares.folder,
+                             capture_output=True, text=True, timeout=30)
+    assert started.returncode == 0, started.stderr
+    spare = spares.wait_ready()
+    km, kc = spares.launch()
+    try:
+        assert spares.served_by(km.provisioner.process.pid) == spare
+        run_cell(kc, "1")
+        time.sleep(8)  # longer than a spare's start delay: none may appear
+        assert [p for p in spares.announced() if pid_alive(p)] == [], "a launch started a spare in login mode"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    again = subprocess.run([kernel_binary(), "spares", "start"], env=spares.env, cwd=spares.folder,
+                           capture_output=True, text=True, timeout=30)
+    assert again.returncode == 0, again.stderr
+    assert spares.wait_ready() != spare, "after the kernel ended, `spares start` warms a new one"
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])

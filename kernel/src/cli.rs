@@ -114,6 +114,9 @@ pub struct DemoServerArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SparesAction {
+    /// Start a warm spare for a kernel launched with this environment (unless one warms
+    /// or waits already); for a class, run by the learner's Jupyter server at login.
+    Start,
     /// Stop this user's warm spare kernels.
     Stop,
 }

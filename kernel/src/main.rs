@@ -56,6 +56,16 @@ fn run(cli: Cli) -> Result<(), String> {
             rustmeter_kernel::spare::run_spare(&key).map_err(|e| format!("{e:#}"))
         }
         Command::Spares {
+            action: SparesAction::Start,
+        } => {
+            if rustmeter_kernel::spare::start_for_this_environment().map_err(|e| e.to_string())? {
+                println!("a warm spare kernel is starting (or already warm)");
+            } else {
+                println!("warm spares are off (RUSTMETER_SPARE): none started");
+            }
+            Ok(())
+        }
+        Command::Spares {
             action: SparesAction::Stop,
         } => {
             let n = rustmeter_kernel::spare::stop_all();

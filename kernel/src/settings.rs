@@ -191,6 +191,12 @@ pub const SPARE: Setting = setting(
     "on",
     "warm spare kernels: each launch starts one warmed-up kernel for the next launch",
 );
+pub const SPARE_START: Setting = setting(
+    "RUSTMETER_SPARE_START",
+    Kind::Word(&["launch", "login"]),
+    "launch",
+    "who starts warm spares: launch = each kernel launch, for the next one; login = only `rustmeter spares start`, which the class's Jupyter server runs when a learner logs in and when their last kernel ends, so a learner never holds two idle kernels",
+);
 pub const SPARE_IDLE: Setting = setting(
     "RUSTMETER_SPARE_IDLE",
     Kind::Duration { off: false },
@@ -301,7 +307,7 @@ pub const DEP_CACHE_TIER: Setting = internal(
 );
 
 /// Every `RUSTMETER_*` variable rustmeter reads or sets, settings first.
-pub const ALL: [&Setting; 32] = [
+pub const ALL: [&Setting; 33] = [
     &TELEMETRY,
     &SHARED_DEPS,
     &CELL_TIMEOUT,
@@ -315,6 +321,7 @@ pub const ALL: [&Setting; 32] = [
     &SHARED_CACHE,
     &CACHE_MAX,
     &SPARE,
+    &SPARE_START,
     &SPARE_IDLE,
     &STALL_MS,
     &LOG,

@@ -29,7 +29,9 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
         .and_then(Result::ok);
     if let Some(key) = &spare_key {
         if let Some(claimed) = crate::spare::claim(key, &connection_file) {
-            crate::spare::ensure(key);
+            if crate::spare::started_by_launches() {
+                crate::spare::ensure(key);
+            }
             if let Some(launcher) = launcher {
                 // The proxy's exit closes the link: the spare then shuts down as a kernel.
                 crate::launcher::watch(launcher, move || {
@@ -81,7 +83,7 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
         }
         // The spare for the next launch warms up once this kernel has (and its first
         // cells ran), not alongside.
-        if let Some(key) = spare_key {
+        if let Some(key) = spare_key.filter(|_| crate::spare::started_by_launches()) {
             engine.when_idle(move || crate::spare::ensure(&key));
         }
         serve(info, engine, events_rx).await

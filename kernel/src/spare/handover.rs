@@ -1,5 +1,5 @@
 //! The hand-over on the spare's Unix socket: the launcher sends one line of JSON (the
-//! connection file's absolute path, its pid) together with its stdin, stdout and stderr
+//! connection file's absolute path, its pid, its working folder) together with its stdin, stdout and stderr
 //! as `SCM_RIGHTS`; the spare answers `ok <pid>` or `error <why>`. After that the
 //! connection stays open as the link: either side closing it means the other is gone.
 //!
@@ -20,6 +20,10 @@ use std::path::PathBuf;
 pub struct Request {
     pub connection_file: PathBuf,
     pub launcher_pid: u32,
+    /// The launch's working folder (the notebook's): the spare moves itself and the
+    /// process that runs cells there.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
 }
 
 const MAX_REQUEST: usize = 64 * 1024;
@@ -118,11 +122,13 @@ mod tests {
         let request = Request {
             connection_file: "/tmp/kernel-x.json".into(),
             launcher_pid: 42,
+            cwd: Some("/home/learner/notebooks".into()),
         };
         send(&a, &request).unwrap();
         let (got, fds) = receive(&b).unwrap();
         assert_eq!(got.connection_file, request.connection_file);
         assert_eq!(got.launcher_pid, 42);
+        assert_eq!(got.cwd, request.cwd);
         assert_eq!(fds.len(), 3);
         for (number, fd) in fds.into_iter().enumerate() {
             use std::os::unix::fs::MetadataExt;

@@ -1,15 +1,17 @@
 //! Warm spare kernels: a kernel launch finds an already warmed-up kernel of the same
-//! user, program, folder and environment, hands it the connection file and its standard
-//! streams, and stays behind as a thin proxy (signals forwarded, exits when the spare
-//! does). Every launch then starts one spare for the next launch (a restart, the next
-//! notebook), so that launch's first cell finds evcxr, rust-analyzer and tokio ready.
+//! user, program and environment, hands it the connection file, its working folder and
+//! its standard streams, and stays behind as a thin proxy (signals forwarded, exits when
+//! the spare does). Every launch then starts one spare for the next launch (a restart,
+//! the next notebook), so that launch's first cell finds evcxr, rust-analyzer and tokio
+//! ready; with `RUSTMETER_SPARE_START=login` only `rustmeter spares start` does (a class:
+//! the learner's server at login).
 //!
 //! Owns the spare's identity (the key), its files under `<runtime base>/spares` and its
 //! life cycle; the hand-over wire format is `handover`, the launcher side `proxy`, the
 //! spare side `spare`. Knows the server only through [`crate::server::serve`].
 //!
 //! `RUSTMETER_SPARE=off` turns spares off; `RUSTMETER_SPARE_IDLE` (default `30m`) is how
-//! long an unclaimed spare waits before it exits (both read through `crate::settings`).
+//! long an unclaimed spare waits before it exits (all read through `crate::settings`).
 
 mod handover;
 pub mod pause;
@@ -31,6 +33,23 @@ pub fn enabled() -> bool {
     crate::settings::switch(&crate::settings::SPARE)
 }
 
+/// Each launch starts a spare for the next one, unless `RUSTMETER_SPARE_START=login`
+/// leaves that to `rustmeter spares start` (a class: one warm kernel per learner).
+pub fn started_by_launches() -> bool {
+    crate::settings::word(&crate::settings::SPARE_START) == "launch"
+}
+
+/// `rustmeter spares start`: a spare for a launch with this process's environment, unless
+/// one already warms or waits for it. Returns false when spares are off.
+pub fn start_for_this_environment() -> anyhow::Result<bool> {
+    if !enabled() {
+        return Ok(false);
+    }
+    note_launch_environment();
+    ensure(&current_key()?);
+    Ok(true)
+}
+
 /// How long an unclaimed spare lives; a bad value is reported and the default used.
 pub fn idle_limit() -> Duration {
     use crate::settings::SPARE_IDLE;
@@ -49,14 +68,14 @@ fn volatile(name: &str) -> bool {
 }
 
 /// What a spare must share with a launch to serve it: this program (path, size, time),
-/// the user, the working folder and every non-volatile environment variable. A served
-/// spare therefore behaves exactly as the launch's own kernel would have.
+/// the user and every non-volatile environment variable. A served spare therefore
+/// behaves exactly as the launch's own kernel would have; the working folder is not part
+/// of it (a notebook in any folder is served: the hand-over moves the spare there).
 pub fn current_key() -> std::io::Result<String> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let exe = std::env::current_exe()?;
     let meta = std::fs::metadata(&exe)?;
-    let cwd = std::env::current_dir()?;
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut feed = |bytes: &[u8]| {
         digest.update(bytes);
@@ -65,7 +84,6 @@ pub fn current_key() -> std::io::Result<String> {
     feed(exe.as_os_str().as_bytes());
     feed(format!("{} {} {}", meta.len(), meta.mtime(), meta.mtime_nsec()).as_bytes());
     feed(unsafe { libc::getuid() }.to_string().as_bytes());
-    feed(cwd.as_os_str().as_bytes());
     let mut vars: Vec<_> = std::env::vars_os()
         .filter(|(k, _)| !k.to_str().is_some_and(volatile))
         .collect();
@@ -157,8 +175,8 @@ pub fn ensure(key: &str) {
         Some(lock) => drop(lock),
         None => return,
     }
-    // One spare per user: a spare for another folder or other settings is most likely
-    // stale (the learner moved on), and each holds about 0.5 GB.
+    // One spare per user: a spare for other settings is most likely stale (the learner
+    // moved on), and each holds about 0.5 GB.
     for (other, pid) in spare_pids(&dir) {
         if other != key && is_spare(pid) {
             terminate(pid);

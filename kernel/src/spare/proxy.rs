@@ -49,6 +49,7 @@ pub fn claim(key: &str, connection_file: &Path) -> Option<Claimed> {
         let request = Request {
             connection_file: connection_file.clone(),
             launcher_pid: std::process::id(),
+            cwd: std::env::current_dir().ok(),
         };
         if handover::send(&link, &request).is_err() {
             continue;

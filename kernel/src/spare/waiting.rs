@@ -1,7 +1,7 @@
 //! The spare's side (`rustmeter spare --key K`): warm a kernel up without any client —
 //! evcxr, the prelude, rust-analyzer, and the tutorials' canonical dependency line — then
 //! wait on a Unix socket for one launch with the same key, take over its connection file
-//! and standard streams, and serve it as an ordinary kernel.
+//! and standard streams, move to its working folder, and serve it as an ordinary kernel.
 //!
 //! Owns the waiting and the take-over; the kernel itself is [`crate::server::serve`].
 
@@ -90,11 +90,20 @@ async fn warm_then_serve(
     .await?;
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(pid_file);
-    let Some((link, info, launcher)) = taken else {
+    let Some(Launch {
+        link,
+        info,
+        launcher,
+        cwd,
+    }) = taken
+    else {
         super::log("spare not claimed in time; exiting");
         engine.shutdown();
         return Ok(());
     };
+    if let Some(cwd) = cwd {
+        move_to(&cwd, &engine, &mut events).await;
+    }
     let stopper = engine.stopper();
     std::thread::Builder::new()
         .name("spare-link".into())
@@ -110,6 +119,35 @@ async fn warm_then_serve(
             crate::log::exit(0);
         })?;
     crate::server::serve(info, engine, events).await
+}
+
+/// The launch's working folder becomes this kernel's and its cell process's, before any
+/// cell of the launch runs: relative paths in cells mean the notebook's folder, as in
+/// the kernel the launch would have started. A folder that cannot be entered is logged
+/// and the spare's own kept.
+async fn move_to(
+    folder: &Path,
+    engine: &Engine,
+    events: &mut mpsc::UnboundedReceiver<EngineEvent>,
+) {
+    if std::env::current_dir().is_ok_and(|now| now == folder) {
+        return;
+    }
+    if let Err(e) = std::env::set_current_dir(folder) {
+        super::log(&format!("cannot move to the launch's folder: {e}"));
+        return;
+    }
+    // evcxr restarts a crashed cell process with this process's folder, now the launch's;
+    // the running one moves with a hidden cell.
+    let Some(text) = folder.to_str() else {
+        super::log("the launch's folder is not UTF-8: cells keep the spare's folder");
+        return;
+    };
+    let code = format!("{{ let _ = std::env::set_current_dir({text:?}); }}");
+    engine.execute(WARM_CELL, code, false);
+    if let Err(e) = finish_warm_cell(events).await {
+        super::log(&format!("cannot move cells to the launch's folder: {e}"));
+    }
 }
 
 async fn finish_warm_cell(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> Result<(), String> {
@@ -174,7 +212,7 @@ fn wait_for_launch(
     pid_file: &Path,
     lock: super::KeyLock,
     idle: Duration,
-) -> Option<(UnixStream, jupyter_protocol::ConnectionInfo, u32)> {
+) -> Option<Launch> {
     let temporary = socket.with_extension("sock.tmp");
     let _ = std::fs::remove_file(&temporary);
     let folder = std::fs::File::open(temporary.parent()?).ok()?;
@@ -205,19 +243,34 @@ fn wait_for_launch(
         let Ok((link, _)) = listener.accept() else {
             continue;
         };
-        if let Some((info, launcher)) = take_over(&link) {
+        if let Some((info, request)) = take_over(&link) {
             let _ = std::fs::remove_file(socket);
             let _ = std::fs::remove_file(pid_file);
             drop(lock);
             handover::write_reply(&link, Ok(std::process::id())).ok()?;
+            let launcher = request.launcher_pid;
             super::log(&format!("warm spare serving the launch of pid {launcher}"));
-            return Some((link, info, launcher));
+            return Some(Launch {
+                link,
+                info,
+                launcher,
+                cwd: request.cwd,
+            });
         }
     }
 }
 
+/// A launch this spare took over: the link to its launcher, its connection, the
+/// launcher's pid and working folder.
+struct Launch {
+    link: UnixStream,
+    info: jupyter_protocol::ConnectionInfo,
+    launcher: u32,
+    cwd: Option<std::path::PathBuf>,
+}
+
 /// Checks one hand-over; on success the launch's streams become this process's.
-fn take_over(link: &UnixStream) -> Option<(jupyter_protocol::ConnectionInfo, u32)> {
+fn take_over(link: &UnixStream) -> Option<(jupyter_protocol::ConnectionInfo, handover::Request)> {
     if handover::peer_uid(link) != Some(unsafe { libc::getuid() }) {
         return None;
     }
@@ -248,5 +301,5 @@ fn take_over(link: &UnixStream) -> Option<(jupyter_protocol::ConnectionInfo, u32
     if let Err(e) = fds[2].try_clone().and_then(crate::log::adopt_stderr) {
         crate::log::info(&format!("cannot take over the launcher's stderr: {e}"));
     }
-    Some((info, request.launcher_pid))
+    Some((info, request))
 }
