@@ -18,8 +18,8 @@
 #                         on PYTHONPATH and DIR/etc/jupyter on JUPYTER_CONFIG_PATH)
 #
 # The kernelspec's environment puts DIR/toolchain/bin first on PATH, sets CARGO_HOME,
-# CARGO_NET_OFFLINE=true (a class never waits on crates.io; a crate that was not prewarmed
-# fails at once with cargo's "offline" error) and RUSTMETER_SHARED_CACHE.
+# CARGO_NET_OFFLINE=true (a class never waits on crates.io; the kernel refuses `:dep` of a
+# crate that was never downloaded, naming the ones that were) and RUSTMETER_SHARED_CACHE.
 
 # class_prepare DIR: lays out DIR and sets BIN, rust_src, shared_cache, scope, extra_env
 # and CLASS_PREWARM_ENV (the environment prewarm must run with) for install.sh.

@@ -12,6 +12,7 @@ mod awaits;
 mod cell;
 pub mod diagnostics;
 pub mod interrupt;
+mod offline;
 mod prelude;
 pub(crate) mod process;
 mod pump;

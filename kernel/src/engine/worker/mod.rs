@@ -11,6 +11,7 @@ mod start;
 mod steps;
 
 use super::cell::{self, Session};
+use super::offline;
 use super::pump::PumpCommand;
 use super::time_limit::{self, TimeLimit};
 use super::{
@@ -177,9 +178,10 @@ impl Worker {
     ) -> CellOutcome {
         let planned = code
             .map_err(|e| report::command_error(&e))
-            .and_then(|code| {
-                cell::plan(&code, &self.session, &self.shim_root)
-                    .map_err(|message| report::message("command error", message))
+            .and_then(|code| match offline::refusal(&code) {
+                Some(refusal) => Err(report::message("dependency error", refusal)),
+                None => cell::plan(&code, &self.session, &self.shim_root)
+                    .map_err(|message| report::message("command error", message)),
             });
         match planned {
             Err(error) => CellOutcome::Error(error),
