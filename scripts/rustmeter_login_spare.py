@@ -19,6 +19,7 @@ serves a launch with the same environment), and it lives and ends with that serv
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import subprocess
 import threading
@@ -85,11 +86,7 @@ def _load_jupyter_server_extension(serverapp):
     checker = PeriodicCallback(spare.start_unless_in_use, CHECK_SECONDS * 1000)
     checker.start()
     spare.checker = checker
+    # jupyter_server calls no unload hook for a plain extension module: the spare stops
+    # when the server's process exits (logout, culling: a SIGTERM it handles).
+    atexit.register(spare.run, "stop")
     serverapp.log.info("rustmeter: a warm kernel is starting for this learner")
-
-
-def _unload_jupyter_server_extension(serverapp):
-    spare = getattr(serverapp, "rustmeter_login_spare", None)
-    if spare is not None:
-        spare.checker.stop()
-        spare.run("stop")

@@ -69,7 +69,6 @@ def test_a_cell_sent_at_launch_runs_and_its_footer_names_the_warm_up(rustmeter_i
         assert "analysis" not in steps, f"rust-analyzer's first analysis ran before a waiting cell: {steps}"
         waited = warm_up["waited_ms"]
         assert 0 < waited <= telemetry["queue_ms"] + 1e-6, (waited, telemetry["queue_ms"])
-        assert waited <= sum(steps.values()) + 1e-6, (waited, steps)
 
         # The footer's words carry the telemetry's figure, not a bare "waited".
         named = re.search(r"waited ([\d.]+) s for the kernel to warm up", text)
@@ -94,12 +93,15 @@ def test_cells_run_when_the_build_folder_and_the_toolchain_share_a_parent(rustme
     # evcxr gives each cell's library a relative search path one folder too deep: harmless
     # when the path climbs past `/`, fatal (`dlopen failed`) when it stops short.
     sysroot = Path(subprocess.check_output(["rustc", "--print", "sysroot"], text=True).strip())
+    if len(sysroot.parents) < 3 or sysroot.parent.name != "toolchains":
+        pytest.skip(f"the toolchain {sysroot} is not a rustup toolchain")
     shared = sysroot.parents[2]  # <rustup home>/toolchains/<toolchain> -> beside the rustup home
     if not os.access(shared, os.W_OK):
         pytest.skip(f"cannot make a cache folder beside the toolchain in {shared}")
     cache = tempfile.mkdtemp(prefix=".rustmeter-test-cache-", dir=shared)
     try:
-        with fresh_kernel(RUSTMETER_CACHE_DIR=cache) as kc:
+        # Both folders there: the kernel's build folder is under its runtime folder.
+        with fresh_kernel(RUSTMETER_CACHE_DIR=cache, RUSTMETER_RUNTIME_DIR=os.path.join(cache, "run")) as kc:
             reply, iopub = run_cell(kc, 'println!("beside the toolchain");')
             assert reply["content"]["status"] == "ok", reply["content"]
             assert stream_text(iopub) == "beside the toolchain\n"

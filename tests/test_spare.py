@@ -21,7 +21,6 @@ from kernel_helpers import (
     KERNEL_NAME,
     STARTUP_TIMEOUT,
     describe,
-    kernel_binary,
     pid_alive,
     result_data,
     run_cell,
@@ -246,8 +245,13 @@ def test_spares_start_at_login_serve_one_launch_and_launches_start_none(spares):
     """Class mode (RUSTMETER_SPARE_START=login): `rustmeter spares start`, as the learner's
     Jupyter server runs it at login, warms one kernel; the first launch takes it and no
     launch starts another, so a learner never holds two idle kernels."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
     spares.env["RUSTMETER_SPARE_START"] = "login"
-    started = subprocess.run([kernel_binary(), "spares", "start"], env=spares.env, cwd=spares.folder,
+    # As the login extension runs it: the kernelspec's program and environment.
+    spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    binary, env = spec.argv[0], {**spares.env, **spec.env}
+    started = subprocess.run([binary, "spares", "start"], env=env, cwd=spares.folder,
                              capture_output=True, text=True, timeout=30)
     assert started.returncode == 0, started.stderr
     spare = spares.wait_ready()
@@ -260,10 +264,34 @@ def test_spares_start_at_login_serve_one_launch_and_launches_start_none(spares):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    again = subprocess.run([kernel_binary(), "spares", "start"], env=spares.env, cwd=spares.folder,
+    again = subprocess.run([binary, "spares", "start"], env=env, cwd=spares.folder,
                            capture_output=True, text=True, timeout=30)
     assert again.returncode == 0, again.stderr
     assert spares.wait_ready() != spare, "after the kernel ended, `spares start` warms a new one"
+
+
+def test_a_launch_before_the_login_spare_is_warm_stops_it(spares):
+    """Login mode: a learner who opens a notebook before their warm kernel is ready gets a
+    kernel of its own, and the spare stops instead of idling beside it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spares.env["RUSTMETER_SPARE_START"] = "login"
+    spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    env = {**spares.env, **spec.env}
+    started = subprocess.run([spec.argv[0], "spares", "start"], env=env, cwd=spares.folder,
+                             capture_output=True, text=True, timeout=30)
+    assert started.returncode == 0, started.stderr
+    warming = wait_until(lambda: [p for p in spares.announced() if pid_alive(p)], 30, "the login spare to start")
+    assert not spares.ready(), "the spare must still be warming (it waits 4 s before it starts)"
+    km, kc = spares.launch()
+    try:
+        assert spares.served_by(km.provisioner.process.pid) is None
+        wait_until(lambda: not any(pid_alive(p) for p in warming), 30, "the warming login spare to stop")
+        reply, iopub = run_cell(kc, "1 + 1")
+        assert value(iopub) == "2"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])

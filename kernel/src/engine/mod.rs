@@ -40,6 +40,11 @@ pub type CellId = u64;
 /// rust-analyzer warm-up over the new dependencies.
 pub const WARM_CELL: CellId = CellId::MAX;
 
+/// The id of the hidden cell that moves a warm spare's cell process to the folder of the
+/// launch it serves; like [`WARM_CELL`] it leaves limit warnings for the learner's first
+/// cell, but no analysis follows it.
+pub const MOVE_CELL: CellId = CellId::MAX - 1;
+
 /// How long a completion or inspection waits for evcxr to finish starting. Alone it
 /// takes 2–5 s here, rust-analyzer's warm-up included, but with seven kernels starting
 /// at once on 2 cores one took over 10 s; JupyterLab's completer waits for the reply

@@ -10,17 +10,27 @@ use std::path::{Path, PathBuf};
 
 /// The refusal for the first `:dep` in `cell` that offline cargo cannot satisfy, if any.
 pub fn refusal(cell: &Cell) -> Option<String> {
-    if !offline() {
+    let deps: Vec<&str> = cell
+        .lines
+        .iter()
+        .filter_map(|line| match &line.kind {
+            LineKind::Command(Command::Engine(EngineCommand::Dep(args))) => Some(args.as_str()),
+            _ => None,
+        })
+        .collect();
+    if deps.is_empty() || !offline() {
         return None;
     }
     let registry = cargo_home()?.join("registry").join("cache");
     let downloaded = downloaded_crates(&registry);
-    cell.lines.iter().find_map(|line| match &line.kind {
-        LineKind::Command(Command::Engine(EngineCommand::Dep(args))) => {
-            unavailable(args, &downloaded).map(|name| message(&name, &downloaded))
-        }
-        _ => None,
-    })
+    // No downloaded crate at all: the crates come from elsewhere (vendored sources, a
+    // local registry), which only cargo can judge.
+    if downloaded.is_empty() {
+        return None;
+    }
+    deps.iter()
+        .find_map(|args| unavailable(args, &downloaded))
+        .map(|name| message(&name, &downloaded))
 }
 
 /// cargo's own switch, as cargo reads it.
@@ -40,17 +50,28 @@ fn unavailable(args: &str, downloaded: &BTreeSet<String>) -> Option<String> {
     let (name, spec) = args
         .split_once('=')
         .map_or((args.trim(), ""), |(n, s)| (n.trim(), s.trim()));
-    // Shared crates (tokio, rayon) are rustmeter's own shims over prewarmed crates.
+    // Shared crates (tokio, rayon) are rustmeter's own shims over prewarmed crates;
+    // another registry is cargo's to judge.
     if name.is_empty()
         || spec.contains("path")
         || spec.contains("git")
+        || spec.contains("registry")
         || super::shims::find(name).is_some()
     {
         return None;
     }
+    // `alias = { package = "real-name", ... }` depends on real-name.
+    let package = package_of(spec).unwrap_or(name);
     // crates.io treats `-` and `_` in names as the same crate.
-    let wanted = name.replace('_', "-");
-    (!downloaded.contains(&wanted)).then(|| name.to_string())
+    let wanted = package.replace('_', "-");
+    (!downloaded.contains(&wanted)).then(|| package.to_string())
+}
+
+/// The `package = "NAME"` of an inline-table spec.
+fn package_of(spec: &str) -> Option<&str> {
+    let after = spec.split_once("package")?.1.trim_start();
+    let quoted = after.strip_prefix('=')?.trim_start().strip_prefix('"')?;
+    quoted.split_once('"').map(|(name, _)| name.trim())
 }
 
 /// Names (with `-` for `_`) of the crates whose `.crate` file cargo downloaded into
@@ -137,5 +158,9 @@ mod tests {
             unavailable("theirs = { git = \"https://x\" }", &downloaded),
             None
         );
+        let renamed = "rc = { package = \"rayon\", version = \"1\" }";
+        assert_eq!(unavailable(renamed, &downloaded), None);
+        let renamed = "r = { version = \"0.8\", package = \"rand\" }";
+        assert_eq!(unavailable(renamed, &downloaded), Some("rand".into()));
     }
 }

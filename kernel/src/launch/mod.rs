@@ -44,6 +44,11 @@ pub fn run_kernel(connection_file: PathBuf) -> anyhow::Result<()> {
             }
             claimed.serve_as_proxy();
         }
+        if !crate::spare::started_by_launches() {
+            // A launch before the login spare was warm starts its own kernel: the spare
+            // would only wait beside it, a second idle kernel for this learner.
+            crate::spare::stop_all();
+        }
     }
     let text = std::fs::read_to_string(&connection_file)
         .with_context(|| format!("cannot read connection file {}", connection_file.display()))?;

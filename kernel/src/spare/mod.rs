@@ -70,7 +70,8 @@ fn volatile(name: &str) -> bool {
 /// What a spare must share with a launch to serve it: this program (path, size, time),
 /// the user and every non-volatile environment variable. A served spare therefore
 /// behaves exactly as the launch's own kernel would have; the working folder is not part
-/// of it (a notebook in any folder is served: the hand-over moves the spare there).
+/// of it (a notebook in any folder is served: the hand-over moves the spare there), but
+/// its `evcxr.toml` is, since evcxr reads that file once, when it starts.
 pub fn current_key() -> std::io::Result<String> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
@@ -84,6 +85,10 @@ pub fn current_key() -> std::io::Result<String> {
     feed(exe.as_os_str().as_bytes());
     feed(format!("{} {} {}", meta.len(), meta.mtime(), meta.mtime_nsec()).as_bytes());
     feed(unsafe { libc::getuid() }.to_string().as_bytes());
+    match std::fs::read("evcxr.toml") {
+        Ok(config) => feed(&config),
+        Err(_) => feed(b"no evcxr.toml"),
+    }
     let mut vars: Vec<_> = std::env::vars_os()
         .filter(|(k, _)| !k.to_str().is_some_and(volatile))
         .collect();

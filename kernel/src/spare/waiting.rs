@@ -6,7 +6,7 @@
 //! Owns the waiting and the take-over; the kernel itself is [`crate::server::serve`].
 
 use super::handover;
-use crate::engine::{CellEvent, CellOutcome, Engine, EngineEvent, WARM_CELL};
+use crate::engine::{CellEvent, CellOutcome, Engine, EngineEvent, MOVE_CELL, WARM_CELL};
 use crate::server::ClassifyText;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -144,7 +144,7 @@ async fn move_to(
         return;
     };
     let code = format!("{{ let _ = std::env::set_current_dir({text:?}); }}");
-    engine.execute(WARM_CELL, code, false);
+    engine.execute(MOVE_CELL, code, false);
     if let Err(e) = finish_warm_cell(events).await {
         super::log(&format!("cannot move cells to the launch's folder: {e}"));
     }

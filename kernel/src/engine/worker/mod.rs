@@ -16,7 +16,7 @@ use super::pump::PumpCommand;
 use super::time_limit::{self, TimeLimit};
 use super::{
     report, CellEvent, CellId, CellOutcome, Control, EngineEvent, ErrorKind, Phase, ReadCell,
-    Request, WarmUp, WARM_CELL,
+    Request, WarmUp, MOVE_CELL, WARM_CELL,
 };
 use crate::workdir::WorkDir;
 use lookups::{complete, inspect};
@@ -24,6 +24,11 @@ use start::run_prelude;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// How long the engine must have had nothing to do before rust-analyzer's first analysis
+/// (about 2.6 s here) runs: a cell sent at launch, or the next cell of a "Run All", goes
+/// first.
+const ANALYSIS_AFTER_QUIET: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Lives on the engine thread.
 pub(super) struct Worker {
@@ -108,19 +113,22 @@ impl Worker {
         self.control.set_phase(Phase::Idle);
         let mut analysis_due = evcxr.is_some();
         loop {
-            let request = match requests.try_recv() {
+            // The server hands over one cell at a time: the next cell of a "Run All"
+            // arrives within milliseconds of the last one's end, and goes first.
+            use std::sync::mpsc::RecvTimeoutError;
+            let received = match analysis_due {
+                true => requests.recv_timeout(ANALYSIS_AFTER_QUIET),
+                false => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let request = match received {
                 Ok(request) => request,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                Err(std::sync::mpsc::TryRecvError::Empty) => {
-                    if let Some(e) = evcxr.as_mut().filter(|_| analysis_due) {
-                        analysis_due = false;
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    analysis_due = false;
+                    if let Some(e) = evcxr.as_mut() {
                         self.warm_analysis(&mut e.context, start::WARM_ANALYSIS);
-                        continue;
                     }
-                    match requests.recv() {
-                        Ok(request) => request,
-                        Err(_) => break,
-                    }
+                    continue;
                 }
             };
             self.serve(&mut evcxr, request);
@@ -262,7 +270,7 @@ impl Worker {
             },
         );
         let warnings = match cell {
-            WARM_CELL => Vec::new(),
+            WARM_CELL | MOVE_CELL => Vec::new(),
             _ => std::mem::take(&mut self.limit_warnings),
         };
         for warning in warnings {

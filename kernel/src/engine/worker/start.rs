@@ -25,7 +25,7 @@ impl Worker {
         let stall_ms = crate::settings::count(&crate::settings::STALL_MS);
         command.env(crate::settings::STALL_MS.name, stall_ms.to_string());
         command.env("RUSTMETER_LABELS_DIR", crate::workdir::labels_dir());
-        if let Some(path) = library_path_with_std() {
+        if let Some(path) = library_path_with_std(&self.workdir.evcxr_dir()) {
             command.env("LD_LIBRARY_PATH", path);
         }
         process::isolate(&mut command);
@@ -134,10 +134,13 @@ impl Worker {
 /// the path is one `..` too deep: harmless when it climbs past `/` (evcxr's default
 /// build folder under /tmp), but `dlopen failed` for every cell when the build folder
 /// and the toolchain share a parent, as `~/.cache/rustmeter` and `~/.rustup` do.
-fn library_path_with_std() -> Option<std::ffi::OsString> {
+/// Asked from `build_folder`, where evcxr runs cargo: a `rust-toolchain.toml` in the
+/// notebook's folder must not pick another toolchain than the one that builds the cells.
+fn library_path_with_std(build_folder: &std::path::Path) -> Option<std::ffi::OsString> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = std::process::Command::new(rustc)
         .args(["--print", "target-libdir"])
+        .current_dir(build_folder)
         .stderr(std::process::Stdio::null())
         .output()
         .ok()
@@ -145,7 +148,8 @@ fn library_path_with_std() -> Option<std::ffi::OsString> {
     let dir = String::from_utf8(output.stdout).ok()?;
     let mut folders = vec![std::path::PathBuf::from(dir.trim())];
     if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH") {
-        folders.extend(std::env::split_paths(&existing));
+        // An empty entry would make the loader search the working folder.
+        folders.extend(std::env::split_paths(&existing).filter(|p| !p.as_os_str().is_empty()));
     }
     std::env::join_paths(folders).ok()
 }
