@@ -103,8 +103,9 @@ impl Worker {
                 None
             }
         };
+        // The quiet log (info) keeps only the start line; RUSTMETER_LOG=debug adds this.
         if let Some(w) = &self.warm_up {
-            log(&format!(
+            crate::log::debug(&format!(
                 "evcxr ready in {:.2} s: {}",
                 w.ended.duration_since(w.began).as_secs_f64(),
                 w.describe()
