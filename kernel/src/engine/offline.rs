@@ -6,7 +6,7 @@
 
 use crate::commands::{Cell, Command, EngineCommand, LineKind};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The refusal for the first `:dep` in `cell` that offline cargo cannot satisfy, if any.
 pub fn refusal(cell: &Cell) -> Option<String> {
@@ -21,7 +21,9 @@ pub fn refusal(cell: &Cell) -> Option<String> {
     if deps.is_empty() || !offline() {
         return None;
     }
-    let registry = cargo_home()?.join("registry").join("cache");
+    // Where cargo keeps downloads, as the dependency cache's wrapper finds it.
+    let cargo_home = crate::depcache::key::Roots::from_env().cargo_home;
+    let registry = cargo_home.join("registry").join("cache");
     let downloaded = downloaded_crates(&registry);
     // No downloaded crate at all: the crates come from elsewhere (vendored sources, a
     // local registry), which only cargo can judge.
@@ -36,12 +38,6 @@ pub fn refusal(cell: &Cell) -> Option<String> {
 /// cargo's own switch, as cargo reads it.
 fn offline() -> bool {
     std::env::var("CARGO_NET_OFFLINE").is_ok_and(|v| matches!(v.trim(), "true" | "1"))
-}
-
-fn cargo_home() -> Option<PathBuf> {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|home| home.join(".cargo")))
 }
 
 /// The crate a `:dep NAME [= SPEC]` line names when it is a registry crate that was never

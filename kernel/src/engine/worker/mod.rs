@@ -157,22 +157,12 @@ impl Worker {
                 code,
                 cursor,
                 reply,
-            } => {
-                let result = evcxr
-                    .as_mut()
-                    .map(|e| complete(&mut e.context, &code, cursor));
-                let _ = reply.send(result.unwrap_or_default());
-            }
+            } => look_up(evcxr, reply, |c| complete(c, &code, cursor)),
             Request::Inspect {
                 code,
                 cursor,
                 reply,
-            } => {
-                let result = evcxr
-                    .as_mut()
-                    .map(|e| inspect(&mut e.context, &code, cursor));
-                let _ = reply.send(result.unwrap_or_default());
-            }
+            } => look_up(evcxr, reply, |c| inspect(c, &code, cursor)),
         }
     }
 
@@ -314,6 +304,20 @@ impl Worker {
             other => other,
         }
     }
+}
+
+/// Answers a completion or inspection: empty when evcxr could not start.
+fn look_up<T: Default>(
+    evcxr: &mut Option<Evcxr>,
+    reply: tokio::sync::oneshot::Sender<T>,
+    ask: impl FnOnce(&mut evcxr::CommandContext) -> T,
+) {
+    let _ = reply.send(
+        evcxr
+            .as_mut()
+            .map(|e| ask(&mut e.context))
+            .unwrap_or_default(),
+    );
 }
 
 fn log(message: &str) {
