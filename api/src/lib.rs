@@ -34,12 +34,18 @@ pub struct Telemetry {
     pub cpu_ms: f64,
     /// `None` when nothing ran.
     pub cpu_cores: Option<f64>,
+    /// Cores other programs kept busy while the cell ran (`None` for runs under 0.1 s).
+    /// On a busy machine, compare `cpu_cores` with [`Telemetry::cores_free`], not with
+    /// the machine's core count.
+    pub other_cores: Option<f64>,
     pub rss_start_bytes: u64,
     pub rss_end_bytes: u64,
     pub rss_peak_bytes: u64,
     pub threads_start: u64,
     pub threads_end: u64,
     pub threads_peak: u64,
+    /// The process that ran the cell's code (0 when the kernel did not say).
+    pub pid: u32,
     /// Notes the cell attached with [`note`].
     pub notes: BTreeMap<String, String>,
     /// The shared tokio runtime during the cell; `None` before tokio is declared.
@@ -76,6 +82,20 @@ impl Telemetry {
     /// Threads the cell started beyond those running before it (at most at once).
     pub fn threads_added(&self) -> u64 {
         self.threads_peak.saturating_sub(self.threads_start)
+    }
+
+    /// Cores the cell could have used: this machine's cores minus those other programs
+    /// kept busy while it ran (at least 1).
+    pub fn cores_free(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        (cores - self.other_cores.unwrap_or(0.0)).max(1.0)
+    }
+
+    /// Whether the cell's code ran in this process: this kernel, since its last restart.
+    /// Labelled figures are kept across kernels; a result from an earlier one is not this
+    /// session's work.
+    pub fn ran_here(&self) -> bool {
+        self.pid != 0 && self.pid == std::process::id()
     }
 
     /// Memory the cell took at its peak, above where it started.
@@ -149,12 +169,14 @@ impl Telemetry {
                 "wall_ms" => t.wall_ms = num(),
                 "cpu_ms" => t.cpu_ms = num(),
                 "cpu_cores" => t.cpu_cores = value.trim().parse().ok(),
+                "other_cores" => t.other_cores = value.trim().parse().ok(),
                 "rss_start_bytes" => t.rss_start_bytes = num() as u64,
                 "rss_end_bytes" => t.rss_end_bytes = num() as u64,
                 "rss_peak_bytes" => t.rss_peak_bytes = num() as u64,
                 "threads_start" => t.threads_start = num() as u64,
                 "threads_end" => t.threads_end = num() as u64,
                 "threads_peak" => t.threads_peak = num() as u64,
+                "pid" => t.pid = num() as u32,
                 k if k.starts_with("runtime.") => t.runtime_line(&k["runtime.".len()..], value),
                 k if k.starts_with("note.") => {
                     t.notes
@@ -185,6 +207,13 @@ pub fn cell(name: &str) -> Option<Telemetry> {
         return None;
     }
     read("RUSTMETER_LABELS_DIR", &format!("{name}.txt"))
+}
+
+/// The telemetry of the last cell labelled `name` that ran in this kernel (since its last
+/// restart): what a self-check grades, so that a result kept from an earlier kernel
+/// never passes for this session's work.
+pub fn labelled_here(name: &str) -> Option<Telemetry> {
+    cell(name).filter(Telemetry::ran_here)
 }
 
 /// A self-check line for exercises: prints `✓ measured` when `passed`, else
@@ -352,6 +381,14 @@ mod tests {
         assert_eq!(t.notes["N"], "100");
         assert_eq!(t.label.as_deref(), Some("tasks"));
         assert_eq!(Telemetry::parse("cpu_cores null").cpu_cores, None);
+        let busy = Telemetry::parse("other_cores 0.75\n");
+        assert_eq!(busy.other_cores, Some(0.75));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        assert_eq!(busy.cores_free(), (cores - 0.75).max(1.0));
+        assert_eq!(t.other_cores, None);
+        let mine = Telemetry::parse(&format!("pid {}\n", std::process::id()));
+        assert!(mine.ran_here());
+        assert!(!Telemetry::parse("pid 1\n").ran_here() && !t.ran_here());
         assert_eq!(t.runtime, None);
         assert_eq!(t.tasks_peak(), 0);
         let t = Telemetry::parse(

@@ -283,6 +283,16 @@ async fn cells_read_telemetry_through_the_shipped_crate_and_compare_labels() {
         .execute("rustmeter::cell(\"hundred\").unwrap().threads_added() >= 100")
         .await;
     assert_eq!(r.result_text().as_deref(), Some("true"), "{r:?}");
+    // Labelled results outlive kernels; `labelled_here` takes only this process's, so a
+    // self-check never grades a result kept from an earlier kernel.
+    let r = k
+        .execute("let dir = std::env::var(\"RUSTMETER_LABELS_DIR\").unwrap();\nstd::fs::write(format!(\"{dir}/earlier.txt\"), \"status ok\\nlabel earlier\\npid 1\\n\").unwrap();\n(rustmeter::cell(\"earlier\").is_some(), rustmeter::labelled_here(\"earlier\").is_none(), rustmeter::labelled_here(\"hundred\").is_some_and(|t| t.ran_here()), rustmeter::last().unwrap().pid == std::process::id())")
+        .await;
+    assert_eq!(
+        r.result_text().as_deref(),
+        Some("(true, true, true, true)"),
+        "{r:?}"
+    );
     let r = k.execute(":compare nosuch").await;
     assert_eq!(r.status(), "error");
 }

@@ -185,6 +185,13 @@ impl CellTelemetry {
             Some(c) => out.push_str(&format!("cpu_cores {c}\n")),
             None => out.push_str("cpu_cores null\n"),
         }
+        if let Some(others) = self.other_cores {
+            out.push_str(&format!("other_cores {others}\n"));
+        }
+        if self.pid != 0 {
+            // Lets a cell tell a result of this process from one kept by an earlier kernel.
+            out.push_str(&format!("pid {}\n", self.pid));
+        }
         if let Some(r) = &self.runtime {
             out.push_str(&r.to_lines());
         }
