@@ -4,6 +4,7 @@
 - the launcher shows the rustmeter kernel with its logo; the first tutorial opens from the
   file browser and runs top to bottom, every code cell ending with its footer (charts
   decoded and of a sane size); the footer changes while a multi-second cell runs;
+- footer text and chart labels meet WCAG AA contrast (4.5:1) in the light and dark themes;
 - screenshots of the footer (light, dark, `:telemetry big`) and of the `:compare` table go
   to test-artifacts/browser/;
 - the toolbar's stop button interrupts a running cell and the kernel is idle again;
@@ -163,23 +164,22 @@ def test_footer_changes_while_a_long_cell_runs(welcome):
 def test_footer_in_dark_theme_and_big(welcome):
     cells = welcome.locator(f".jp-NotebookPanel:visible {CODE_CELL}")
     sleep_cell = cells.filter(has_text="std::thread::sleep(Duration::from_secs(1))").first
-    set_theme(welcome, dark=True)
-    try:
-        footer = footer_of(sleep_cell).locator(".rustmeter-footer")
-        color, background = footer.evaluate(
-            """el => {
-                let bg = el, c;
-                while (bg && ((c = getComputedStyle(bg).backgroundColor) === 'rgba(0, 0, 0, 0)'
-                              || c === 'transparent')) bg = bg.parentElement;
-                return [getComputedStyle(el).color, c];
-            }"""
-        )
-        assert luminance(color) - luminance(background) > 0.4, (
-            f"footer text {color} not readable on {background} in the dark theme"
-        )
-        screenshot(footer_of(sleep_cell), "footer-dark")
-    finally:
-        set_theme(welcome, dark=False)
+    footer = footer_of(sleep_cell).locator(".rustmeter-footer")
+    charts = footer_of(sleep_cell).locator(".rustmeter-charts img")
+    assert charts.count() >= 3, "the 1-second sleep cell should have charts"
+    for dark in (False, True):
+        set_theme(welcome, dark=dark)
+        try:
+            theme = "dark" if dark else "light"
+            ratio, said = text_contrast(footer)
+            assert ratio >= WCAG_AA_TEXT, f"footer text in the {theme} theme: {said}"
+            for i in range(charts.count()):
+                ratio, said = chart_label_contrast(charts.nth(i))
+                assert ratio >= WCAG_AA_TEXT, f"chart {i} label in the {theme} theme: {said}"
+            if dark:
+                screenshot(footer_of(sleep_cell), "footer-dark")
+        finally:
+            set_theme(welcome, dark=False)
 
     normal_size = font_px(footer_of(sleep_cell).locator(".rustmeter-footer"))
     add_cell_and_run(welcome, ":telemetry big")
@@ -304,10 +304,65 @@ def test_tab_completion_offers_hashmap(welcome):
     welcome.keyboard.press("Escape")
 
 
-def luminance(css_color: str) -> float:
-    """Relative luminance (0 black – 1 white) of an `rgb(...)`/`rgba(...)` colour."""
-    r, g, b = (int(float(v)) / 255 for v in css_color[css_color.index("(") + 1:-1].split(",")[:3])
+# WCAG 2 level AA: normal-size text needs a contrast ratio of at least 4.5:1.
+WCAG_AA_TEXT = 4.5
+
+# An element's text colour as painted: its colour's alpha times the opacity of it and every
+# ancestor, and the first non-transparent background behind it (white if none).
+PAINTED_COLORS_JS = """el => {
+    const rgba = c => { const v = c.match(/[\\d.]+/g).map(Number); return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
+    let alpha = 1;
+    for (let e = el; e; e = e.parentElement) alpha *= parseFloat(getComputedStyle(e).opacity);
+    let bg = el, c = null;
+    while (bg && ((c = getComputedStyle(bg).backgroundColor) === 'rgba(0, 0, 0, 0)' || c === 'transparent')) bg = bg.parentElement;
+    return {text: rgba(getComputedStyle(el).color), opacity: alpha, background: rgba(bg ? c : 'rgb(255, 255, 255)')};
+}"""
+
+
+def wcag_luminance(rgb) -> float:
+    """WCAG 2 relative luminance of an (r, g, b) colour, 0–255 each."""
+    def linear(v: float) -> float:
+        v /= 255
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(v) for v in rgb[:3])
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(fg, bg) -> float:
+    lighter, darker = sorted((wcag_luminance(fg), wcag_luminance(bg)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def text_contrast(locator) -> tuple[float, str]:
+    """The contrast ratio of an element's text as painted, and what was compared."""
+    colors = locator.evaluate(PAINTED_COLORS_JS)
+    bg = colors["background"][:3]
+    alpha = colors["text"][3] * colors["opacity"]
+    painted = [t * alpha + b * (1 - alpha) for t, b in zip(colors["text"][:3], bg)]
+    ratio = contrast(painted, bg)
+    return ratio, f"{ratio:.2f}:1 (text {colors['text']} × opacity {colors['opacity']:.2f} on {bg})"
+
+
+def hex_rgb(color: str) -> tuple[int, int, int]:
+    color = color.lstrip("#")
+    return tuple(int(color[i:i + 2], 16) for i in (0, 2, 4))
+
+
+def chart_label_contrast(img) -> tuple[float, str]:
+    """The contrast of a chart's label against what is behind it: the chart's own opaque
+    background when it draws one, else the page behind the image."""
+    import base64
+    import re
+
+    svg = base64.b64decode(img.get_attribute("src").split("base64,", 1)[1]).decode()
+    label = hex_rgb(re.search(r'<text[^>]*fill="(#[0-9a-fA-F]{6})"', svg).group(1))
+    tile = re.search(r'<rect[^>]*fill="(#[0-9a-fA-F]{6})"', svg)
+    if tile:
+        behind, where = hex_rgb(tile.group(1)), "the chart's background"
+    else:
+        behind, where = tuple(img.evaluate(PAINTED_COLORS_JS)["background"][:3]), "the page"
+    ratio = contrast(label, behind)
+    return ratio, f"{ratio:.2f}:1 (label {label} on {where} {behind})"
 
 
 def font_px(locator) -> float:

@@ -73,10 +73,10 @@ pub fn compare_table(cells: &[CellTelemetry]) -> (String, String) {
             let value = get(t);
             let share = if max > 0.0 { value / max } else { 0.0 };
             let first = get(&cells[0]);
-            let ratio = if first > 0.0 && !std::ptr::eq(t, &cells[0]) {
-                format!(" ({:.1}×)", value / first)
-            } else {
+            let ratio = if std::ptr::eq(t, &cells[0]) {
                 String::new()
+            } else {
+                against_first(i == 0, value, first)
             };
             let bar = "█".repeat((share * 12.0).round() as usize);
             text.push_str(&format!(" │ {title} {:>9}{ratio} {bar:<12}", fmt(value)));
@@ -153,10 +153,46 @@ fn notes_differ(cells: &[CellTelemetry]) -> Option<String> {
     })
 }
 
+/// A value against the first cell's, in words that read the right way round: a run
+/// 19 times shorter is "19× faster", never "0.1×", which reads as slower.
+fn against_first(is_run_time: bool, value: f64, first: f64) -> String {
+    let times = |r: f64| {
+        if r >= 10.0 {
+            format!("{r:.0}×")
+        } else {
+            format!("{r:.1}×")
+        }
+    };
+    let (less, more) = if is_run_time {
+        ("faster", "slower")
+    } else {
+        ("less", "more")
+    };
+    if first <= 0.0 || value <= 0.0 {
+        String::new()
+    } else if value < first / 1.05 {
+        format!(" ({} {less})", times(first / value))
+    } else if value > first * 1.05 {
+        format!(" ({} {more})", times(value / first))
+    } else {
+        " (same)".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::ran;
     use super::*;
+
+    #[test]
+    fn ratios_read_the_right_way_round() {
+        assert_eq!(against_first(true, 105.3, 2000.0), " (19× faster)");
+        assert_eq!(against_first(true, 3000.0, 2000.0), " (1.5× slower)");
+        assert_eq!(against_first(false, 4.0, 1004.0), " (251× less)");
+        assert_eq!(against_first(false, 1004.0, 4.0), " (251× more)");
+        assert_eq!(against_first(true, 2010.0, 2000.0), " (same)");
+        assert_eq!(against_first(false, 0.0, 5.0), "");
+    }
 
     #[test]
     fn compare_table_has_a_row_per_cell() {
@@ -166,7 +202,8 @@ mod tests {
         b.label = Some("tasks".into());
         let (text, html) = compare_table(&[a, b]);
         assert_eq!(text.lines().count(), 2);
-        assert!(text.contains("(0.1×)"), "{text}");
+        assert!(text.contains("(10× faster)"), "{text}");
+        assert!(!text.contains("(0.1×)"), "{text}");
         assert!(html.contains("sequential") && html.contains("tasks") && !html.contains("<script"));
         assert!(!text.contains('⚠'));
         let mut c = ran(100.0);

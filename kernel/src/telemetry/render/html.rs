@@ -38,7 +38,7 @@ pub fn html(t: &CellTelemetry, mode: Mode) -> String {
             out.push_str(&format!(
                 "<img src=\"data:image/svg+xml;base64,{}\" alt=\"{}\" title=\"{}\" style=\"height: 3.2em; width: 12em\">",
                 base64::engine::general_purpose::STANDARD.encode(chart.svg.as_bytes()),
-                escape(&line),
+                escape(&chart.alt),
                 escape(&chart.title)
             ));
         }
@@ -112,6 +112,24 @@ mod tests {
                 "{field} not kept whole in {h}"
             );
         }
+    }
+
+    #[test]
+    fn each_chart_says_in_words_what_it_shows() {
+        let h = html(&ran(2000.0), Mode::Full);
+        let alts: Vec<&str> = h
+            .split("alt=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert_eq!(
+            alts,
+            [
+                "Chart of CPU cores busy over the 2.00 s run: at most 0.5, on average 0.50",
+                "Chart of threads over the 2.00 s run: 4 at the start, 1,004 at most, 1,004 at the end",
+                "Chart of resident memory over the 2.00 s run: 31 MB at the start, peak 40 MB, 31 MB at the end",
+            ]
+        );
     }
 
     #[test]

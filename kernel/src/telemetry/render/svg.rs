@@ -2,12 +2,16 @@
 //! standalone SVG document. Only draws; `html` decides when charts are shown.
 
 use super::html::escape;
-use super::units::{bytes, thousands};
-use super::{CPU_COLOR, GUIDE_COLOR, MEMORY_COLOR, TASKS_COLOR, THREADS_COLOR};
+use super::units::{bytes, seconds, thousands};
+use super::{
+    CHART_BACKGROUND, CPU_COLOR, GUIDE_COLOR, LABEL_COLOR, MEMORY_COLOR, TASKS_COLOR, THREADS_COLOR,
+};
 use crate::telemetry::CellTelemetry;
 
 pub struct Chart {
     pub title: String,
+    /// What the chart shows, in words, for a screen reader (the image's `alt`).
+    pub alt: String,
     pub svg: String,
 }
 
@@ -55,12 +59,20 @@ pub fn charts(t: &CellTelemetry) -> Vec<Chart> {
                     .map(|s| (x(s.t_ms), y(s.rss_bytes as f64, rss_min, rss_max))),
             )
             .collect();
+    let over = format!("over the {} run", seconds(t.run_ms));
+    let cpu_peak = t.samples.iter().map(|s| s.cpu_cores).fold(0.0f64, f64::max);
+    let last = t.samples.last();
     let one_core = y(1.0, 0.0, cores_max);
     let start_threads = y(t.threads_start as f64, 0.0, threads_max);
     let peak_mem = y(t.rss_peak_bytes as f64, rss_min, rss_max);
     let mut charts = vec![
         Chart {
             title: format!("CPU cores over time (0–{cores_max:.0}; dashed line = 1 core)"),
+            alt: format!(
+                "Chart of CPU cores busy {over}: at most {cpu_peak:.1}, on average {}",
+                t.cpu_cores
+                    .map_or("not measured".to_string(), |c| format!("{c:.2}"))
+            ),
             svg: svg(
                 &cpu_points,
                 CPU_COLOR,
@@ -75,6 +87,12 @@ pub fn charts(t: &CellTelemetry) -> Vec<Chart> {
                 thousands(t.threads_start),
                 thousands(t.threads_peak)
             ),
+            alt: format!(
+                "Chart of threads {over}: {} at the start, {} at most, {} at the end",
+                thousands(t.threads_start),
+                thousands(t.threads_peak),
+                thousands(last.map_or(t.threads_end, |s| s.threads))
+            ),
             svg: svg(
                 &thread_points,
                 THREADS_COLOR,
@@ -87,6 +105,12 @@ pub fn charts(t: &CellTelemetry) -> Vec<Chart> {
             title: format!(
                 "resident memory over time; dotted line = peak {}",
                 bytes(t.rss_peak_bytes)
+            ),
+            alt: format!(
+                "Chart of resident memory {over}: {} at the start, peak {}, {} at the end",
+                bytes(t.rss_start_bytes),
+                bytes(t.rss_peak_bytes),
+                bytes(last.map_or(t.rss_end_bytes, |s| s.rss_bytes))
             ),
             svg: svg(
                 &mem_points,
@@ -112,6 +136,12 @@ pub fn charts(t: &CellTelemetry) -> Vec<Chart> {
                     "tasks alive on the runtime over time: {} at start (dotted), {} at most",
                     thousands(r.tasks_start),
                     thousands(r.tasks_peak)
+                ),
+                alt: format!(
+                    "Chart of tasks alive on the tokio runtime {over}: {} at the start, {} at most, {} at the end",
+                    thousands(r.tasks_start),
+                    thousands(r.tasks_peak),
+                    thousands(r.tasks_end)
                 ),
                 svg: svg(
                     &points,
@@ -140,9 +170,9 @@ fn svg(points: &[(f64, f64)], color: &str, label: &str, guide: Option<f64>, dash
         .unwrap_or_default();
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 200 40\" width=\"200\" height=\"40\">\
-         <rect x=\"0.5\" y=\"0.5\" width=\"199\" height=\"39\" fill=\"none\" stroke=\"{GUIDE_COLOR}\" stroke-opacity=\"0.4\"/>\
+         <rect x=\"0.5\" y=\"0.5\" width=\"199\" height=\"39\" fill=\"{CHART_BACKGROUND}\" stroke=\"{GUIDE_COLOR}\" stroke-opacity=\"0.4\"/>\
          {guide}<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
-         <text x=\"4\" y=\"11\" font-family=\"sans-serif\" font-size=\"9\" fill=\"{GUIDE_COLOR}\">{}</text></svg>",
+         <text x=\"4\" y=\"11\" font-family=\"sans-serif\" font-size=\"9\" fill=\"{LABEL_COLOR}\">{}</text></svg>",
         path.join(" "),
         escape(label)
     )
