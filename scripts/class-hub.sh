@@ -35,7 +35,10 @@ usage() {
 # Python whose files every account can read (a pyenv or venv under /root is not).
 CLASS_VENV="$CLASS_DIR/venv"
 BASE_PYTHON="${RUSTMETER_CLASS_PYTHON:-/usr/bin/python3}"
-HUB_PACKAGES=(jupyterhub jupyterlab)
+# nbgrader: graded assignments (notebooks/nbgrader, docs/classroom.md); with it in the
+# learners' environment their servers get nbgrader's assignment list and validate button.
+HUB_PACKAGES=(jupyterhub jupyterlab nbgrader)
+HUB_MODULES="jupyterhub, jupyterlab, nbgrader"
 
 hub_python() {
     local py="${PYTHON:-}"
@@ -110,7 +113,8 @@ cmd_setup() {
     py="$(hub_python)"
     mkdir -p "$CLASS_DIR" "$HUB_DIR" && chmod 755 "$CLASS_DIR" && chmod 700 "$HUB_DIR"
     make_admin_token
-    if ! "$CLASS_VENV/bin/python" -c 'import jupyterhub, jupyterlab' >/dev/null 2>&1; then
+    # Also when the venv exists but lacks a package added since it was made.
+    if ! "$CLASS_VENV/bin/python" -c "import $HUB_MODULES" >/dev/null 2>&1; then
         [[ -x "$BASE_PYTHON" ]] || die "$BASE_PYTHON not found: set RUSTMETER_CLASS_PYTHON to a python3 all users can run"
         step "creating $CLASS_VENV with $BASE_PYTHON and installing ${HUB_PACKAGES[*]} (pip)"
         "$BASE_PYTHON" -m venv "$CLASS_VENV" \
@@ -119,7 +123,7 @@ cmd_setup() {
             || die "pip install ${HUB_PACKAGES[*]} failed: is PyPI reachable?"
     fi
     chmod -R a+rX,go-w "$CLASS_VENV"
-    runuser -u nobody -- "$CLASS_VENV/bin/python" -c 'import jupyterhub, jupyterlab' \
+    runuser -u nobody -- "$CLASS_VENV/bin/python" -c "import $HUB_MODULES" \
         || die "other users cannot run $CLASS_VENV/bin/python: its Python ($(realpath "$CLASS_VENV/bin/python")) must be readable by all; set RUSTMETER_CLASS_PYTHON"
     if [[ ! -x "$HUB_DIR/node_modules/.bin/configurable-http-proxy" ]]; then
         command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js (e.g. apt-get install nodejs npm)"

@@ -21,9 +21,10 @@ BIN="$TARGET_DIR/release/rustmeter"
 VENV="$ROOT/.venv"
 KERNEL_NAME="rustmeter"
 # notebook = Notebook 7; playwright drives Chromium in tests/test_browser.py (its own
-# browser download is not used: `playwright install` needs network access we may not have).
-PY_PACKAGES=(jupyterlab notebook jupyter_client jupyter_console nbclient nbformat nbconvert jupyter_kernel_test pytest pexpect ipykernel playwright jupyter-resource-usage)
-PY_MODULES="jupyterlab, notebook, jupyter_client, jupyter_console, pexpect, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel, playwright, jupyter_resource_usage"
+# browser download is not used: `playwright install` needs network access we may not have);
+# nbgrader grades the assignments in notebooks/nbgrader (tests/test_nbgrader.py).
+PY_PACKAGES=(jupyterlab notebook jupyter_client jupyter_console nbclient nbformat nbconvert jupyter_kernel_test pytest pexpect ipykernel playwright jupyter-resource-usage nbgrader)
+PY_MODULES="jupyterlab, notebook, jupyter_client, jupyter_console, pexpect, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel, playwright, jupyter_resource_usage, nbgrader"
 CHROMIUM="${RUSTMETER_CHROMIUM:-/usr/bin/chromium}"
 
 step() { printf '==> %s\n' "$*"; }
