@@ -165,7 +165,8 @@ if [[ $py_tests -eq 1 ]]; then
     done
     step "running Jupyter tests ($PY -m pytest -v ${targets[*]-}${pytest_args[*]+ ${pytest_args[*]}})"
     set +e
-    "$PY" -m pytest -v -rs ${targets[@]+"${targets[@]}"} ${pytest_args[@]+"${pytest_args[@]}"} 2>&1 | tee "$logs/pytest.log"
+    # --durations: the 25 slowest steps, to see where CI's 60-minute budget goes.
+    "$PY" -m pytest -v -rs --durations=25 ${targets[@]+"${targets[@]}"} ${pytest_args[@]+"${pytest_args[@]}"} 2>&1 | tee "$logs/pytest.log"
     rc=${PIPESTATUS[0]}
     set -e
     # pytest's closing line: "==== 5 passed, 1 failed, 2 skipped in 12.3s ====".
