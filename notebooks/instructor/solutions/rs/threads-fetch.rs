@@ -1,3 +1,5 @@
+:label threads-fetch
+// Keep the :label line: the self-check reads this cell's footer by that name.
 let ids: Vec<u64> = (1..=10).collect();
 let handles: Vec<std::thread::JoinHandle<u64>> = ids
     .iter()
