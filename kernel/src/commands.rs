@@ -41,6 +41,8 @@ pub enum KernelCommand {
     LastBuildLog,
     /// `:warnings on|off` (alone: the setting in force).
     Warnings(Option<bool>),
+    /// `:repeat N`: the cell's code runs N times, its footer gives the spread.
+    Repeat(u32),
 }
 
 /// What `:telemetry` asks for.
@@ -139,6 +141,7 @@ impl Command {
             Command::Kernel(KernelCommand::Solution(_)) => ":solution",
             Command::Kernel(KernelCommand::LastBuildLog) => ":last_build_log",
             Command::Kernel(KernelCommand::Warnings(_)) => ":warnings",
+            Command::Kernel(KernelCommand::Repeat(_)) => ":repeat",
             Command::Engine(EngineCommand::Help) => ":help",
             Command::Engine(EngineCommand::Limits) => ":limits",
             Command::Engine(EngineCommand::Env { .. }) => ":env",
@@ -235,6 +238,14 @@ pub const COMMANDS: &[Spec] = &[
         Side::Kernel,
         "Name this cell's result, for :compare (alone in a cell: names the next cell)",
         read_label,
+    ),
+    rustmeter(
+        ":repeat",
+        "N",
+        Side::Kernel,
+        "Run this cell's code N times (2 to 100); the footer gives the median and range \
+         of run time, CPU, threads and tasks, and :compare uses the medians",
+        read_repeat,
     ),
     rustmeter(
         ":compare",
@@ -392,6 +403,21 @@ fn read_label(arguments: &str) -> Result<Command, String> {
         );
     }
     Ok(Command::Kernel(KernelCommand::Label(arguments.to_string())))
+}
+
+/// Most runs `:repeat` accepts: 100 runs of a cell are already minutes of compiling.
+pub const REPEAT_MAX: u32 = 100;
+
+fn read_repeat(arguments: &str) -> Result<Command, String> {
+    match arguments.parse::<u32>() {
+        Ok(runs) if (1..=REPEAT_MAX).contains(&runs) => {
+            Ok(Command::Kernel(KernelCommand::Repeat(runs)))
+        }
+        _ => Err(format!(
+            ":repeat needs a number of runs from 1 to {REPEAT_MAX} (got {arguments:?}): \
+             `:repeat 5` on the cell's first line runs its code five times"
+        )),
+    }
 }
 
 fn read_compare(arguments: &str) -> Result<Command, String> {
@@ -742,6 +768,7 @@ mod tests {
         match name {
             ":label" | ":solution" | ":dep" => "threads",
             ":env" => "RUST_LOG=debug",
+            ":repeat" => "5",
             _ => "",
         }
     }
@@ -776,6 +803,24 @@ mod tests {
             Command::Kernel(KernelCommand::Label("two words".into()))
         );
         assert!(arguments_error(":label").contains(":label needs a NAME"));
+    }
+
+    #[test]
+    fn repeat_needs_a_count_in_range() {
+        assert_eq!(
+            command(":repeat 5"),
+            Command::Kernel(KernelCommand::Repeat(5))
+        );
+        for wrong in [
+            ":repeat",
+            ":repeat 0",
+            ":repeat 101",
+            ":repeat five",
+            ":repeat -2",
+        ] {
+            let message = arguments_error(wrong);
+            assert!(message.contains("from 1 to 100"), "{wrong}: {message}");
+        }
     }
 
     #[test]

@@ -253,3 +253,75 @@ async fn the_stall_threshold_is_a_setting() {
     assert_eq!(rt["stalls"].as_array().map(Vec::len), Some(0), "{rt}");
     assert!(n(rt, "longest_poll_ms") >= 700.0, "{rt}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeat_runs_a_cell_n_times_and_gives_the_median_and_range() {
+    let mut k = declared().await;
+    let r = k
+        .execute(":repeat 5\nstd::thread::sleep(std::time::Duration::from_millis(100));")
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let repeat = &r.telemetry()["repeat"];
+    let runs = repeat["runs"].as_array().expect("each run listed");
+    assert_eq!(runs.len(), 5, "{repeat}");
+    for run in runs {
+        let ms = run["run_ms"].as_f64().unwrap();
+        assert!((95.0..1000.0).contains(&ms), "each run slept 100 ms: {run}");
+    }
+    let median = n(&repeat["run_ms"], "median");
+    let (min, max) = (n(&repeat["run_ms"], "min"), n(&repeat["run_ms"], "max"));
+    assert!((90.0..=150.0).contains(&median), "{repeat}");
+    assert!(min <= median && median <= max, "{repeat}");
+    assert_eq!(r.num("run_ms"), median, "the headline is the median");
+    let (text, html, json) = footer(&r);
+    assert!(
+        text.contains("median of 5 runs") && text.contains("range "),
+        "{text}"
+    );
+    assert!(html.contains("median of 5 runs"), "{html}");
+    assert_eq!(json["repeat"], *repeat);
+
+    // Tasks are measured in every run, each from where the last one ended.
+    let r = k
+        .execute(
+            ":repeat 3\n\
+             let mut set = tokio::task::JoinSet::new();\n\
+             for _ in 0..100 {\n    set.spawn(tokio::time::sleep(std::time::Duration::from_millis(60)));\n}\n\
+             while set.join_next().await.is_some() {}",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let runs = r.telemetry()["repeat"]["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 3);
+    for run in &runs {
+        assert!(run["tasks_peak"].as_f64().unwrap() >= 100.0, "{run}");
+        assert_eq!(run["tasks_spawned"].as_f64(), Some(100.0), "{run}");
+    }
+
+    // The code really runs each time, and its variables are the last run's.
+    assert_eq!(k.execute("let mut count = 0u32;").await.status(), "ok");
+    let r = k.execute(":repeat 4\ncount += 1;\nlet seen = count;").await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    let r = k.execute("(count, seen)").await;
+    assert_eq!(r.result_text().as_deref(), Some("(4, 4)"), "{r:?}");
+
+    // A run that fails stops the rest and says where.
+    let r = k
+        .execute(":repeat 5\ncount += 1;\nif count == 6 { panic!(\"run two\") }")
+        .await;
+    assert_eq!(r.status(), "error", "{r:?}");
+    // A failed cell's footer is the last line of its one error.
+    let text = r.last_traceback_line();
+    assert!(text.contains("stopped at run 2 of 5"), "{text}");
+    assert_eq!(
+        r.telemetry()["repeat"]["runs"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    // Alone, or with a count out of range: a clear error, nothing runs.
+    let r = k.execute(":repeat 3").await;
+    assert_eq!(r.status(), "error");
+    assert!(r.last_traceback_line().contains("first line"), "{r:?}");
+    let r = k.execute(":repeat 0\n1").await;
+    assert!(r.last_traceback_line().contains("from 1 to 100"), "{r:?}");
+}

@@ -28,6 +28,8 @@ pub struct SplitCell {
     pub code: String,
     /// The cell's `:label` (the last one, if several).
     pub label: Option<String>,
+    /// The cell's `:repeat N` (the last one, if several).
+    pub repeat: Option<u32>,
     kernel_commands: Vec<KernelCommand>,
     /// A line that could not be read: the cell fails with it and nothing runs.
     error: Option<CommandError>,
@@ -50,10 +52,15 @@ pub fn take(code: &str) -> SplitCell {
         KernelCommand::Label(label) => Some(label.clone()),
         _ => None,
     });
+    let repeat = kernel_commands.iter().rev().find_map(|c| match c {
+        KernelCommand::Repeat(runs) => Some(*runs),
+        _ => None,
+    });
     SplitCell {
         code: for_engine.text(),
         for_engine,
         label,
+        repeat,
         kernel_commands,
         error: None,
     }
@@ -79,6 +86,12 @@ pub fn run_local(
             KernelCommand::Telemetry(request) => telemetry(kernel, parent, *request),
             // Taken with the cell's telemetry by the executor (`SplitCell::label`).
             KernelCommand::Label(_) => Ok(()),
+            // Carried out by the executor (`SplitCell::repeat`); alone it has nothing to run.
+            KernelCommand::Repeat(runs) if only_commands => Err(format!(
+                ":repeat {runs} runs the code below it in the same cell, and this cell has \
+                 none: put `:repeat {runs}` on the first line of the cell to measure"
+            )),
+            KernelCommand::Repeat(_) => Ok(()),
             KernelCommand::Compare(selection) => compare(kernel, parent, selection),
             KernelCommand::Solution(name) => show_solution(kernel, parent, name),
             KernelCommand::LastBuildLog => last_build_log(kernel, parent),

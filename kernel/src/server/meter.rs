@@ -342,6 +342,7 @@ impl CellMeter {
                     .or(m.runtime_before.as_ref().map(|b| b.cell_seq()));
                 after.cell_figures(prior, run_ms)
             }),
+            repeat: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! of Jupyter or evcxr: the server decides when to measure and where to show it.
 
 pub mod render;
+pub mod repeat;
 pub mod runtime;
 pub mod sampler;
 pub mod usage;
@@ -83,6 +84,10 @@ pub struct CellTelemetry {
     /// The kernel's start-up work the cell waited for; absent when it waited for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_up: Option<WarmUpWait>,
+    /// `:repeat N`: every run and the spread; the headline figures above are then the
+    /// medians of the runs that ended well. Absent for a cell run once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<repeat::Repeated>,
 }
 
 /// What a cell sent during the kernel's start-up waited for.
@@ -149,6 +154,7 @@ impl CellTelemetry {
             compile_parts: None,
             runtime: None,
             warm_up: None,
+            repeat: None,
         }
     }
 
@@ -194,6 +200,14 @@ impl CellTelemetry {
         }
         if let Some(r) = &self.runtime {
             out.push_str(&r.to_lines());
+        }
+        if let Some(r) = &self.repeat {
+            out.push_str(&format!(
+                "repeat_runs {}\nrepeat_run_ms_min {}\nrepeat_run_ms_max {}\n",
+                r.runs.len(),
+                r.run_ms.min,
+                r.run_ms.max
+            ));
         }
         for (key, value) in &self.notes {
             let value = value

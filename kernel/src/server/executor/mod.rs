@@ -140,6 +140,10 @@ pub(super) struct CellRun<'a> {
     label: Option<String>,
     /// The cell was only rustmeter commands: nothing ran worth a footer or a record.
     only_commands: bool,
+    /// `:repeat N`'s N; 1 for a cell run once.
+    runs_asked: u32,
+    /// The telemetry of each run before the current one, when repeated.
+    earlier_runs: Vec<CellTelemetry>,
 }
 
 impl<'a> CellRun<'a> {
@@ -161,6 +165,8 @@ impl<'a> CellRun<'a> {
             meter,
             label: None,
             only_commands: false,
+            runs_asked: 1,
+            earlier_runs: Vec::new(),
         }
     }
 }
@@ -250,6 +256,7 @@ fn answer_commands(kernel: &Kernel, run: &mut CellRun<'_>) -> AfterCommands {
             .clone()
             .or_else(|| kernel.telemetry().pending_label.take());
     }
+    run.runs_asked = commands.repeat.unwrap_or(1);
     match commands::run_local(kernel, run.cell.parent, &commands) {
         Some(outcome) => AfterCommands::Done(outcome),
         None => AfterCommands::Engine(commands.for_engine, commands.code),
@@ -270,13 +277,36 @@ async fn run_cell(
             run.only_commands = true;
             outcome
         }
-        AfterCommands::Engine(cell, code) => {
+        AfterCommands::Engine(cell, code) => loop {
             // Warnings on file are the last build's: none of this cell's yet.
             let _ = std::fs::remove_file(warnings_file(kernel));
             let allow_stdin = run.cell.request.allow_stdin;
-            kernel.engine.execute_cell(run.cell.cell, cell, allow_stdin);
-            run_events(kernel, run, &code, events, recent).await
-        }
+            kernel
+                .engine
+                .execute_cell(run.cell.cell, cell.clone(), allow_stdin);
+            let outcome = run_events(kernel, run, &code, events, recent).await;
+            let runs_done = run.earlier_runs.len() as u32 + 1;
+            if runs_done >= run.runs_asked || !matches!(outcome, CellOutcome::Ok { .. }) {
+                break outcome;
+            }
+            // Another run: evcxr builds and runs the cell again (it cannot re-run a built
+            // cell), so variables come from the last run; each run is measured apart.
+            let meter = std::mem::replace(&mut run.meter, CellMeter::new(Instant::now()));
+            let (telemetry, _) = meter.finish(CellStatus::Ok);
+            remember_runtime_seen(kernel, &telemetry);
+            run.earlier_runs.push(telemetry);
+        },
+    }
+}
+
+/// Where the shared runtime's counters stood at the end of a run: the next run's tasks
+/// and stalls count from there.
+fn remember_runtime_seen(kernel: &Kernel, telemetry: &CellTelemetry) {
+    if let Some(figures) = &telemetry.runtime {
+        *kernel
+            .runtime_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((telemetry.pid, figures.cell_seq));
     }
 }
 
@@ -286,11 +316,9 @@ async fn run_cell(
 fn measure<'a>(kernel: &Kernel, run: CellRun<'a>, outcome: &CellOutcome) -> FinishedCell<'a> {
     let (mut telemetry, meter_cost) = run.meter.finish(status_of(outcome));
     let render_started = Instant::now();
-    if let Some(figures) = &telemetry.runtime {
-        *kernel
-            .runtime_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((telemetry.pid, figures.cell_seq));
+    remember_runtime_seen(kernel, &telemetry);
+    if run.runs_asked > 1 {
+        telemetry = telemetry.with_runs(run.runs_asked, run.earlier_runs);
     }
     if let Some(figures) = telemetry.runtime.as_mut().filter(|f| !f.stalls.is_empty()) {
         // Stalls name the generated crate's line of their spawn: the cell's line instead.

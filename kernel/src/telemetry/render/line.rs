@@ -2,6 +2,7 @@
 //! text, fields in a fixed order. The HTML and JSON are built elsewhere from these.
 
 use super::units::{bytes, seconds, signed_bytes, thousands};
+use crate::telemetry::repeat::{Repeated, Spread};
 use crate::telemetry::runtime::RuntimeFigures;
 use crate::telemetry::{CellStatus, CellTelemetry};
 
@@ -42,6 +43,12 @@ pub fn text_line(t: &CellTelemetry) -> String {
         CellStatus::Error if !t.ran() => format!("✗ compile error ({})", seconds(t.compile_ms)),
         CellStatus::Error => format!("✗ error after {}", seconds(t.run_ms)),
     };
+    let head = match &t.repeat {
+        Some(r) if t.status == CellStatus::Ok => {
+            format!("{head}, median of {} runs", thousands(r.runs.len() as u64))
+        }
+        _ => head,
+    };
     let head = match t.previous_run_ms {
         Some(prev) if t.ran() && prev > 0.0 && t.status == CellStatus::Ok => {
             format!(
@@ -53,6 +60,9 @@ pub fn text_line(t: &CellTelemetry) -> String {
         _ => head,
     };
     parts.push(head);
+    if let Some(r) = &t.repeat {
+        parts.push(repeat_part(r));
+    }
     if !t.ran() {
         if t.status == CellStatus::Ok {
             if t.compile_ms >= 100.0 {
@@ -107,6 +117,34 @@ pub fn text_line(t: &CellTelemetry) -> String {
         parts.push(warning);
     }
     parts.join(" │ ")
+}
+
+/// `range 0.10–0.12 s, CPU 0.01–0.02 s, threads max 6–7, tasks max 100–100`: how far the
+/// runs of a `:repeat` cell spread; `stopped at run 3 of 5` first when one failed.
+fn repeat_part(r: &Repeated) -> String {
+    let mut out = Vec::new();
+    if r.stopped_early() {
+        out.push(format!(
+            "stopped at run {} of {}",
+            thousands(r.runs.len() as u64),
+            thousands(u64::from(r.asked))
+        ));
+    }
+    let count = |v: f64| thousands(v.round() as u64);
+    let range = |s: &Spread, unit: &dyn Fn(f64) -> String| {
+        if unit(s.min) == unit(s.max) {
+            format!("{} every run", unit(s.min))
+        } else {
+            format!("{}–{}", unit(s.min).trim_end_matches(" s"), unit(s.max))
+        }
+    };
+    out.push(format!("range {}", range(&r.run_ms, &seconds)));
+    out.push(format!("CPU {}", range(&r.cpu_ms, &seconds)));
+    out.push(format!("threads max {}", range(&r.threads_peak, &count)));
+    if let Some(tasks) = &r.tasks_peak {
+        out.push(format!("tasks max {}", range(tasks, &count)));
+    }
+    out.join(", ")
 }
 
 fn speed_change(previous: f64, now: f64) -> String {
@@ -361,6 +399,30 @@ mod tests {
         assert!(text_line(&t).ends_with(
             "⚠ a task held a worker for 1.00 s without an .await (spawned at line 3) — a blocking call inside async code?"
         ), "{}", text_line(&t));
+    }
+
+    #[test]
+    fn a_repeated_cell_shows_its_medians_and_range() {
+        let earlier: Vec<CellTelemetry> = [100.0, 130.0, 104.0, 98.0]
+            .iter()
+            .map(|&ms| ran(ms))
+            .collect();
+        let t = ran(101.0).with_runs(5, earlier);
+        let line = text_line(&t);
+        assert!(
+            line.starts_with(
+                "✓ ran 0.10 s, median of 5 runs │ range 0.10–0.13 s, CPU 0.05–0.07 s, \
+                 threads max 1,004 every run │ CPU"
+            ),
+            "{line}"
+        );
+        let mut failed = ran(20.0);
+        failed.status = CellStatus::Panic;
+        let line = text_line(&failed.with_runs(5, vec![ran(100.0)]));
+        assert!(
+            line.starts_with("✗ panicked after 0.02 s │ stopped at run 2 of 5, range 0.02–0.10 s"),
+            "{line}"
+        );
     }
 
     #[test]
