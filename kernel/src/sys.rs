@@ -101,6 +101,19 @@ pub fn meminfo_kib(field: &str) -> Option<u64> {
     field_number(&std::fs::read_to_string("/proc/meminfo").ok()?, field)
 }
 
+/// How many threads of `pid` have one of `names` (`/proc/<pid>/task/*/comm`, the first 15
+/// bytes of a thread's name); `None` when the process is gone or not ours. One read per
+/// thread: callers count only when the thread number changed.
+pub fn threads_named(pid: u32, names: &[&str]) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let named = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .filter(|comm| names.contains(&comm.trim_end_matches('\n')))
+        .count();
+    Some(named as u64)
+}
+
 /// The pids of every process this user owns.
 pub fn own_processes() -> Vec<u32> {
     use std::os::unix::fs::MetadataExt;
@@ -208,5 +221,37 @@ mod tests {
         assert!(!child.wait().unwrap().success());
         assert!(!alive(child.id()));
         assert_eq!(parent_of(u32::MAX), 0);
+    }
+
+    #[test]
+    fn counts_threads_by_name() {
+        let me = std::process::id();
+        let name = "sys-named-test"; // unique in this test binary
+        assert_eq!(threads_named(me, &[name]), Some(0));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name(name.to_string())
+                    .spawn(move || {
+                        let _ = rx.lock().map(|r| r.recv());
+                    })
+                    .unwrap()
+            })
+            .collect();
+        // Each thread names itself as it starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while threads_named(me, &[name]) != Some(3) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(threads_named(me, &[name, "no-such-name"]), Some(3));
+        drop(tx);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(threads_named(me, &[name]), Some(0));
+        assert_eq!(threads_named(u32::MAX, &[name]), None);
     }
 }

@@ -201,6 +201,31 @@ async fn spawn_blocking_uses_the_blocking_pool_without_stalls() {
     assert!(n(rt, "blocking_threads_peak") >= 8.0, "{rt}");
     assert_eq!(n(rt, "blocking_tasks"), 8.0, "{rt}");
     assert_eq!(rt["stalls"].as_array().map(Vec::len), Some(0), "{rt}");
+    let added = |r: &Executed| r.telemetry()["other_runtime_threads_started"].as_u64();
+    assert_eq!(
+        added(&r),
+        None,
+        "the shared pool's threads are not another runtime's"
+    );
+
+    // A runtime of the learner's own: its workers are named under the cell that built it,
+    // and only there; after it is dropped, a new one is named again.
+    const OWN: &str =
+        "let own = tokio::runtime::Builder::new_multi_thread().worker_threads(3).build().unwrap();";
+    let r = k.execute(OWN).await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert_eq!(added(&r), Some(3), "{}", r.telemetry());
+    let (text, html, json) = footer(&r);
+    let says = "runtime started: +3 tokio threads (not the shared one)";
+    assert!(text.contains(says) && html.contains(says), "{text}\n{html}");
+    assert_eq!(json["other_runtime_threads_started"], 3);
+    let r = k.execute("own.block_on(async { 1 + 1 })").await;
+    assert_eq!(r.result_text().as_deref(), Some("2"), "{r:?}");
+    assert_eq!(added(&r), None, "{}", r.telemetry());
+    let r = k.execute("drop(own);").await;
+    assert_eq!(added(&r), None, "{}", r.telemetry());
+    let r = k.execute(OWN).await;
+    assert_eq!(added(&r), Some(3), "{}", r.telemetry());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,6 +239,11 @@ async fn a_cpu_loop_in_a_task_stalls_a_busy_worker() {
         "the declaration starts it: {rt}"
     );
     assert_eq!(n(rt, "workers"), 2.0, "{rt}");
+    assert!(
+        r.telemetry().get("other_runtime_threads_started").is_none(),
+        "the shared runtime's start is not another runtime's: {}",
+        r.telemetry()
+    );
     let r = k
         .execute(
             "tokio::spawn(async {\n    let t = std::time::Instant::now();\n    let mut x = 0u64;\n    \

@@ -58,6 +58,9 @@ pub struct SessionTelemetry {
     pub labelled: Vec<CellTelemetry>,
     /// Labels given in this kernel: what a bare `:compare` shows.
     pub labelled_here: Vec<String>,
+    /// (user-code pid, tokio threads not of the shared runtime) at the last count: what
+    /// the next cell's "runtime started" counts from.
+    pub other_runtime_threads: Option<(u32, u64)>,
 }
 
 impl SessionTelemetry {
@@ -72,6 +75,7 @@ impl SessionTelemetry {
             pending_label: None,
             labelled,
             labelled_here: Vec::new(),
+            other_runtime_threads: None,
         }
     }
 
@@ -343,6 +347,8 @@ impl CellMeter {
                 after.cell_figures(prior, run_ms)
             }),
             repeat: None,
+            other_runtime_threads_started: None,
+            shared_runtime_threads: m.runtime_after.as_ref().map(|after| after.threads()),
         }
     }
 }

@@ -88,6 +88,15 @@ pub struct CellTelemetry {
     /// medians of the runs that ended well. Absent for a cell run once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<repeat::Repeated>,
+    /// tokio threads that runtimes other than the cells' shared one (a learner's own
+    /// `Runtime::new()`; evcxr's, with shared dependencies off) added during the cell and
+    /// kept at its end. Absent when none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_runtime_threads_started: Option<u64>,
+    /// Threads of the shared runtime at the cell's end, whether or not the cell used it:
+    /// what tells them from other runtimes' threads (not shown).
+    #[serde(skip)]
+    pub shared_runtime_threads: Option<u64>,
 }
 
 /// What a cell sent during the kernel's start-up waited for.
@@ -155,6 +164,8 @@ impl CellTelemetry {
             runtime: None,
             warm_up: None,
             repeat: None,
+            other_runtime_threads_started: None,
+            shared_runtime_threads: None,
         }
     }
 
@@ -208,6 +219,9 @@ impl CellTelemetry {
                 r.run_ms.min,
                 r.run_ms.max
             ));
+        }
+        if let Some(added) = self.other_runtime_threads_started {
+            out.push_str(&format!("other_runtime_threads_started {added}\n"));
         }
         for (key, value) in &self.notes {
             let value = value

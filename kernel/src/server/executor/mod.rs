@@ -310,6 +310,38 @@ fn remember_runtime_seen(kernel: &Kernel, telemetry: &CellTelemetry) {
     }
 }
 
+/// The names tokio gives its threads by default (`/proc` keeps 15 bytes): 1.x before and
+/// after its rename of "tokio-runtime-worker".
+const TOKIO_THREAD_NAMES: [&str; 2] = ["tokio-rt-worker", "tokio-runtime-w"];
+
+/// Says when a runtime other than the shared one (a learner's own `Runtime::new()`, or
+/// evcxr's with shared dependencies off) left new tokio threads: the threads footer would
+/// otherwise grow with no word why. Counted only when the thread number changed (naming
+/// threads costs a read each); a runtime built and dropped within the cell is not named.
+fn count_other_runtime_threads(kernel: &Kernel, t: &mut CellTelemetry) {
+    if t.pid == 0 || !t.ran() {
+        return;
+    }
+    let mut session = kernel.telemetry();
+    let last = &mut session.other_runtime_threads;
+    let before = last.filter(|(pid, _)| *pid == t.pid).map(|(_, n)| n);
+    let changed = t.threads_peak != t.threads_start || t.threads_end != t.threads_start;
+    if before.is_some() && !changed {
+        return;
+    }
+    let Some(named) = crate::sys::threads_named(t.pid, &TOKIO_THREAD_NAMES) else {
+        return;
+    };
+    let now = named.saturating_sub(t.shared_runtime_threads.unwrap_or(0));
+    *last = Some((t.pid, now));
+    // The shared runtime's own start has its own words ("+2 workers").
+    let shared_started = t.runtime.as_ref().is_some_and(|r| r.started_in_cell);
+    let added = now.saturating_sub(before.unwrap_or(0));
+    if added > 0 && !shared_started {
+        t.other_runtime_threads_started = Some(added);
+    }
+}
+
 /// Ends the cell's meter: its telemetry, labelled, and recorded (for `:compare`,
 /// `rustmeter::last()` and the next run of the same code) unless the request was silent
 /// or the cell only commands.
@@ -317,6 +349,7 @@ fn measure<'a>(kernel: &Kernel, run: CellRun<'a>, outcome: &CellOutcome) -> Fini
     let (mut telemetry, meter_cost) = run.meter.finish(status_of(outcome));
     let render_started = Instant::now();
     remember_runtime_seen(kernel, &telemetry);
+    count_other_runtime_threads(kernel, &mut telemetry);
     if run.runs_asked > 1 {
         telemetry = telemetry.with_runs(run.runs_asked, run.earlier_runs);
     }

@@ -86,6 +86,12 @@ pub fn text_line(t: &CellTelemetry) -> String {
                 thousands(r.workers)
             ));
         }
+        if let Some(added) = t.other_runtime_threads_started {
+            parts.push(format!(
+                "runtime started: +{} tokio threads (not the shared one)",
+                thousands(added)
+            ));
+        }
     }
     if t.compile_ms >= 100.0 && t.ran() {
         parts.push(format!("compile {}", seconds(t.compile_ms)));
