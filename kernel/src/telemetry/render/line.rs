@@ -125,7 +125,7 @@ pub fn text_line(t: &CellTelemetry) -> String {
     parts.join(" │ ")
 }
 
-/// `range 0.10–0.12 s, CPU 0.01–0.02 s, threads max 6–7, tasks max 100–100`: how far the
+/// `range 0.10–0.12 s, CPU 0.01–0.02 s, threads max 6–7, tasks max 100 every run`: how far the
 /// runs of a `:repeat` cell spread; `stopped at run 3 of 5` first when one failed.
 fn repeat_part(r: &Repeated) -> String {
     let mut out = Vec::new();
@@ -147,7 +147,8 @@ fn repeat_part(r: &Repeated) -> String {
     out.push(format!("range {}", range(&r.run_ms, &seconds)));
     out.push(format!("CPU {}", range(&r.cpu_ms, &seconds)));
     out.push(format!("threads max {}", range(&r.threads_peak, &count)));
-    if let Some(tasks) = &r.tasks_peak {
+    // A run with no task alive says nothing about tasks.
+    if let Some(tasks) = r.tasks_peak.as_ref().filter(|t| t.max > 0.0) {
         out.push(format!("tasks max {}", range(tasks, &count)));
     }
     out.join(", ")
