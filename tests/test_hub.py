@@ -35,6 +35,7 @@ import shutil
 import signal
 import socket
 import stat
+import statistics
 import subprocess
 import sys
 import threading
@@ -63,7 +64,17 @@ from execute import telemetry  # noqa: E402  (notebooks/execute.py)
 
 SCRIPT = ROOT / "scripts" / "class-hub.sh"
 CLASS_DIR = Path(os.environ.get("RUSTMETER_CLASS_DIR", "/opt/rustmeter"))
-LEARNERS = [f"rmlearner{i}" for i in range(1, 6)]
+
+
+def learner_count() -> int:
+    """5, or RUSTMETER_CLASS_LEARNERS (bench/class_load sets it)."""
+    raw = os.environ.get("RUSTMETER_CLASS_LEARNERS", "5")
+    if not raw.isdigit() or not 2 <= int(raw) <= 60:
+        raise ValueError(f"RUSTMETER_CLASS_LEARNERS must be a whole number of learners from 2 to 60, not {raw!r}")
+    return int(raw)
+
+
+LEARNERS = [f"rmlearner{i}" for i in range(1, learner_count() + 1)]
 NOTEBOOK = NOTEBOOKS / "04-async.ipynb"
 CELL_TIMEOUT = 600
 SKIPPED_TAGS = {"raises-exception", "exercise", "self-check"}
@@ -279,6 +290,89 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
         for r in results.values():
             if "kernel" in r:
                 r["kernel"].close()
+
+
+LOAD_CELLS = 3  # the class-load benchmark's cells: the tutorial's first three
+
+
+def first_cells_run(hub_url: str, user: str, token: str, cells: list[CellRun], barrier: threading.Barrier,
+                    results: dict) -> None:
+    """One learner of the class-load benchmark: waits for everyone, then opens a kernel and
+    runs `cells`, noting when each reply came (from the launch)."""
+    kernel = LearnerKernel(hub_url, user, token)
+    results[user] = {"kernel": kernel, "cells": cells, "replied_s": []}
+    try:
+        barrier.wait(timeout=900)
+        launched = time.monotonic()
+        kernel.start()
+        for cell in cells:
+            kernel.execute(cell, CELL_TIMEOUT)
+            results[user]["replied_s"].append(time.monotonic() - launched)
+        results[user]["served_by_spare"] = served_by_spare(user)
+    except BaseException as e:  # reported by the test, with the learner's name
+        results[user]["failure"] = f"{type(e).__name__}: {e}"
+        barrier.abort()
+
+
+@pytest.mark.skipif("RUSTMETER_CLASS_LEARNERS" not in os.environ,
+                    reason="a benchmark (bench/class_load): set RUSTMETER_CLASS_LEARNERS to run it")
+def test_class_load_first_cells_at_the_same_second(class_hub, capsys) -> None:
+    """Every learner logs in, then all open the tutorial and run its first cells at the same
+    second: the slowest learner's time to each result, and where each cell's time went."""
+    hub, _ = class_hub
+    tokens = {name: hub.user_token(name) for name in LEARNERS}
+    login = time.monotonic()
+    for name in LEARNERS:
+        hub.start_server(name)
+    for name in LEARNERS:
+        hub.wait_ready(name, 900)
+    servers_s = time.monotonic() - login
+    barrier = threading.Barrier(len(LEARNERS) + 1)
+    results: dict[str, dict] = {}
+    # Each learner its own cells: a run writes its outputs into them.
+    threads = [threading.Thread(target=first_cells_run,
+                                args=(hub.url, n, tokens[n], key_cells()[:LOAD_CELLS], barrier, results))
+               for n in LEARNERS]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait(timeout=900)
+    except threading.BrokenBarrierError:
+        pass
+    for t in threads:
+        t.join(CELL_TIMEOUT * (LOAD_CELLS + 1))
+    try:
+        failures = {n: r["failure"] for n, r in results.items() if "failure" in r}
+        assert not failures, f"learners failed: {failures}"
+        problems = [f"{n}: cell {i + 1}: {c.status}, footer {telemetry(c) is not None}"
+                    for n in LEARNERS for i, c in enumerate(results[n]["cells"])
+                    if c.status != "ok" or telemetry(c) is None]
+        assert not problems, "\n".join(problems)
+        with capsys.disabled():
+            print("\n" + load_figures(results, servers_s))
+    finally:
+        for r in results.values():
+            r["kernel"].close()
+
+
+def load_figures(results: dict, servers_s: float) -> str:
+    """Per cell: the slowest learner's time from launch to that result, and the split of
+    its time from the footer (waited for the kernel's start-up, queued, compile, run)."""
+    n = len(LEARNERS)
+    spread = lambda values: f"median {statistics.median(values):.1f} s (range {min(values):.1f}–{max(values):.1f})"
+    lines = [f"class load: {n} learners, first {LOAD_CELLS} cells of {NOTEBOOK.name} at the same second,"
+             f" once all {n} servers were up ({servers_s:.0f} s after the logins); {os.cpu_count()} cores",
+             f"  first kernel was the warm one from login for {sum(bool(r.get('served_by_spare')) for r in results.values())}"
+             f" of {n} learners"]
+    for i in range(LOAD_CELLS):
+        replied = [results[name]["replied_s"][i] for name in LEARNERS]
+        figures = [telemetry(results[name]["cells"][i]) for name in LEARNERS]
+        part = lambda key: [f.get(key, 0) / 1000 for f in figures]
+        warm_up = [(f.get("warm_up") or {}).get("waited_ms", 0) / 1000 for f in figures]
+        lines.append(f"  cell {i + 1}: launch → result, slowest learner {max(replied):.1f} s, {spread(replied)}")
+        lines.append(f"          queued {spread(part('queue_ms'))}, of which the kernel's start-up {spread(warm_up)};"
+                     f" compile {spread(part('compile_ms'))}; run {spread(part('run_ms'))}")
+    return "\n".join(lines)
 
 
 def warm_kernels_from_login(uids: dict[str, int]) -> dict:
