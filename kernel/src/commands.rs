@@ -243,7 +243,7 @@ pub const COMMANDS: &[Spec] = &[
         ":repeat",
         "N",
         Side::Kernel,
-        "Run this cell's code N times (2 to 100); the footer gives the median and range \
+        "Run this cell's code N times (1 to 100); the footer gives the median and range \
          of run time, CPU, threads and tasks, and :compare uses the medians",
         read_repeat,
     ),
@@ -415,7 +415,7 @@ fn read_repeat(arguments: &str) -> Result<Command, String> {
         }
         _ => Err(format!(
             ":repeat needs a number of runs from 1 to {REPEAT_MAX} (got {arguments:?}): \
-             `:repeat 5` on the cell's first line runs its code five times"
+             `:repeat 5` in a cell runs all of its code five times"
         )),
     }
 }

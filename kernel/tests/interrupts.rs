@@ -173,11 +173,29 @@ async fn blocking_cell_that_checks_the_flag_stops_without_a_restart() {
     // The interrupt was used up: the next cell is not interrupted.
     let r = k.execute("rustmeter::interrupted()").await;
     assert_eq!(r.result_text().as_deref(), Some("false"), "{r:?}");
+
+    // A repeated cell: the interrupt ends the run it lands in and the runs left.
+    let (outputs, _) = interrupt_when(
+        &mut k,
+        ":repeat 50
+println!(\"spinning\");
+while !rustmeter::interrupted() {}",
+        "spinning",
+    )
+    .await;
+    let error = outputs.iter().find(|o| o.msg_type == "error").unwrap();
+    // A failed cell's footer is the last line of its one error.
+    let footer = support::last_line(&error.content["traceback"]);
+    assert!(footer.contains("interrupted at run 1 of 50"), "{footer}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn time_limit_ends_only_the_cell_that_ran_too_long() {
-    let mut k = TestKernel::start_with_env(&[("RUSTMETER_CELL_TIMEOUT", "2s")]).await;
+    let mut k = TestKernel::start_with_env(&[
+        ("RUSTMETER_CELL_TIMEOUT", "2s"),
+        ("RUSTMETER_OUTPUT_LIMIT", "1000"),
+    ])
+    .await;
     assert_eq!(k.execute("let a = 5;").await.status(), "ok");
     let r = k
         .execute("println!(\"sleeping\"); std::thread::sleep(std::time::Duration::from_secs(10));")
@@ -205,6 +223,41 @@ async fn time_limit_ends_only_the_cell_that_ran_too_long() {
         "{error}"
     );
     assert_eq!(k.execute("b").await.result_text().as_deref(), Some("3"));
+
+    // Repeating never multiplies the limits: no run starts once the runs have used the
+    // time limit, nor after a run that printed past the output limit.
+    let footer = |r: &support::Executed| {
+        let shown = r.of_type("display_data");
+        let last = shown.last().expect("a footer");
+        last.content["data"]["text/plain"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let r = k
+        .execute(
+            ":repeat 10
+std::thread::sleep(std::time::Duration::from_millis(700));",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert!(
+        footer(&r).contains("stopped after run 3 of 10"),
+        "{}",
+        footer(&r)
+    );
+    let r = k
+        .execute(
+            ":repeat 10
+println!(\"{}\", \"x\".repeat(2000));",
+        )
+        .await;
+    assert_eq!(r.status(), "ok", "{r:?}");
+    assert!(
+        footer(&r).contains("stopped after run 1 of 10"),
+        "{}",
+        footer(&r)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

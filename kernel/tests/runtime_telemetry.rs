@@ -342,7 +342,7 @@ async fn repeat_runs_a_cell_n_times_and_gives_the_median_and_range() {
     assert_eq!(r.status(), "error", "{r:?}");
     // A failed cell's footer is the last line of its one error.
     let text = r.last_traceback_line();
-    assert!(text.contains("stopped at run 2 of 5"), "{text}");
+    assert!(text.contains("failed at run 2 of 5"), "{text}");
     assert_eq!(
         r.telemetry()["repeat"]["runs"].as_array().map(Vec::len),
         Some(2)

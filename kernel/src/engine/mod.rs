@@ -174,6 +174,9 @@ pub struct Control {
     stopping: AtomicBool,
     /// Counts cells, so a late stop never hits the next cell.
     cell_serial: AtomicU64,
+    /// Counts interrupt requests, idle or not: a cell run several times (`:repeat`)
+    /// stops when one arrived between two runs, where nothing runs to stop.
+    interrupt_requests: AtomicU64,
     /// `None` when the pipe could not be made: interrupts then always kill.
     cancel: Option<interrupt::CancelChannel>,
     /// Woken by every interrupt: whoever waits on the cell's behalf (an input prompt)
@@ -290,6 +293,7 @@ impl Engine {
             stdin_refused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             cell_serial: AtomicU64::new(0),
+            interrupt_requests: AtomicU64::new(0),
             cancel: interrupt::CancelChannel::new()
                 .map_err(|e| {
                     eprintln!(
@@ -428,7 +432,15 @@ impl Engine {
     /// process group after a grace period; a shell command; the compiler tree. Does
     /// nothing while idle (clients interrupt before every restart).
     pub fn interrupt(&self) {
+        self.control
+            .interrupt_requests
+            .fetch_add(1, Ordering::SeqCst);
         interrupt::stop_cell(&self.control);
+    }
+
+    /// How many interrupts were asked for so far.
+    pub fn interrupt_requests(&self) -> u64 {
+        self.control.interrupt_requests.load(Ordering::SeqCst)
     }
 
     /// Resolves at the next interrupt, or at once if the current cell was interrupted.

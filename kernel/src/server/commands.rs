@@ -2,7 +2,8 @@
 //! [`Side::Kernel`](crate::commands::Side) rows of [`crate::commands::COMMANDS`], one
 //! function each: `:telemetry`, `:label`, `:compare`, `:solution` (an exercise's
 //! solution, when the instructor enabled them), `:last_build_log` (the last build's
-//! events, as the rustc wrapper recorded them). [`take`] reads the cell once through
+//! events, as the rustc wrapper recorded them). `:label` and `:repeat` are only taken
+//! here, for the executor to carry out. [`take`] reads the cell once through
 //! [`crate::commands::parse`]; these commands are taken out and the rest, already read,
 //! goes to the engine. Reading and `:help` are `crate::commands`'s, not this file's.
 

@@ -276,6 +276,14 @@ impl CellMeter {
         }
     }
 
+    /// The user's code's run time so far, in ms.
+    pub fn run_ms(&self) -> f64 {
+        let running = self
+            .run_since
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        ms(self.run_total + running)
+    }
+
     /// Run time so far and what the process does now, while the user's code runs.
     pub fn live(&self) -> Option<(f64, LiveView)> {
         let since = self.run_since?;

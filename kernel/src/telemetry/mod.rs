@@ -213,12 +213,13 @@ impl CellTelemetry {
             out.push_str(&r.to_lines());
         }
         if let Some(r) = &self.repeat {
-            out.push_str(&format!(
-                "repeat_runs {}\nrepeat_run_ms_min {}\nrepeat_run_ms_max {}\n",
-                r.runs.len(),
-                r.run_ms.min,
-                r.run_ms.max
-            ));
+            out.push_str(&format!("repeat_runs {}\n", r.runs.len()));
+            if let Some(run_ms) = r.run_ms {
+                out.push_str(&format!(
+                    "repeat_run_ms_min {}\nrepeat_run_ms_max {}\n",
+                    run_ms.min, run_ms.max
+                ));
+            }
         }
         if let Some(added) = self.other_runtime_threads_started {
             out.push_str(&format!("other_runtime_threads_started {added}\n"));

@@ -77,62 +77,83 @@ impl RunFigures {
 /// A repeated cell's runs and their spread.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Repeated {
-    /// The runs `:repeat` asked for; more than `runs.len()` when one failed and the
-    /// rest did not run.
+    /// The runs `:repeat` asked for; more than `runs.len()` when the runs stopped early.
     pub asked: u32,
+    /// Every run, in order: the last one may have failed.
     pub runs: Vec<RunFigures>,
-    pub run_ms: Spread,
-    pub cpu_ms: Spread,
+    /// The spreads are over the runs that ended well only (absent when none did): a run
+    /// that failed early (a compile error, an interrupt) would pull every minimum to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_ms: Option<Spread>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<Spread>,
     /// Null when a run was too short for a core figure.
     pub cpu_cores: Option<Spread>,
-    pub threads_peak: Spread,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads_peak: Option<Spread>,
     /// Null when any run was not measured on the shared runtime.
     pub tasks_peak: Option<Spread>,
 }
 
 impl Repeated {
-    /// The spread of `runs` (at least one, in order).
-    fn of(asked: u32, runs: &[CellTelemetry]) -> Option<Repeated> {
+    /// `runs` (at least one, in order) and the spread of those that ended well.
+    fn of(asked: u32, runs: &[CellTelemetry]) -> Repeated {
         let figures: Vec<RunFigures> = runs.iter().map(RunFigures::of).collect();
+        let well: Vec<&RunFigures> = figures
+            .iter()
+            .filter(|r| r.status == CellStatus::Ok)
+            .collect();
         let all = |get: fn(&RunFigures) -> Option<f64>| -> Option<Spread> {
-            let values: Option<Vec<f64>> = figures.iter().map(get).collect();
+            let values: Option<Vec<f64>> = well.iter().map(|r| get(r)).collect();
             Spread::of(values?)
         };
-        Some(Repeated {
+        Repeated {
             asked,
-            run_ms: Spread::of(figures.iter().map(|r| r.run_ms))?,
-            cpu_ms: Spread::of(figures.iter().map(|r| r.cpu_ms))?,
+            run_ms: Spread::of(well.iter().map(|r| r.run_ms)),
+            cpu_ms: Spread::of(well.iter().map(|r| r.cpu_ms)),
             cpu_cores: all(|r| r.cpu_cores),
-            threads_peak: Spread::of(figures.iter().map(|r| r.threads_peak as f64))?,
+            threads_peak: Spread::of(well.iter().map(|r| r.threads_peak as f64)),
             tasks_peak: all(|r| r.tasks_peak.map(|n| n as f64)),
             runs: figures,
-        })
+        }
     }
 
-    /// The runs stopped early: one failed.
+    /// Not every run asked for ended well: one failed, or the runs were stopped.
     pub fn stopped_early(&self) -> bool {
         (self.runs.len() as u32) < self.asked
+            || self.runs.iter().any(|r| r.status != CellStatus::Ok)
     }
 }
 
 impl CellTelemetry {
-    /// The last run's telemetry (`self`), summarizing `earlier` runs with it: when every
-    /// run ended well, the headline figures become the medians of the runs; `repeat`
-    /// lists every run. A failed last run keeps its own figures (the footer tells that
-    /// run's end). The series, memory and the stall list stay the last run's.
+    /// The last run's telemetry (`self`), summarizing `earlier` runs (which all ended
+    /// well) with it: when the last ended well too, the headline figures become the
+    /// medians of the runs; `repeat` lists every run. A failed last run keeps its own
+    /// figures (the footer tells that run's end). The series, memory and the stall list
+    /// stay the last run's; the wait before the first run is the cell's.
     pub fn with_runs(mut self, asked: u32, earlier: Vec<CellTelemetry>) -> CellTelemetry {
+        if let Some(first) = earlier.first() {
+            self.queue_ms = first.queue_ms;
+            self.warm_up = first.warm_up.clone();
+            self.wall_ms += earlier.iter().map(|t| t.wall_ms).sum::<f64>();
+        }
+        if self.status == CellStatus::Ok && !self.ran() {
+            return self; // no code ran: nothing was repeated
+        }
         let mut runs = earlier;
         runs.push(self.clone());
-        let Some(summary) = Repeated::of(asked, &runs) else {
-            return self;
-        };
-        if self.status == CellStatus::Ok {
-            let well = &summary;
-            self.run_ms = well.run_ms.median;
-            self.cpu_ms = well.cpu_ms.median;
-            self.cpu_cores = well.cpu_cores.map(|s| s.median);
-            self.threads_peak = (well.threads_peak.median.round() as u64).max(self.threads_start);
-            if let (Some(r), Some(tasks)) = (self.runtime.as_mut(), well.tasks_peak) {
+        let summary = Repeated::of(asked, &runs);
+        if let (CellStatus::Ok, Some(run_ms), Some(cpu_ms), Some(threads)) = (
+            self.status,
+            summary.run_ms,
+            summary.cpu_ms,
+            summary.threads_peak,
+        ) {
+            self.run_ms = run_ms.median;
+            self.cpu_ms = cpu_ms.median;
+            self.cpu_cores = summary.cpu_cores.map(|s| s.median);
+            self.threads_peak = (threads.median.round() as u64).max(self.threads_start);
+            if let (Some(r), Some(tasks)) = (self.runtime.as_mut(), summary.tasks_peak) {
                 r.tasks_peak = (tasks.median.round() as u64).max(r.tasks_start);
             }
         }
@@ -170,7 +191,8 @@ mod tests {
         assert_eq!(t.threads_peak, 6);
         let r = t.repeat.as_ref().unwrap();
         assert_eq!(r.runs.len(), 5);
-        assert_eq!((r.run_ms.min, r.run_ms.max), (100.0, 300.0));
+        let run_ms = r.run_ms.unwrap();
+        assert_eq!((run_ms.min, run_ms.max), (100.0, 300.0));
         assert!(!r.stopped_early());
         assert!(
             r.tasks_peak.is_none(),
@@ -189,5 +211,35 @@ mod tests {
         assert!(r.stopped_early());
         assert_eq!(r.runs.len(), 3);
         assert_eq!(r.runs[2].status, CellStatus::Panic);
+        let run_ms = r.run_ms.unwrap();
+        assert_eq!(
+            (run_ms.min, run_ms.max),
+            (100.0, 120.0),
+            "the spread is of the runs that ended well"
+        );
+    }
+
+    #[test]
+    fn a_failure_at_the_last_run_asked_is_still_a_stop() {
+        let mut failed = run(0.0, 4);
+        failed.status = CellStatus::Error;
+        let r = failed.with_runs(2, vec![run(100.0, 6)]).repeat.unwrap();
+        assert!(r.stopped_early());
+        assert_eq!(r.run_ms.map(|s| (s.min, s.max)), Some((100.0, 100.0)));
+    }
+
+    #[test]
+    fn a_first_run_that_failed_has_no_spread_and_the_wait_is_the_first_runs() {
+        let mut failed = run(0.0, 4);
+        failed.status = CellStatus::Error;
+        let r = failed.with_runs(5, Vec::new()).repeat.unwrap();
+        assert!(r.stopped_early() && r.run_ms.is_none(), "{r:?}");
+        let mut first = run(100.0, 6);
+        first.queue_ms = 4000.0;
+        let t = run(100.0, 6).with_runs(2, vec![first]);
+        assert_eq!(
+            t.queue_ms, 4000.0,
+            "a wait before the first run is the cell's"
+        );
     }
 }

@@ -103,6 +103,7 @@ impl LiveOutput {
             }
         }
         if let Some(summary) = self.budget.summary() {
+            run.output_overflowed = true;
             publish_output(
                 kernel,
                 parent,

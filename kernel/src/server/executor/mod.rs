@@ -5,7 +5,8 @@
 //! Owns the order of execution and the reply to each request. One cell goes through the
 //! steps of ipykernel's `execute_request`: publish the input, run (rustmeter's commands,
 //! then the engine), publish the outcome, reply with metadata; the steps share one
-//! [`CellRun`]. The parts: `cell_events` follows one running cell's engine events,
+//! [`CellRun`]; a `:repeat N` cell goes through "run" up to N times, each run measured
+//! apart, and its telemetry summarizes them. The parts: `cell_events` follows one running cell's engine events,
 //! `publish` turns them into iopub messages, `live_build` shows compile progress in place. Must not name evcxr types: the engine
 //! is reached only through [`crate::engine::Engine`].
 
@@ -144,6 +145,11 @@ pub(super) struct CellRun<'a> {
     runs_asked: u32,
     /// The telemetry of each run before the current one, when repeated.
     earlier_runs: Vec<CellTelemetry>,
+    /// The engine's interrupt count when the cell began: one asked for since stops the
+    /// runs left, even between two runs.
+    interrupts_at_start: u64,
+    /// The last run printed past the output limit (its rest went to a file).
+    output_overflowed: bool,
 }
 
 impl<'a> CellRun<'a> {
@@ -167,6 +173,8 @@ impl<'a> CellRun<'a> {
             only_commands: false,
             runs_asked: 1,
             earlier_runs: Vec::new(),
+            interrupts_at_start: kernel.engine.interrupt_requests(),
+            output_overflowed: false,
         }
     }
 }
@@ -285,8 +293,7 @@ async fn run_cell(
                 .engine
                 .execute_cell(run.cell.cell, cell.clone(), allow_stdin);
             let outcome = run_events(kernel, run, &code, events, recent).await;
-            let runs_done = run.earlier_runs.len() as u32 + 1;
-            if runs_done >= run.runs_asked || !matches!(outcome, CellOutcome::Ok { .. }) {
+            if !another_run(kernel, run, &outcome) {
                 break outcome;
             }
             // Another run: evcxr builds and runs the cell again (it cannot re-run a built
@@ -297,6 +304,22 @@ async fn run_cell(
             run.earlier_runs.push(telemetry);
         },
     }
+}
+
+/// Whether a `:repeat` cell runs again after a run that ended with `outcome`: not after
+/// the runs asked for, a failure, an interrupt asked for (even between runs), a run that
+/// printed past the output limit, or once the runs have used the cell's time limit (each
+/// run is held to it too), so repeating never multiplies what the limits allow.
+fn another_run(kernel: &Kernel, run: &CellRun<'_>, outcome: &CellOutcome) -> bool {
+    let runs_done = run.earlier_runs.len() as u32 + 1;
+    let ran_ms = run.meter.run_ms() + run.earlier_runs.iter().map(|t| t.run_ms).sum::<f64>();
+    let time_left = crate::engine::time_limit::from_env()
+        .is_none_or(|limit| ran_ms < limit.duration.as_secs_f64() * 1000.0);
+    runs_done < run.runs_asked
+        && matches!(outcome, CellOutcome::Ok { .. })
+        && kernel.engine.interrupt_requests() == run.interrupts_at_start
+        && !run.output_overflowed
+        && time_left
 }
 
 /// Where the shared runtime's counters stood at the end of a run: the next run's tasks
@@ -317,15 +340,17 @@ const TOKIO_THREAD_NAMES: [&str; 2] = ["tokio-rt-worker", "tokio-runtime-w"];
 /// Says when a runtime other than the shared one (a learner's own `Runtime::new()`, or
 /// evcxr's with shared dependencies off) left new tokio threads: the threads footer would
 /// otherwise grow with no word why. Counted only when the thread number changed (naming
-/// threads costs a read each); a runtime built and dropped within the cell is not named.
-fn count_other_runtime_threads(kernel: &Kernel, t: &mut CellTelemetry) {
-    if t.pid == 0 || !t.ran() {
+/// threads costs a read each) or the cell ran several times; a runtime built and dropped
+/// within the cell is not named. A cell not sampled (footer off, silent) has no thread
+/// figures to go by and leaves the count as it was.
+fn count_other_runtime_threads(kernel: &Kernel, t: &mut CellTelemetry, repeated: bool) {
+    if t.pid == 0 || !t.ran() || t.threads_start == 0 {
         return;
     }
-    let mut session = kernel.telemetry();
-    let last = &mut session.other_runtime_threads;
+    // The executor runs one cell at a time: nothing else changes the count meanwhile.
+    let last = kernel.telemetry().other_runtime_threads;
     let before = last.filter(|(pid, _)| *pid == t.pid).map(|(_, n)| n);
-    let changed = t.threads_peak != t.threads_start || t.threads_end != t.threads_start;
+    let changed = repeated || t.threads_peak != t.threads_start || t.threads_end != t.threads_start;
     if before.is_some() && !changed {
         return;
     }
@@ -333,7 +358,7 @@ fn count_other_runtime_threads(kernel: &Kernel, t: &mut CellTelemetry) {
         return;
     };
     let now = named.saturating_sub(t.shared_runtime_threads.unwrap_or(0));
-    *last = Some((t.pid, now));
+    kernel.telemetry().other_runtime_threads = Some((t.pid, now));
     // The shared runtime's own start has its own words ("+2 workers").
     let shared_started = t.runtime.as_ref().is_some_and(|r| r.started_in_cell);
     let added = now.saturating_sub(before.unwrap_or(0));
@@ -349,7 +374,7 @@ fn measure<'a>(kernel: &Kernel, run: CellRun<'a>, outcome: &CellOutcome) -> Fini
     let (mut telemetry, meter_cost) = run.meter.finish(status_of(outcome));
     let render_started = Instant::now();
     remember_runtime_seen(kernel, &telemetry);
-    count_other_runtime_threads(kernel, &mut telemetry);
+    count_other_runtime_threads(kernel, &mut telemetry, run.runs_asked > 1);
     if run.runs_asked > 1 {
         telemetry = telemetry.with_runs(run.runs_asked, run.earlier_runs);
     }

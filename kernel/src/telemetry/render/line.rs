@@ -126,12 +126,18 @@ pub fn text_line(t: &CellTelemetry) -> String {
 }
 
 /// `range 0.10–0.12 s, CPU 0.01–0.02 s, threads max 6–7, tasks max 100 every run`: how far the
-/// runs of a `:repeat` cell spread; `stopped at run 3 of 5` first when one failed.
+/// runs of a `:repeat` cell that ended well spread; `failed at run 3 of 5` first when one
+/// failed, `stopped after run 3 of 5` when the runs were stopped between two.
 fn repeat_part(r: &Repeated) -> String {
     let mut out = Vec::new();
     if r.stopped_early() {
+        let how = match r.runs.last().map(|run| run.status) {
+            Some(CellStatus::Interrupted) => "interrupted at run",
+            Some(status) if status != CellStatus::Ok => "failed at run",
+            _ => "stopped after run",
+        };
         out.push(format!(
-            "stopped at run {} of {}",
+            "{how} {} of {}",
             thousands(r.runs.len() as u64),
             thousands(u64::from(r.asked))
         ));
@@ -144,9 +150,15 @@ fn repeat_part(r: &Repeated) -> String {
             format!("{}–{}", unit(s.min).trim_end_matches(" s"), unit(s.max))
         }
     };
-    out.push(format!("range {}", range(&r.run_ms, &seconds)));
-    out.push(format!("CPU {}", range(&r.cpu_ms, &seconds)));
-    out.push(format!("threads max {}", range(&r.threads_peak, &count)));
+    if let Some(run_ms) = &r.run_ms {
+        out.push(format!("range {}", range(run_ms, &seconds)));
+    }
+    if let Some(cpu_ms) = &r.cpu_ms {
+        out.push(format!("CPU {}", range(cpu_ms, &seconds)));
+    }
+    if let Some(threads) = &r.threads_peak {
+        out.push(format!("threads max {}", range(threads, &count)));
+    }
     // A run with no task alive says nothing about tasks.
     if let Some(tasks) = r.tasks_peak.as_ref().filter(|t| t.max > 0.0) {
         out.push(format!("tasks max {}", range(tasks, &count)));
@@ -427,7 +439,9 @@ mod tests {
         failed.status = CellStatus::Panic;
         let line = text_line(&failed.with_runs(5, vec![ran(100.0)]));
         assert!(
-            line.starts_with("✗ panicked after 0.02 s │ stopped at run 2 of 5, range 0.02–0.10 s"),
+            line.starts_with(
+                "✗ panicked after 0.02 s │ failed at run 2 of 5, range 0.10 s every run"
+            ),
             "{line}"
         );
     }
