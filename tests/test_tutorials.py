@@ -453,9 +453,13 @@ def check_lessons(nb, stem: str) -> list[str]:
         added = t["threads_peak"] - t["threads_start"]
         expect(400 <= added <= 512 and run(t) >= 1.8 * n["delay_ms"],
                f"{n['calls']:.0f} spawn_blocking calls: +{added} threads (the prose: up to 512), run {run(t):.0f} ms ≈ 2 × delay")
-        t, _ = figures(nb, "tokio-fs")
-        expect(t["threads_peak"] >= t["threads_start"] + 4,
-               f"tokio::fs: threads {t['threads_start']}→{t['threads_peak']}")
+        # The pool may still hold the 600-call cell's idle threads (they last ~10 s), so
+        # the lesson reads the reads off the pool's task count, not off new threads.
+        t, n = figures(nb, "tokio-fs")
+        pool = t.get("runtime") or {}
+        expect(pool.get("blocking_tasks", 0) >= n["files"] and pool.get("blocking_threads_peak", 0) >= 4,
+               f"tokio::fs: {pool.get('blocking_tasks')} blocking tasks for {n['files']:.0f} files "
+               f"on {pool.get('blocking_threads_peak')} pool threads (the prose: 100 blocking tasks)")
     elif stem.startswith("06"):
         seq, n = figures(nb, "cmp-sequential")
         threads, _ = figures(nb, "cmp-threads")
