@@ -177,9 +177,7 @@ async fn blocking_cell_that_checks_the_flag_stops_without_a_restart() {
     // A repeated cell: the interrupt ends the run it lands in and the runs left.
     let (outputs, _) = interrupt_when(
         &mut k,
-        ":repeat 50
-println!(\"spinning\");
-while !rustmeter::interrupted() {}",
+        ":repeat 50\nprintln!(\"spinning\");\nwhile !rustmeter::interrupted() {}",
         "spinning",
     )
     .await;
@@ -234,30 +232,21 @@ async fn time_limit_ends_only_the_cell_that_ran_too_long() {
             .unwrap_or("")
             .to_string()
     };
-    let r = k
-        .execute(
-            ":repeat 10
-std::thread::sleep(std::time::Duration::from_millis(700));",
-        )
-        .await;
-    assert_eq!(r.status(), "ok", "{r:?}");
-    assert!(
-        footer(&r).contains("stopped after run 3 of 10"),
-        "{}",
-        footer(&r)
-    );
-    let r = k
-        .execute(
-            ":repeat 10
-println!(\"{}\", \"x\".repeat(2000));",
-        )
-        .await;
-    assert_eq!(r.status(), "ok", "{r:?}");
-    assert!(
-        footer(&r).contains("stopped after run 1 of 10"),
-        "{}",
-        footer(&r)
-    );
+    let stops = [
+        (
+            ":repeat 10\nstd::thread::sleep(std::time::Duration::from_millis(700));",
+            "stopped after run 3 of 10",
+        ),
+        (
+            ":repeat 10\nprintln!(\"{}\", \"x\".repeat(2000));",
+            "stopped after run 1 of 10",
+        ),
+    ];
+    for (code, says) in stops {
+        let r = k.execute(code).await;
+        assert_eq!(r.status(), "ok", "{r:?}");
+        assert!(footer(&r).contains(says), "{}", footer(&r));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

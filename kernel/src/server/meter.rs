@@ -286,9 +286,8 @@ impl CellMeter {
 
     /// Run time so far and what the process does now, while the user's code runs.
     pub fn live(&self) -> Option<(f64, LiveView)> {
-        let since = self.run_since?;
-        let running = (self.run_total + since.elapsed()).as_secs_f64() * 1000.0;
-        Some((running, self.sampler.as_ref()?.live()))
+        self.run_since?;
+        Some((self.run_ms(), self.sampler.as_ref()?.live()))
     }
 
     /// The cell's telemetry, and the time the meter spent on the cell's critical path.
