@@ -104,14 +104,34 @@ pub fn meminfo_kib(field: &str) -> Option<u64> {
 /// How many threads of `pid` have one of `names` (`/proc/<pid>/task/*/comm`, the first 15
 /// bytes of a thread's name); `None` when the process is gone or not ours. One read per
 /// thread: callers count only when the thread number changed.
-pub fn threads_named(pid: u32, names: &[&str]) -> Option<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let named = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
-        .filter(|comm| names.contains(&comm.trim_end_matches('\n')))
-        .count();
-    Some(named as u64)
+///
+/// A thread names itself when it first runs; until then it carries its creator's name.
+/// On a loaded machine a new thread can wait tens of ms for a core (seen in CI right
+/// after `Runtime::new()`), so threads that never ran yet (`schedstat`'s CPU time 0) are
+/// waited for, up to `wait`.
+pub fn threads_named(pid: u32, names: &[&str], wait: std::time::Duration) -> Option<u64> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let tasks: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+            .map(|task| task.path())
+            .collect();
+        let never_ran = |task: &std::path::PathBuf| {
+            std::fs::read_to_string(task.join("schedstat"))
+                .is_ok_and(|s| s.split_whitespace().next() == Some("0"))
+        };
+        if std::time::Instant::now() < deadline && tasks.iter().any(never_ran) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            continue;
+        }
+        let named = tasks
+            .iter()
+            .filter_map(|task| std::fs::read_to_string(task.join("comm")).ok())
+            .filter(|comm| names.contains(&comm.trim_end_matches('\n')))
+            .count();
+        return Some(named as u64);
+    }
 }
 
 /// The pids of every process this user owns.
@@ -223,11 +243,13 @@ mod tests {
         assert_eq!(parent_of(u32::MAX), 0);
     }
 
+    const NO_WAIT: std::time::Duration = std::time::Duration::ZERO;
+
     #[test]
     fn counts_threads_by_name() {
         let me = std::process::id();
         let name = "sys-named-test"; // unique in this test binary
-        assert_eq!(threads_named(me, &[name]), Some(0));
+        assert_eq!(threads_named(me, &[name], NO_WAIT), Some(0));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let threads: Vec<_> = (0..3)
@@ -243,15 +265,16 @@ mod tests {
             .collect();
         // Each thread names itself as it starts.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while threads_named(me, &[name]) != Some(3) && std::time::Instant::now() < deadline {
+        while threads_named(me, &[name], NO_WAIT) != Some(3) && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert_eq!(threads_named(me, &[name, "no-such-name"]), Some(3));
+        assert_eq!(threads_named(me, &[name, "no-such-name"], NO_WAIT), Some(3));
         drop(tx);
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(threads_named(me, &[name]), Some(0));
-        assert_eq!(threads_named(u32::MAX, &[name]), None);
+        assert_eq!(threads_named(me, &[name], NO_WAIT), Some(0));
+        assert_eq!(threads_named(u32::MAX, &[name], NO_WAIT), None);
     }
 }

@@ -336,6 +336,8 @@ fn remember_runtime_seen(kernel: &Kernel, telemetry: &CellTelemetry) {
 /// The names tokio gives its threads by default (`/proc` keeps 15 bytes): 1.x before and
 /// after its rename of "tokio-runtime-worker".
 const TOKIO_THREAD_NAMES: [&str; 2] = ["tokio-rt-worker", "tokio-runtime-w"];
+/// The most a cell's end waits for its new threads to first run and name themselves.
+const NAMING_WAIT: Duration = Duration::from_millis(250);
 
 /// Says when a runtime other than the shared one (a learner's own `Runtime::new()`, or
 /// evcxr's with shared dependencies off) left new tokio threads: the threads footer would
@@ -354,7 +356,7 @@ fn count_other_runtime_threads(kernel: &Kernel, t: &mut CellTelemetry, repeated:
     if before.is_some() && !changed {
         return;
     }
-    let Some(named) = crate::sys::threads_named(t.pid, &TOKIO_THREAD_NAMES) else {
+    let Some(named) = crate::sys::threads_named(t.pid, &TOKIO_THREAD_NAMES, NAMING_WAIT) else {
         return;
     };
     let now = named.saturating_sub(t.shared_runtime_threads.unwrap_or(0));
