@@ -2,22 +2,28 @@
 starts, serves the rustmeter kernelspec, and runs the async tutorial's first cells with a
 footer under each; tokio comes from the image's shared cache (no compile); and a memory
 cap on the container (docker run --memory, as JupyterHub's spawners set mem_limit) ends a
-cell that goes over it while the kernel keeps going.
+cell that goes over it while the kernel keeps going. Then JupyterHub with DockerSpawner
+(docs/class-image/jupyterhub_docker_config.py) spawns five learners' servers in containers
+of the image at once, and each runs those cells: footers, tokio from the image's cache,
+the memory cap and host network on each container, kernels on Unix sockets.
 
 The image is scripts/class-image.sh's (rustmeter-class:local, or RUSTMETER_CLASS_IMAGE).
-Building it takes about 4 minutes here, more than the CI budget leaves, so the test runs
+Building it takes about 4 minutes here, more than the CI budget leaves, so the tests run
 when the image exists, or builds it first when RUSTMETER_CLASS_IMAGE_BUILD=1
-(docs/classroom.md); otherwise it skips and says how to run it. The container uses the
+(docs/classroom.md); otherwise they skip and say how to run them. The container uses the
 host network (this machine's loopback only) and no registry.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -154,3 +160,100 @@ def test_the_class_image_runs_the_tutorial_with_footers_from_its_shared_cache_un
         footer(after)
     finally:
         kernel.close()
+
+
+# ------------------------------------------------------------- a class under DockerSpawner
+
+LEARNERS = [f"learner{i}" for i in range(1, 6)]
+HUB_CONFIG = ROOT / "docs" / "class-image" / "jupyterhub_docker_config.py"
+CHP_VERSION = "4"  # configurable-http-proxy major version, as scripts/class-hub.sh
+
+
+@pytest.fixture(scope="module")
+def docker_hub(image, tmp_path_factory):
+    """JupyterHub with DockerSpawner (docs/class-image/jupyterhub_docker_config.py) in its
+    own venv and folder; yields a hub_client.Hub. Every container it started is removed."""
+    from hub_client import Hub
+
+    root = tmp_path_factory.mktemp("docker-hub")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "jupyterhub", "dockerspawner"], check=True, timeout=900)
+    subprocess.run(["npm", "install", "--silent", "--no-fund", "--no-audit", "--prefix", str(root),
+                    f"configurable-http-proxy@{CHP_VERSION}"], check=True, timeout=600)
+    port, token = free_port(), secrets.token_hex(32)
+    env = {**os.environ, "RUSTMETER_CLASS_IMAGE": image, "RUSTMETER_HUB_PORT": str(port),
+           "RUSTMETER_HUB_LEARNERS": ",".join(LEARNERS), "RUSTMETER_HUB_ADMIN_TOKEN": token,
+           "RUSTMETER_HUB_STATE": str(root / "state"),
+           "RUSTMETER_HUB_PROXY": str(root / "node_modules" / ".bin" / "configurable-http-proxy")}
+    log = (root / "hub.log").open("w")
+    hub_process = subprocess.Popen([str(venv / "bin" / "jupyterhub"), "-f", str(HUB_CONFIG)], cwd=root, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    hub = Hub(f"http://127.0.0.1:{port}", token)
+    try:
+        hub.wait_up(120, hub_process)
+        yield hub
+    finally:
+        hub_process.terminate()
+        try:
+            hub_process.wait(30)
+        except subprocess.TimeoutExpired:
+            hub_process.kill()
+        names = [f"rustmeter-{n}" for n in LEARNERS]
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
+        print((root / "hub.log").read_text()[-4000:])
+
+
+def run_learner(hub, name: str, cells: list[str], results: dict) -> None:
+    try:
+        token = hub.user_token(name)
+        hub.start_server(name)
+        hub.wait_ready(name, 300)
+        kernel = LearnerKernel(hub.url, name, token)
+        kernel.start()
+        try:
+            runs = [kernel.execute(CellRun(source, []), FIRST_CELL_TIMEOUT) for source in cells]
+            # While the kernel runs: how its server talks to it.
+            connections = subprocess.run(["docker", "exec", "-u", LEARNER, f"rustmeter-{name}", "sh", "-c",
+                                          f"cat /home/{LEARNER}/.local/share/jupyter/runtime/kernel-*.json"],
+                                         capture_output=True, text=True, timeout=60).stdout
+            results[name] = (runs, connections)
+        finally:
+            kernel.close()
+    except Exception as error:  # reported by the test, per learner
+        results[name] = error
+
+
+def test_five_learners_run_the_tutorial_in_containers_spawned_by_the_hub(docker_hub):
+    cells = tutorial_cells("04-async", 3)
+    results: dict = {}
+    threads = [threading.Thread(target=run_learner, args=(docker_hub, name, cells, results)) for name in LEARNERS]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(900)
+    took = time.monotonic() - started
+    for name in LEARNERS:
+        assert isinstance(results.get(name), tuple), f"{name}: {results.get(name)!r}"
+        runs, connections = results[name]
+        for index, cell in enumerate(runs):
+            assert cell.status == "ok", f"{name}, cell {index + 1}: {cell.status} {cell.outputs}"
+            assert footer(cell).get("status") == "ok"
+    for name in LEARNERS:
+        inspect = json.loads(subprocess.run(["docker", "inspect", f"rustmeter-{name}"], capture_output=True, text=True,
+                                            check=True, timeout=60).stdout)[0]
+        assert inspect["Config"]["Image"] == IMAGE, inspect["Config"]["Image"]
+        assert inspect["HostConfig"]["Memory"] == int(1.5 * 1024 ** 3), inspect["HostConfig"]["Memory"]
+        assert inspect["HostConfig"]["NetworkMode"] == "host"
+        hits = subprocess.run(["docker", "exec", "-u", LEARNER, f"rustmeter-{name}", "cat",
+                               f"/home/{LEARNER}/.cache/rustmeter/deps/hits.log"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+        assert any(r[1] == "tokio" and r[3] == "hit" and "/opt/rustmeter/cache" in r[5:]
+                   for r in (line.split() for line in hits.splitlines())), f"{name}'s tokio was compiled:\n{hits}"
+        # Kernels on the shared loopback would be reachable from every container (same uid):
+        # they use Unix sockets inside their own container instead.
+        transports = re.findall(r'"transport":\s*"(\w+)"', connections)
+        assert transports and set(transports) == {"ipc"}, f"{name}'s kernels: {connections[:500]}"
+    slowest = max(sum(footer(c).get("wall_ms", 0) for c in results[n][0]) for n in LEARNERS)
+    print(f"5 learners in containers: all three cells done in {took:.0f} s; slowest learner's cells {slowest / 1000:.1f} s")
