@@ -8,7 +8,7 @@ of the image at once, and each runs those cells: footers, tokio from the image's
 the memory cap and host network on each container, kernels on Unix sockets.
 
 The image is scripts/class-image.sh's (rustmeter-class:local, or RUSTMETER_CLASS_IMAGE).
-Building it takes about 4 minutes here, more than the CI budget leaves, so the tests run
+Building it takes about 3 minutes here, more than the CI budget leaves, so the tests run
 when the image exists, or builds it first when RUSTMETER_CLASS_IMAGE_BUILD=1
 (docs/classroom.md); otherwise they skip and say how to run them. The container uses the
 host network (this machine's loopback only) and no registry.
@@ -62,7 +62,7 @@ def image() -> str:
         pytest.skip(reason)
     if not image_present():
         pytest.skip(f"no image {IMAGE}: build it with scripts/class-image.sh --debian-base --local-toolchain "
-                    "(about 4 minutes), or run with RUSTMETER_CLASS_IMAGE_BUILD=1")
+                    "(about 3 minutes), or run with RUSTMETER_CLASS_IMAGE_BUILD=1")
     return IMAGE
 
 

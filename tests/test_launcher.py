@@ -10,6 +10,8 @@ cells started are stopped by the next kernel.
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import signal
@@ -76,6 +78,15 @@ def pids_printed(text: str) -> tuple[int, int]:
     line = next(l for l in text.splitlines() if l.startswith("PIDS "))
     child, parent = line.split()[1:]
     return int(child), int(parent)
+
+
+def folder_listing(folder: Path, since: float) -> list[str]:
+    """What a folder that should be gone holds, each with its change time after `since`."""
+    found = []
+    for path in sorted(folder.rglob("*"))[:40] if folder.exists() else []:
+        with contextlib.suppress(OSError):
+            found.append(f"{path.relative_to(folder)} {path.stat().st_mtime - since:+.2f} s")
+    return found
 
 
 def gone_within(seconds: float, checks: dict) -> list[str]:
@@ -206,12 +217,15 @@ def test_a_kernel_ends_when_jupyterlab_is_killed_while_a_cell_runs(kernel_env, m
 
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(10)
+        work = Path(kernel_env["RUSTMETER_RUNTIME_DIR"]) / f"kernel-{kernel}"
+        killed = time.time()
         left = gone_within(GONE_WITHIN, {
             "kernel": lambda: pid_alive(kernel),
             "user-code process": lambda: pid_alive(child),
-            "work folder": (Path(kernel_env["RUSTMETER_RUNTIME_DIR"]) / f"kernel-{kernel}").exists,
+            "work folder": work.exists,
         })
-        assert not left, f"still there {GONE_WITHIN} s after JupyterLab was killed: {left}"
+        assert not left, (f"still there {GONE_WITHIN} s after JupyterLab was killed: {left}; in the work folder "
+                          f"(seconds after the kill they were last changed): {folder_listing(work, killed)}")
     finally:
         server.stop()
 

@@ -234,6 +234,13 @@ pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    replace_file(path, contents)
+}
+
+/// `write_atomic` into a folder that must exist already: a kernel's work folder is removed
+/// at shutdown while a cell may still be ending (its process was just killed), and that
+/// cell's late write must fail, not bring the folder back.
+pub fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     // One a crash of this pid left behind goes first; O_EXCL then refuses anything else.
     let _ = std::fs::remove_file(&tmp);

@@ -9,7 +9,7 @@ use crate::telemetry::render::Mode;
 use crate::telemetry::runtime::RuntimePage;
 use crate::telemetry::sampler::{children_cpu_ms, LiveView, Sampler};
 use crate::telemetry::{CellStatus, CellTelemetry, CompileParts, WarmUpWait, VERSION};
-use crate::workdir::write_atomic;
+use crate::workdir::{replace_file, write_atomic};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -66,6 +66,7 @@ pub struct SessionTelemetry {
 impl SessionTelemetry {
     pub fn new(telemetry_dir: PathBuf, labels_dir: PathBuf) -> SessionTelemetry {
         let labelled = load_labels(&labels_dir);
+        let _ = std::fs::create_dir_all(&telemetry_dir);
         SessionTelemetry {
             telemetry_dir,
             labels_dir,
@@ -101,7 +102,8 @@ impl SessionTelemetry {
                 let _ = write_atomic(&self.labels_dir.join(format!("{label}.json")), &json);
             }
         }
-        let _ = write_atomic(&self.telemetry_dir.join("last.txt"), &telemetry.to_lines());
+        // Into the work folder only while it exists (see `replace_file`).
+        let _ = replace_file(&self.telemetry_dir.join("last.txt"), &telemetry.to_lines());
         self.last = Some(telemetry.clone());
     }
 }
