@@ -248,6 +248,11 @@ if [[ $prewarm -eq 1 ]]; then
     prewarm_started=$SECONDS
     if env ${CLASS_PREWARM_ENV[@]+"${CLASS_PREWARM_ENV[@]}"} "$BIN" "${prewarm_args[@]}"; then
         echo "prewarm took $((SECONDS - prewarm_started)) s"
+    elif [[ -n "$class_dir" ]]; then
+        # A class runs offline (CARGO_NET_OFFLINE): without the prewarmed crates no
+        # learner's ':dep tokio' can work, so an install without them is no install.
+        die "prewarm failed after $((SECONDS - prewarm_started)) s: class mode needs it (learners' kernels" \
+            "are offline); fix what it printed above, then run install.sh --class again"
     else
         warn "prewarm failed after $((SECONDS - prewarm_started)) s (offline?): the first ':dep tokio'" \
              "of a notebook will compile tokio instead; retry later with: $BIN ${prewarm_args[*]}"

@@ -58,6 +58,7 @@ apt_install() {
 
 # ensure_docker: a Docker client and a daemon that answers.
 ensure_docker() {
+    docker info >/dev/null 2>&1 && return 0  # any daemon that answers: local, rootless, remote
     if ! command -v docker >/dev/null 2>&1 || ! command -v dockerd >/dev/null 2>&1; then
         apt_install docker.io
     fi
@@ -87,12 +88,15 @@ ensure_debian_base() {
     rm -rf "$root" "$root.log"
 }
 
-# make_context DIR: the repository's committed files, and with --local-toolchain the
-# toolchain and kernel binary in DIR/.image, where the Dockerfile looks for them.
+# make_context DIR: the checkout's files as `git status` sees them (tracked, and untracked
+# ones not ignored: what you are working on; never target/ or .venv), and with
+# --local-toolchain the toolchain and kernel binary in DIR/.image, where the Dockerfile
+# looks for them.
 make_context() {
     local dir="$1" sysroot
     git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
-        | (cd "$ROOT" && xargs -0 tar -c --ignore-failed-read 2>/dev/null) | tar -C "$dir" -x
+        | tar -C "$ROOT" --null --verbatim-files-from -T - --ignore-failed-read -c \
+        | tar -C "$dir" -x || die "could not copy the checkout into the build context $dir"
     # This machine's own certificate authorities (e.g. a TLS-inspecting proxy's), so the
     # build reaches crates.io and PyPI the way this machine does.
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
@@ -108,7 +112,10 @@ make_context() {
         (cd "$ROOT" && cargo build --locked --release -p rustmeter) || die "cargo build failed"
     fi
     mkdir -p "$dir/.image"
-    cp -al "$sysroot" "$dir/.image/toolchain" 2>/dev/null || cp -a "$sysroot" "$dir/.image/toolchain"
+    # (a failed cp -al leaves a partial tree, which the real copy must not land inside)
+    cp -al "$sysroot" "$dir/.image/toolchain" 2>/dev/null \
+        || { rm -rf "$dir/.image/toolchain" && cp -a "$sysroot" "$dir/.image/toolchain"; } \
+        || die "could not copy the toolchain $sysroot into the build context"
     cp "$ROOT/target/release/rustmeter" "$dir/.image/rustmeter"
 }
 
@@ -121,6 +128,6 @@ step "building $TAG from ${BASE:-the default base of the Dockerfile}"
 build_args=()
 [[ -z "$BASE" ]] || build_args+=(--build-arg "BASE=$BASE")
 # The classic builder: Debian's docker.io has no buildx plugin.
-DOCKER_BUILDKIT=0 docker build --network host -f "$context/docs/class-image/Dockerfile" \
+DOCKER_BUILDKIT=0 docker build --force-rm --network host -f "$context/docs/class-image/Dockerfile" \
     "${build_args[@]}" -t "$TAG" "$context" || die "docker build of $TAG failed"
 step "built $TAG ($(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.1f GB", $1/1e9}'))"

@@ -43,7 +43,9 @@ class_prepare() {
         step "class mode: copying the Rust toolchain $sysroot to $dir/toolchain"
         rm -rf "$dir/toolchain.new"
         # Hard links cost nothing on the same filesystem; a real copy otherwise.
-        cp -al "$sysroot" "$dir/toolchain.new" 2>/dev/null || cp -a "$sysroot" "$dir/toolchain.new" \
+        # (a failed cp -al leaves a partial tree, which the real copy must not land inside)
+        cp -al "$sysroot" "$dir/toolchain.new" 2>/dev/null \
+            || { rm -rf "$dir/toolchain.new" && cp -a "$sysroot" "$dir/toolchain.new"; } \
             || die "--class: cannot copy $sysroot"
         rm -rf "$dir/toolchain" && mv "$dir/toolchain.new" "$dir/toolchain"
     fi

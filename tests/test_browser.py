@@ -416,6 +416,9 @@ def test_untrusted_notebook_footer_survives_the_sanitizer(lab, lab_page, monkeyp
     menu(page, "Run", "Run All Cells")
     wait_cells_done(page, cells, RUN_ALL_TIMEOUT)
     page.keyboard.press("Control+s")
+    # Read only once the save is done: a read meeting the file half-written makes the
+    # server restore its backup, undoing the save (jupyter_server's atomic writing).
+    page.locator(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty").first.wait_for(state="detached", timeout=30_000)
     deadline = time.monotonic() + 30
     while not saved_and_trusted(lab, "untrusted.ipynb"):
         assert time.monotonic() < deadline, "a notebook run and saved in JupyterLab is not trusted"
@@ -437,8 +440,8 @@ def all_trusted(lab, path: str) -> bool:
 
 
 def saved_and_trusted(lab, path: str) -> bool:
-    """All code cells trusted; False while the server answers 400: jupyter_server saves
-    in place (after a backup copy), so a read during the save can meet half a file."""
+    """All code cells trusted; False while the server answers 400 (a read that still met
+    the file mid-write: jupyter_server saves in place, after a backup copy)."""
     try:
         return all_trusted(lab, path)
     except urllib.error.HTTPError as error:

@@ -493,22 +493,26 @@ def check_lessons(nb, stem: str) -> list[str]:
         unbounded, n = figures(nb, "unbounded")
         made = n["messages"] * n["message_bytes"]
         grew = unbounded["rss_peak_bytes"] - unbounded["rss_start_bytes"]
-        expect(grew >= 0.4 * made and n["producer_ms"] < 0.5 * n["consumer_ms"],
+        expect(grew >= 0.5 * made and n["producer_ms"] < 0.5 * n["consumer_ms"],
                f"unbounded: memory peak +{grew / 1e6:.1f} MB of {made / 1e6:.0f} MB made, producer done "
-               f"{n['producer_ms']:.0f} ms, consumer {n['consumer_ms']:.0f} ms (the prose: tens of MB, the producer far ahead)")
+               f"{n['producer_ms']:.0f} ms, consumer {n['consumer_ms']:.0f} ms (the prose: over half, the producer far ahead)")
         bounded, b = figures(nb, "bounded")
         grew_bounded = bounded["rss_peak_bytes"] - bounded["rss_start_bytes"]
-        expect(grew_bounded < 1e6 and b["producer_ms"] >= 0.8 * b["consumer_ms"]
+        # A few hundred kB here; each worker's malloc arena may keep a little (8 workers).
+        expect(grew_bounded < 4e6 and grew_bounded < 0.1 * grew and b["producer_ms"] >= 0.8 * b["consumer_ms"]
                and run(bounded) <= 1.5 * run(unbounded) + 100,
                f"bounded: memory peak +{grew_bounded / 1e6:.2f} MB, producer done {b['producer_ms']:.0f} ms, consumer "
                f"{b['consumer_ms']:.0f} ms, run {run(bounded):.0f} vs {run(unbounded):.0f} ms "
-               f"(the prose: under 1 MB, the producer waits, the same run time)")
+               f"(the prose: a few hundred kB, at most a few MB; the producer waits; the same run time)")
         held, n = figures(nb, "lock-held")
         scoped, _ = figures(nb, "lock-scoped")
         expect(run(held) >= 0.9 * n["tasks"] * n["hold_ms"] and cores(held) < 0.2
                and run(scoped) < 3 * n["hold_ms"],
                f"lock across .await {run(held):.0f} ms at {cores(held):.2f} cores, released first {run(scoped):.0f} ms "
                f"(the prose: ~{n['tasks'] * n['hold_ms']:.0f} ms at no CPU, then ~{n['hold_ms']:.0f} ms)")
+        said = " ".join(errors(tagged(nb, "measure:guard-not-send")))
+        expect("cannot be sent between threads safely" in said,
+               f"a std guard across .await in tokio::spawn: {said[:200]!r} (the prose: the compiler refuses)")
     return failed
 
 

@@ -20,8 +20,9 @@ reaches it there. The host's loopback is shared by every container, and every co
 user is the same uid (jovyan), so kernels talk to their server over Unix sockets inside
 their own container (--KernelManager.transport=ipc), never over loopback ports another
 learner's container could reach. The dummy authenticator accepts any password: fine for a test or a demo
-on localhost; a real class uses an OAuth authenticator. Learners' homes live in the
-container and go with it (a real class mounts a volume on /home/jovyan).
+on localhost; a real class uses an OAuth authenticator. Each learner's home is a Docker
+volume (rustmeter-home-NAME), so their work outlives their container, and the hub leaves
+running servers alone when it restarts.
 """
 import os
 from pathlib import Path
@@ -63,6 +64,8 @@ c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
 c.DockerSpawner.args = ["--KernelManager.transport=ipc"]
 c.DockerSpawner.mem_limit = os.environ.get("RUSTMETER_LEARNER_MEMORY", "1.5G")
 c.DockerSpawner.name_template = "rustmeter-{username}"
+c.DockerSpawner.volumes = {"rustmeter-home-{username}": "/home/jovyan"}
+c.JupyterHub.cleanup_servers = False  # a hub restart must not remove learners' containers
 # The first kernel in a fresh container warms up at login (the image's login extension).
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120

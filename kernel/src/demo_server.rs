@@ -117,7 +117,8 @@ async fn serve(options: DemoOptions) -> anyhow::Result<()> {
         "pid {me}\nport {port}\ndelay_ms {}\n",
         options.delay.as_millis()
     );
-    crate::workdir::write_atomic(&options.state_file, &state)?;
+    // Its folder is the kernel's (or the temporary folder): never recreated once removed.
+    crate::workdir::replace_file(&options.state_file, &state)?;
 
     let watch = tokio::spawn(watch_owner(
         options.state_file.clone(),

@@ -111,18 +111,33 @@ pub fn meminfo_kib(field: &str) -> Option<u64> {
 /// waited for, up to `wait`.
 pub fn threads_named(pid: u32, names: &[&str], wait: std::time::Duration) -> Option<u64> {
     let deadline = std::time::Instant::now() + wait;
+    let never_ran = |task: &std::path::PathBuf| {
+        std::fs::read_to_string(task.join("schedstat"))
+            .is_ok_and(|s| s.split_whitespace().next() == Some("0"))
+    };
+    // Threads seen running are not read again; threads may still be appearing.
+    let mut ran = std::collections::HashSet::new();
     loop {
         let tasks: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .ok()?
             .flatten()
             .map(|task| task.path())
             .collect();
-        let never_ran = |task: &std::path::PathBuf| {
-            std::fs::read_to_string(task.join("schedstat"))
-                .is_ok_and(|s| s.split_whitespace().next() == Some("0"))
-        };
-        if std::time::Instant::now() < deadline && tasks.iter().any(never_ran) {
-            std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut waiting = 0;
+        for task in &tasks {
+            if ran.contains(task) {
+                continue;
+            }
+            if never_ran(task) {
+                waiting += 1;
+            } else {
+                ran.insert(task.clone());
+            }
+        }
+        // A kernel without scheduler statistics reads 0 for every thread: nothing to wait for.
+        let no_statistics = ran.is_empty();
+        if waiting > 0 && !no_statistics && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
             continue;
         }
         let named = tasks

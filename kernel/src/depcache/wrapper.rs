@@ -60,7 +60,8 @@ fn keep_cell_warnings(code: i32, stderr: &str, events: &Events) {
         .filter(|line| code == 0 && line.starts_with('{') && line.contains("\"level\":\"warning\""))
         .map(|line| format!("{line}\n"))
         .collect();
-    let _ = crate::workdir::write_atomic(&file, &warnings);
+    // Into the kernel's work folder only while it exists (a build may end as the kernel stops).
+    let _ = crate::workdir::replace_file(&file, &warnings);
 }
 
 /// `inv` with this executable as its linker, so the link is timed (`super::link`), and

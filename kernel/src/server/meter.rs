@@ -66,7 +66,6 @@ pub struct SessionTelemetry {
 impl SessionTelemetry {
     pub fn new(telemetry_dir: PathBuf, labels_dir: PathBuf) -> SessionTelemetry {
         let labelled = load_labels(&labels_dir);
-        let _ = std::fs::create_dir_all(&telemetry_dir);
         SessionTelemetry {
             telemetry_dir,
             labels_dir,
