@@ -50,10 +50,7 @@ apt_install() {
         die "missing: $* (install them, e.g. apt-get install $*, as root)"
     fi
     step "installing $* (apt-get install)"
-    timeout 600 apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 \
-        || { timeout 300 apt-get update >/dev/null 2>&1 \
-             && timeout 600 apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; } \
-        || die "apt-get install $* failed"
+    apt_get_install "$@" || die "apt-get install $* failed"
 }
 
 # ensure_docker: a Docker client and a daemon that answers.

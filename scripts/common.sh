@@ -81,6 +81,14 @@ use_project_env() {
     fi
 }
 
+# apt_get_install PACKAGE...: apt-get install, bounded by timeouts, once more after an
+# apt-get update when the package lists are stale; quiet; its status says whether it worked.
+apt_get_install() {
+    timeout 600 apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 \
+        || { timeout 300 apt-get update >/dev/null 2>&1 \
+             && timeout 600 apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; }
+}
+
 # ensure_chromium: makes sure the browser test has Chromium at $CHROMIUM. When it is
 # missing and we are root on a Debian-like system, installs the chromium package (bounded
 # by a timeout); otherwise, or when that fails, warns: the browser test then skips.
@@ -88,9 +96,7 @@ ensure_chromium() {
     [[ -x "$CHROMIUM" ]] && return 0
     if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         step "installing Chromium for the browser test (apt-get install chromium)"
-        if timeout 600 apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
-            || { timeout 300 apt-get update >/dev/null 2>&1 \
-                 && timeout 600 apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; }; then
+        if apt_get_install chromium; then
             [[ -x "$CHROMIUM" ]] && return 0
         fi
         warn "could not install Chromium with apt-get: tests/test_browser.py will skip"

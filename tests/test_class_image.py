@@ -22,7 +22,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from browser_helpers import free_port
 from hub_client import TELEMETRY_MIME, CellRun, LearnerKernel
+from test_hub import free_port_triple
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("RUSTMETER_CLASS_IMAGE", "rustmeter-class:local")
@@ -66,12 +67,6 @@ def image() -> str:
         pytest.skip(f"no image {IMAGE}: build it with scripts/class-image.sh --debian-base --local-toolchain "
                     "(about 3 minutes), or run with RUSTMETER_CLASS_IMAGE_BUILD=1")
     return IMAGE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +186,7 @@ def docker_hub(image, tmp_path_factory):
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "jupyterhub", "dockerspawner"], check=True, timeout=900)
     subprocess.run(["npm", "install", "--silent", "--no-fund", "--no-audit", "--prefix", str(root),
                     f"configurable-http-proxy@{CHP_VERSION}"], check=True, timeout=600)
-    port, token = free_ports(3), secrets.token_hex(32)
+    port, token = free_port_triple(), secrets.token_hex(32)
     remove_learner_containers()  # and their home volumes: every run starts from the image
     env = {**os.environ, "RUSTMETER_CLASS_IMAGE": image, "RUSTMETER_HUB_PORT": str(port),
            "RUSTMETER_HUB_LEARNERS": ",".join(LEARNERS), "RUSTMETER_HUB_ADMIN_TOKEN": token,
@@ -220,21 +215,6 @@ def remove_learner_containers() -> None:
     subprocess.run(["docker", "rm", "-f", *(f"rustmeter-{n}" for n in LEARNERS)], capture_output=True, timeout=120)
     subprocess.run(["docker", "volume", "rm", "-f", *(f"rustmeter-home-{n}" for n in LEARNERS)],
                    capture_output=True, timeout=120)
-
-
-def free_ports(count: int) -> int:
-    """A port with the `count - 1` after it free too (the hub uses port, +1, +2)."""
-    for _ in range(100):
-        first = free_port()
-        try:
-            with contextlib.ExitStack() as held:
-                for offset in range(count):
-                    s = held.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", first + offset))
-            return first
-        except OSError:
-            continue
-    raise RuntimeError(f"no {count} free ports in a row on 127.0.0.1")
 
 
 def run_learner(hub, name: str, cells: list[str], results: dict) -> None:
