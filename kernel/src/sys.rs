@@ -106,17 +106,24 @@ pub fn meminfo_kib(field: &str) -> Option<u64> {
 /// thread: callers count only when the thread number changed.
 ///
 /// A thread names itself when it first runs; until then it carries its creator's name.
-/// On a loaded machine a new thread can wait tens of ms for a core (seen in CI right
-/// after `Runtime::new()`), so threads that never ran yet (`schedstat`'s CPU time 0) are
-/// waited for, up to `wait`.
+/// On a loaded machine a new thread can wait tens of ms for a core, or be preempted
+/// between its first instruction and its naming (both seen in CI right after
+/// `Runtime::new()`). So a thread without one of `names` that never yet blocked
+/// (`voluntary_ctxt_switches` 0: it has not reached its first wait, where a runtime's
+/// thread parks) is waited for, up to `wait`. A thread that only computes keeps that
+/// count at 0 and costs the whole `wait`.
 pub fn threads_named(pid: u32, names: &[&str], wait: std::time::Duration) -> Option<u64> {
     let deadline = std::time::Instant::now() + wait;
-    let never_ran = |task: &std::path::PathBuf| {
-        std::fs::read_to_string(task.join("schedstat"))
-            .is_ok_and(|s| s.split_whitespace().next() == Some("0"))
+    let named = |task: &std::path::Path| {
+        std::fs::read_to_string(task.join("comm"))
+            .is_ok_and(|comm| names.contains(&comm.trim_end_matches('\n')))
     };
-    // Threads seen running are not read again; threads may still be appearing.
-    let mut ran = std::collections::HashSet::new();
+    let never_blocked = |task: &std::path::Path| {
+        std::fs::read_to_string(task.join("status"))
+            .is_ok_and(|s| field_number(&s, "voluntary_ctxt_switches") == Some(0))
+    };
+    // Threads seen named or blocked once are settled and not read again.
+    let mut settled: HashMap<std::path::PathBuf, bool> = HashMap::new();
     loop {
         let tasks: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .ok()?
@@ -125,27 +132,28 @@ pub fn threads_named(pid: u32, names: &[&str], wait: std::time::Duration) -> Opt
             .collect();
         let mut waiting = 0;
         for task in &tasks {
-            if ran.contains(task) {
+            if settled.contains_key(task) {
                 continue;
             }
-            if never_ran(task) {
+            if named(task) {
+                settled.insert(task.clone(), true);
+            } else if never_blocked(task) {
                 waiting += 1;
             } else {
-                ran.insert(task.clone());
+                settled.insert(task.clone(), false);
             }
         }
-        // A kernel without scheduler statistics reads 0 for every thread: nothing to wait for.
-        let no_statistics = ran.is_empty();
-        if waiting > 0 && !no_statistics && std::time::Instant::now() < deadline {
+        if waiting > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
             continue;
         }
-        let named = tasks
+        // Threads gone meanwhile are not counted; unsettled ones are read once more.
+        let count = tasks
             .iter()
-            .filter_map(|task| std::fs::read_to_string(task.join("comm")).ok())
-            .filter(|comm| names.contains(&comm.trim_end_matches('\n')))
+            .filter(|task| settled.get(*task).copied().unwrap_or_else(|| named(task)))
+            .filter(|task| task.exists())
             .count();
-        return Some(named as u64);
+        return Some(count as u64);
     }
 }
 
@@ -291,5 +299,33 @@ mod tests {
         }
         assert_eq!(threads_named(me, &[name], NO_WAIT), Some(0));
         assert_eq!(threads_named(u32::MAX, &[name], NO_WAIT), None);
+    }
+
+    #[test]
+    fn waits_for_new_threads_to_name_themselves() {
+        let me = std::process::id();
+        let name = "sys-wait-test"; // unique in this test binary
+        for round in 0..20 {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    let rx = rx.clone();
+                    std::thread::Builder::new()
+                        .name(name.to_string())
+                        .spawn(move || {
+                            let _ = rx.lock().map(|r| r.recv());
+                        })
+                        .unwrap()
+                })
+                .collect();
+            // Asked right after the spawns, before the threads surely ran.
+            let seen = threads_named(me, &[name], std::time::Duration::from_secs(5));
+            assert_eq!(seen, Some(3), "round {round}");
+            drop(tx);
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
     }
 }
