@@ -11,13 +11,17 @@
 - a notebook executed by nbclient (never signed by this server: untrusted) still shows the
   footer's text and charts after JupyterLab's sanitizer; saved here, it reopens trusted;
 - Rust syntax highlighting, and Tab completion offering `HashMap`;
-- Notebook 7 opens and runs the welcome notebook.
+- Notebook 7 opens and runs the welcome notebook;
+- tutorials run with Run All Cells in JupyterLab, each in a page of its own: a footer under
+  every code cell, a ✗ footer exactly under the cells tagged `raises-exception`. CI runs
+  the newest; `BROWSER_TUTORIALS=all` (or a comma-separated list of names) runs others.
 
 Skips (with the reason) only when Playwright or Chromium is missing or the kernel is not
 installed.
 """
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 
@@ -25,7 +29,7 @@ import nbformat
 import pytest
 
 from browser_helpers import CHROMIUM, chromium_unavailable_reason, start_server
-from kernel_helpers import KERNEL_NAME, busy_loops, kernel_unavailable_reason
+from kernel_helpers import KERNEL_NAME, NOTEBOOKS, busy_loops, kernel_unavailable_reason
 
 _skip = chromium_unavailable_reason() or kernel_unavailable_reason()
 if _skip:
@@ -467,3 +471,43 @@ def test_notebook7_opens_and_runs_the_welcome_notebook(browser):
     finally:
         page.close()
         server.stop()
+
+
+def tutorials_to_run() -> list[str]:
+    """The newest tutorial (each takes about a minute here; 01 runs above), or those named
+    in BROWSER_TUTORIALS ("all", or stems such as "05-cpu,09-cancellation")."""
+    tutorials = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb") if not p.name.startswith("00-"))
+    asked = os.environ.get("BROWSER_TUTORIALS", "").strip()
+    if not asked:
+        return tutorials[-1:]
+    if asked == "all":
+        return tutorials
+    chosen = [f"{stem.strip().removesuffix('.ipynb')}.ipynb" for stem in asked.split(",") if stem.strip()]
+    unknown = sorted(set(chosen) - set(tutorials))
+    if unknown:
+        raise ValueError(f"BROWSER_TUTORIALS names {unknown}; the tutorials are {tutorials}")
+    return chosen
+
+
+@pytest.mark.parametrize("name", tutorials_to_run(), ids=lambda n: n.removesuffix(".ipynb"))
+def test_tutorial_runs_in_jupyterlab_with_a_footer_under_every_cell(browser, lab, name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    must_fail = [i for i, c in enumerate(code) if "raises-exception" in c.metadata.get("tags", [])]
+    # A workspace of its own: the page does not reopen the other tests' notebooks.
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(lab.url(f"lab/workspaces/{name.removesuffix('.ipynb')}/tree/{name}"))
+        page.locator(".jp-NotebookPanel:visible .jp-Cell").first.wait_for(timeout=60_000)
+        wait_kernel_ready(page, DISPLAY_NAME)
+        started = time.monotonic()
+        menu(page, "Run", "Run All Cells")
+        cells = page.locator(f".jp-NotebookPanel:visible {CODE_CELL}")
+        wait_cells_done(page, cells, RUN_ALL_TIMEOUT)
+        print(f"{name}: Run All Cells took {time.monotonic() - started:.1f} s")
+        assert cells.count() == len(code), f"{name}: {cells.count()} code cells shown, {len(code)} in the file"
+        failed = [i for i in range(cells.count()) if check_footer(cells.nth(i), f"{name} code cell {i}").startswith("✗")]
+        assert failed == must_fail, f"{name}: ✗ footers under code cells {failed}; raises-exception cells {must_fail}"
+        screenshot(page.locator(".jp-NotebookPanel:visible"), f"tutorial-{name.removesuffix('.ipynb')}")
+    finally:
+        page.close()

@@ -513,6 +513,46 @@ def check_lessons(nb, stem: str) -> list[str]:
         said = " ".join(errors(tagged(nb, "measure:guard-not-send")))
         expect("cannot be sent between threads safely" in said,
                f"a std guard across .await in tokio::spawn: {said[:200]!r} (the prose: the compiler refuses)")
+    elif stem.startswith("09"):
+        t, n = figures(nb, "timeout")
+        expect(n["gave_up_ms"] < 0.8 * n["delay_ms"] and n["in_flight_after"] >= 1 and n["served_later"] >= 1
+               and cores(t) < 0.2,
+               f"timeout: gave up after {n['gave_up_ms']:.0f} ms of {n['delay_ms']:.0f}, server in flight "
+               f"{n['in_flight_after']:.0f} then served {n['served_later']:.0f}, {cores(t):.2f} cores "
+               f"(the prose: ~100 ms, the server still served it, no CPU)")
+        t, n = figures(nb, "detached")
+        expect(n["ticks_later"] >= n["ticks_at_drop"] + 10
+               and tasks_of(t, "tasks_end") >= tasks_of(t, "tasks_start") + 1 >= 1,
+               f"detached: ticks {n['ticks_at_drop']:.0f}→{n['ticks_later']:.0f}, footer's tasks "
+               f"{tasks_of(t, 'tasks_start'):.0f}→{tasks_of(t, 'tasks_end'):.0f} (the prose: still ticking, one more task)")
+        t, n = figures(nb, "abort")
+        said = text(tagged(nb, "measure:abort"))
+        expect(n["ticks_later"] == n["ticks_stopped"] and 0 <= tasks_of(t, "tasks_end") <= tasks_of(t, "tasks_start") - 1
+               and "JoinError, cancelled" in said,
+               f"abort: ticks {n['ticks_stopped']:.0f}→{n['ticks_later']:.0f}, footer's tasks "
+               f"{tasks_of(t, 'tasks_start'):.0f}→{tasks_of(t, 'tasks_end'):.0f}, printed {said!r} "
+               f"(the prose: stopped, one task fewer, a cancelled JoinError)")
+        t, n = figures(nb, "joinset-drop")
+        expect(n["finished"] == 0 and tasks_of(t, "tasks_peak") >= tasks_of(t, "tasks_start") + n["tasks"] >= n["tasks"]
+               and tasks_of(t, "tasks_end") == tasks_of(t, "tasks_start"),
+               f"dropped JoinSet: {n['finished']:.0f} of {n['tasks']:.0f} finished, footer's tasks "
+               f"{tasks_of(t, 'tasks_start'):.0f}▸{tasks_of(t, 'tasks_peak'):.0f}▸{tasks_of(t, 'tasks_end'):.0f} "
+               f"(the prose: 0 finished, 100 tasks then back)")
+        _, lossy = figures(nb, "select-loses")
+        _, safe = figures(nb, "select-safe")
+        expect(lossy["received"] < lossy["sent"] and lossy["reports"] >= 1 and safe["received"] == safe["sent"]
+               and safe["reports"] >= 0.5 * lossy["reports"],
+               f"select!: the pair future received {lossy['received']:.0f} of {lossy['sent']:.0f} with "
+               f"{lossy['reports']:.0f} reports; recv() {safe['received']:.0f} with {safe['reports']:.0f} "
+               f"(the prose: messages lost; then all, with as many reports)")
+        t, n = figures(nb, "select-restarts")
+        expect(n["requests"] >= 10 and n["answered"] == 0,
+               f"select! in a loop: {n['requests']:.0f} requests, {n['answered']:.0f} answered (the prose: ten, none)")
+        t, n = figures(nb, "select-pinned")
+        said = text(tagged(nb, "measure:select-pinned"))
+        expect(run(t) >= 9 * n["delay_ms"] and n["reports"] >= 5 and cores(t) < 0.2 and "one request, answer: item 7" in said,
+               f"pinned: run {run(t):.0f} ms, {n['reports']:.0f} reports, {cores(t):.2f} cores "
+               f"(the prose: one request answered after 10 × delay, a report each delay, no CPU)")
     return failed
 
 
