@@ -111,6 +111,14 @@ async fn beginner_errors_render_in_the_learners_words() {
     ] {
         assert!(send.contains(expected), "{expected:?} missing:\n{send}");
     }
+    // A type evcxr cannot write when it keeps a variable: an error, and the way out.
+    let kept = &renders["33-kept-variable-type-out-of-scope"];
+    assert!(
+        kept.starts_with("error: the cell did not compile, in the code that keeps its variables")
+            && kept.contains("consider importing this trait")
+            && kept.contains("wrap the work in a block"),
+        "{kept}"
+    );
     // A suggestion is the learner's line with the change made, not a stray fragment.
     assert!(renders["12-thread-closure-borrows"]
         .contains("   2 | std::thread::spawn(move || println!(\"{:?}\", v));"));

@@ -32,10 +32,19 @@ pub fn compile_errors(errors: &[CompilationError], code: &str) -> CellError {
         ));
     }
     let first = errors.first();
-    let evalue = first.map_or_else(
+    let mut evalue = first.map_or_else(
         || "compilation failed".to_string(),
         |e| diagnostics::clean(&e.message(), &diagnostics::CellSource::new(code, e)),
     );
+    // evcxr drops an error it finds in the code it generated around the cell and keeps only
+    // its help ("consider importing this trait"), which alone reads as if nothing failed.
+    if !errors.iter().any(|e| e.level() == "error") {
+        traceback.insert(
+            0,
+            format!("{RED}{BOLD}error{RESET}{BOLD}: {GENERATED_CODE_ERROR}{RESET}"),
+        );
+        evalue = format!("{GENERATED_CODE_ERROR} ({evalue})");
+    }
     let count = errors.iter().filter(|e| e.level() == "error").count();
     if count > 1 {
         traceback.push(format!("{BOLD}{count} errors{RESET}"));
@@ -48,6 +57,13 @@ pub fn compile_errors(errors: &[CompilationError], code: &str) -> CellError {
         lost_variables: Vec::new(),
     }
 }
+
+/// Said when rustc's only words are a help or note about code the kernel wrote around the
+/// cell: where that happens, and the three ways out.
+const GENERATED_CODE_ERROR: &str = "the cell did not compile, in the code that keeps its \
+variables for later cells: a variable's type names something not in scope here (rustc's hint \
+below). `use` it first (a thread's `join()` result needs `use std::any::Any;`), or wrap the \
+work in a block `{ … }` so that only its result is kept";
 
 /// A plain message error (evcxr `Error::Message`, bad `:` command, refused input).
 pub fn message(ename: &str, evalue: impl Into<String>) -> CellError {

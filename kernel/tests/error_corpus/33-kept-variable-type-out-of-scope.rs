@@ -1,0 +1,1 @@
+let outcome = std::thread::spawn(|| 1).join();
