@@ -239,12 +239,12 @@ def sections_of(cell: str) -> list[str]:
     return [x.split(" (")[0].strip() for x in cell.split(";") if x.strip()]
 
 
-@pytest.mark.parametrize("heading", ["## A 90-minute core path", "### Two sessions"])
+@pytest.mark.parametrize("heading", ["## A 90-minute core path", "### Two sessions", "### A third session, or homework"])
 def test_instructor_session_fits_90_minutes_at_its_pace(heading: str) -> None:
     """Each plan's rows follow each other from minute 0 to at most 90, and every notebook
     row has at least the minutes its sections need at the guide's stated pace."""
     rows = plan_rows(heading)
-    assert len(rows) >= 6, rows
+    assert len(rows) >= (1 if heading.startswith("### A third") else 6), rows
     sources = {p.stem[:2]: p for p in (NOTEBOOKS / "source").glob("*.nbsrc")}
     clock = 0
     for when, notebook, core, _checkpoint, cut in rows:
@@ -264,11 +264,11 @@ def test_instructor_session_fits_90_minutes_at_its_pace(heading: str) -> None:
 
 
 def test_instructor_plans_place_every_section_of_every_notebook() -> None:
-    """The core path names each of its notebooks' sections as core or cut; the two
-    sessions together cover every section of every notebook."""
+    """The core path names each of its notebooks' sections as core or cut; the sessions
+    together cover every section of every notebook."""
     sources = {p.stem[:2]: p for p in (NOTEBOOKS / "source").glob("*.nbsrc")}
     covered: dict[str, set[str]] = {n: set() for n in sources}
-    for heading in ("## A 90-minute core path", "### Two sessions"):
+    for heading in ("## A 90-minute core path", "### Two sessions", "### A third session, or homework"):
         for when, notebook, core, _checkpoint, cut in plan_rows(heading):
             if notebook == "—":
                 continue
@@ -553,6 +553,27 @@ def check_lessons(nb, stem: str) -> list[str]:
         expect(run(t) >= 9 * n["delay_ms"] and n["reports"] >= 5 and cores(t) < 0.2 and "one request, answer: item 7" in said,
                f"pinned: run {run(t):.0f} ms, {n['reports']:.0f} reports, {cores(t):.2f} cores "
                f"(the prose: one request answered after 10 × delay, a report each delay, no CPU)")
+    elif stem.startswith("10"):
+        t, n = figures(nb, "tokio-main")
+        added = t["threads_peak"] - t["threads_start"]
+        expect(run(t) < 1.8 * n["delay_ms"] and added >= min(n["cores"], 2) and t["threads_end"] == t["threads_start"],
+               f"#[tokio::main]: run {run(t):.0f} ms, threads {t['threads_start']}▸{t['threads_peak']}▸{t['threads_end']} "
+               f"on {n['cores']:.0f} cores (the prose: one delay; workers started, then gone)")
+        t, n = figures(nb, "current-thread")
+        expect(run(t) < 1.8 * n["delay_ms"] and t["threads_peak"] == t["threads_start"],
+               f"current_thread: run {run(t):.0f} ms, threads {t['threads_start']}▸{t['threads_peak']} "
+               f"(the prose: the same delay, no thread added)")
+        _, program = figures(nb, "main-returns")
+        _, notebook = figures(nb, "notebook-spawn")
+        expect(program["finished"] == 0 and notebook["finished"] == 1,
+               f"tasks finished: {program['finished']:.0f} after main returned, {notebook['finished']:.0f} in the notebook "
+               f"(the prose: 0 and 1)")
+        said = text(tagged(nb, "measure:no-runtime"))
+        expect("must be called from the context of a Tokio 1.x runtime" in said,
+               f"tokio::spawn on a plain thread: {said[-200:]!r} (the prose: no reactor running)")
+        said = " ".join(errors(tagged(nb, "measure:nested-runtime")))
+        expect("Cannot start a runtime from within a runtime" in said,
+               f"#[tokio::main] inside async code: {said[:200]!r} (the prose: the nested runtime panic)")
     return failed
 
 
