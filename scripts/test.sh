@@ -3,13 +3,21 @@
 # (cargo test) and the Python/Jupyter tests (pytest tests/), installing first when the binary, the Python environment or the
 # kernelspec is missing. Exits non-zero when either suite fails.
 #
-#   scripts/test.sh [--no-build] [--no-lint] [--no-cargo-test] [--no-pytest] [-- pytest args...]
+#   scripts/test.sh [--no-build] [--no-lint] [--no-cargo-test] [--no-pytest] [--no-class-image]
+#                   [-- pytest args...]
 #
-#   --no-build       don't run cargo build (use the binary as it is)
-#   --no-lint        skip scripts/lint.sh (rustfmt, clippy, shellcheck, module direction)
-#   --no-cargo-test  skip `cargo test`
-#   --no-pytest      skip pytest
+#   --no-build        don't run cargo build (use the binary as it is)
+#   --no-lint         skip scripts/lint.sh (rustfmt, clippy, shellcheck, module direction)
+#   --no-cargo-test   skip `cargo test`
+#   --no-pytest       skip pytest
+#   --no-class-image  don't build the class image (tests/test_class_image.py then runs only
+#                     when an image is already there)
 #   after --, arguments go to pytest (e.g. -- -k smoke -x)
+#
+# Before pytest it builds the class image from this checkout (scripts/class-image.sh
+# --debian-base --local-toolchain, about 4 minutes; as root it installs Debian's docker.io
+# and starts dockerd when missing, and leaves that daemon running); when Docker cannot run
+# here it says why and tests/test_class_image.py skips.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
@@ -18,6 +26,7 @@ build=1
 lint=1
 cargo_tests=1
 py_tests=1
+class_image=1
 pytest_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -25,7 +34,8 @@ while [[ $# -gt 0 ]]; do
         --no-lint) lint=0 ;;
         --no-cargo-test) cargo_tests=0 ;;
         --no-pytest) py_tests=0 ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-class-image) class_image=0 ;;
+        -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; pytest_args=("$@"); break ;;
         *) die "unknown option: $1 (see scripts/test.sh --help)" ;;
     esac
@@ -153,6 +163,28 @@ if [[ $cargo_tests -eq 1 ]]; then
 fi
 
 # ---------------------------------------------------------------------------- pytest
+# build_class_image: the class image from this checkout, for tests/test_class_image.py.
+# Where Docker cannot run (not root and no daemon, or a daemon that will not start) it
+# says why and the test skips; where Docker runs, a failed build fails that test.
+build_class_image() {
+    local log="$logs/class-image.log" began=$SECONDS
+    if ! docker info >/dev/null 2>&1 && [[ "$(id -u)" -ne 0 ]]; then
+        warn "no Docker daemon answers, and installing or starting one needs root:" \
+             "tests/test_class_image.py will skip"
+        return 0
+    fi
+    step "building the class image (scripts/class-image.sh --debian-base --local-toolchain; log: $log)"
+    if "$ROOT/scripts/class-image.sh" --debian-base --local-toolchain >"$log" 2>&1; then
+        step "built the class image in $((SECONDS - began)) s"
+    elif docker info >/dev/null 2>&1; then
+        export RUSTMETER_CLASS_IMAGE_BUILD_FAILED="$log"
+        warn "the class image did not build after $((SECONDS - began)) s (log: $log):" \
+             "tests/test_class_image.py will fail"
+    else
+        warn "Docker cannot run on this machine ($(tail -n 1 "$log")): tests/test_class_image.py will skip"
+    fi
+}
+
 pytest_status="skipped"
 if [[ $py_tests -eq 1 ]]; then
     # tests/ unless the arguments after -- name test files or folders themselves.
@@ -163,6 +195,9 @@ if [[ $py_tests -eq 1 ]]; then
             break
         fi
     done
+    if [[ $class_image -eq 1 ]] && { [[ ${#targets[@]} -gt 0 ]] || [[ "${pytest_args[*]}" == *test_class_image* ]]; }; then
+        build_class_image
+    fi
     step "running Jupyter tests ($PY -m pytest -v ${targets[*]-}${pytest_args[*]+ ${pytest_args[*]}})"
     set +e
     # --durations: the 25 slowest steps, to see where CI's 60-minute budget goes.
