@@ -164,17 +164,32 @@ fi
 
 # ---------------------------------------------------------------------------- pytest
 # build_class_image: the class image from this checkout, for tests/test_class_image.py.
-# Where Docker cannot run (not root and no daemon, or a daemon that will not start) it
-# says why and the test skips; where Docker runs, a failed build fails that test.
+# Where Docker cannot run (not root and no daemon, a prerequisite only root could install,
+# or a daemon that will not start) it says why and the test skips; where Docker runs, a
+# failed build fails that test, its log kept in test-artifacts/.
 build_class_image() {
-    local log="$logs/class-image.log" began=$SECONDS
-    if ! docker info >/dev/null 2>&1 && [[ "$(id -u)" -ne 0 ]]; then
-        warn "no Docker daemon answers, and installing or starting one needs root:" \
-             "tests/test_class_image.py will skip"
+    local log="$ROOT/test-artifacts/class-image-build.log" began=$SECONDS
+    local tag="${RUSTMETER_CLASS_IMAGE:-rustmeter-class:local}"
+    if [[ "$(id -u)" -ne 0 ]]; then
+        if ! docker info >/dev/null 2>&1; then
+            warn "no Docker daemon answers, and installing or starting one needs root:" \
+                 "tests/test_class_image.py will skip"
+            return 0
+        fi
+        if ! command -v debootstrap >/dev/null 2>&1 \
+            && ! docker image inspect rustmeter-debian-base:bookworm >/dev/null 2>&1; then
+            warn "the Debian base image needs debootstrap, which only root can install here:" \
+                 "tests/test_class_image.py will skip"
+            return 0
+        fi
+    elif ! command -v apt-get >/dev/null 2>&1 \
+        && ! { command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1; }; then
+        warn "no apt-get to install Docker and debootstrap: tests/test_class_image.py will skip"
         return 0
     fi
-    step "building the class image (scripts/class-image.sh --debian-base --local-toolchain; log: $log)"
-    if "$ROOT/scripts/class-image.sh" --debian-base --local-toolchain >"$log" 2>&1; then
+    mkdir -p "$ROOT/test-artifacts"
+    step "building the class image $tag (scripts/class-image.sh --debian-base --local-toolchain; log: $log)"
+    if "$ROOT/scripts/class-image.sh" --debian-base --local-toolchain --tag "$tag" >"$log" 2>&1; then
         step "built the class image in $((SECONDS - began)) s"
     elif docker info >/dev/null 2>&1; then
         export RUSTMETER_CLASS_IMAGE_BUILD_FAILED="$log"
@@ -183,6 +198,21 @@ build_class_image() {
     else
         warn "Docker cannot run on this machine ($(tail -n 1 "$log")): tests/test_class_image.py will skip"
     fi
+}
+
+# wants_class_image: the class-image tests are in this run (all tests, not narrowed with
+# -k or -m, or named).
+wants_class_image() {
+    [[ $class_image -eq 1 ]] || return 1
+    local arg
+    for arg in ${pytest_args[@]+"${pytest_args[@]}"}; do
+        [[ "$arg" == *test_class_image* ]] && return 0
+    done
+    [[ ${#targets[@]} -gt 0 ]] || return 1
+    for arg in ${pytest_args[@]+"${pytest_args[@]}"}; do
+        [[ "$arg" == -k* || "$arg" == -m* ]] && return 1
+    done
+    return 0
 }
 
 pytest_status="skipped"
@@ -195,7 +225,7 @@ if [[ $py_tests -eq 1 ]]; then
             break
         fi
     done
-    if [[ $class_image -eq 1 ]] && { [[ ${#targets[@]} -gt 0 ]] || [[ "${pytest_args[*]}" == *test_class_image* ]]; }; then
+    if wants_class_image; then
         build_class_image
     fi
     step "running Jupyter tests ($PY -m pytest -v ${targets[*]-}${pytest_args[*]+ ${pytest_args[*]}})"

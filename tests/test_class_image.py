@@ -71,7 +71,7 @@ def image() -> str:
         pytest.skip(reason)
     if not image_present():
         pytest.skip(f"no image {IMAGE}: build it with scripts/class-image.sh --debian-base --local-toolchain "
-                    "(about 3 minutes), or run with RUSTMETER_CLASS_IMAGE_BUILD=1")
+                    "(about 4 minutes), or run with RUSTMETER_CLASS_IMAGE_BUILD=1")
     return IMAGE
 
 

@@ -569,7 +569,7 @@ def check_lessons(nb, stem: str) -> list[str]:
                f"tasks finished: {program['finished']:.0f} after main returned, {notebook['finished']:.0f} in the notebook "
                f"(the prose: 0 and 1)")
         said = text(tagged(nb, "measure:no-runtime"))
-        expect("must be called from the context of a Tokio 1.x runtime" in said,
+        expect("the thread panicked: there is no reactor running, must be called from the context of a Tokio 1.x runtime" in said,
                f"tokio::spawn on a plain thread: {said[-200:]!r} (the prose: no reactor running)")
         said = " ".join(errors(tagged(nb, "measure:nested-runtime")))
         expect("Cannot start a runtime from within a runtime" in said,

@@ -106,55 +106,91 @@ pub fn meminfo_kib(field: &str) -> Option<u64> {
 /// thread: callers count only when the thread number changed.
 ///
 /// A thread names itself when it first runs; until then it carries its creator's name.
-/// On a loaded machine a new thread can wait tens of ms for a core, or be preempted
-/// between its first instruction and its naming (both seen in CI right after
-/// `Runtime::new()`). So a thread without one of `names` that never yet blocked
-/// (`voluntary_ctxt_switches` 0: it has not reached its first wait, where a runtime's
-/// thread parks) is waited for, up to `wait`. A thread that only computes keeps that
-/// count at 0 and costs the whole `wait`.
+/// On a loaded machine a new thread can wait tens of ms for a core, or block on the
+/// process's memory map while it sets up its stack (both seen in CI right after
+/// `Runtime::new()`). So a thread that shares another thread's name and is younger than
+/// `wait` (`stat`'s start time) is waited for, until it has a name of its own or is that
+/// old. A thread whose creator never names it (`std::thread::spawn`) costs the rest of
+/// `wait`, once.
 pub fn threads_named(pid: u32, names: &[&str], wait: std::time::Duration) -> Option<u64> {
     let deadline = std::time::Instant::now() + wait;
-    let named = |task: &std::path::Path| {
+    let comm = |task: &std::path::Path| {
         std::fs::read_to_string(task.join("comm"))
-            .is_ok_and(|comm| names.contains(&comm.trim_end_matches('\n')))
+            .map(|comm| comm.trim_end_matches('\n').to_string())
+            .ok()
     };
-    let never_blocked = |task: &std::path::Path| {
-        std::fs::read_to_string(task.join("status"))
-            .is_ok_and(|s| field_number(&s, "voluntary_ctxt_switches") == Some(0))
-    };
-    // Threads seen named or blocked once are settled and not read again.
-    let mut settled: HashMap<std::path::PathBuf, bool> = HashMap::new();
+    // Threads named, or with a name of their own, or older than `wait`, are settled.
+    let mut settled: HashMap<std::path::PathBuf, String> = HashMap::new();
     loop {
         let tasks: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .ok()?
             .flatten()
             .map(|task| task.path())
             .collect();
-        let mut waiting = 0;
-        for task in &tasks {
-            if settled.contains_key(task) {
-                continue;
-            }
-            if named(task) {
-                settled.insert(task.clone(), true);
-            } else if never_blocked(task) {
-                waiting += 1;
-            } else {
-                settled.insert(task.clone(), false);
+        let fresh: Vec<(&std::path::PathBuf, String)> = tasks
+            .iter()
+            .filter(|task| !settled.contains_key(*task))
+            .filter_map(|task| Some((task, comm(task)?)))
+            .collect();
+        let mut sharing: HashMap<&str, usize> = HashMap::new();
+        for name in settled.values().chain(fresh.iter().map(|(_, name)| name)) {
+            *sharing.entry(name.as_str()).or_default() += 1;
+        }
+        let now = seconds_since_boot();
+        let mut waiting = Vec::new();
+        for (task, name) in &fresh {
+            let unnamed_yet = !names.contains(&name.as_str())
+                && sharing.get(name.as_str()).copied().unwrap_or(0) > 1
+                && now
+                    .zip(task_started(task))
+                    .is_some_and(|(now, started)| now - started < wait.as_secs_f64());
+            if unnamed_yet {
+                waiting.push(*task);
             }
         }
-        if waiting > 0 && std::time::Instant::now() < deadline {
+        let has_time = std::time::Instant::now() < deadline;
+        for (task, name) in fresh {
+            if !(has_time && waiting.contains(&task)) {
+                settled.insert(task.clone(), name);
+            }
+        }
+        if !waiting.is_empty() && has_time {
             std::thread::sleep(std::time::Duration::from_millis(5));
             continue;
         }
-        // Threads gone meanwhile are not counted; unsettled ones are read once more.
+        // Threads gone meanwhile are not counted.
         let count = tasks
             .iter()
-            .filter(|task| settled.get(*task).copied().unwrap_or_else(|| named(task)))
+            .filter(|task| {
+                settled
+                    .get(*task)
+                    .is_some_and(|name| names.contains(&name.as_str()))
+            })
             .filter(|task| task.exists())
             .count();
         return Some(count as u64);
     }
+}
+
+/// `/proc/uptime`'s first figure: seconds since boot, to 10 ms.
+fn seconds_since_boot() -> Option<f64> {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// When a thread (`/proc/<pid>/task/<tid>`) started, in seconds since boot (`stat`'s
+/// 22nd field, in clock ticks).
+fn task_started(task: &std::path::Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    let (_, after) = stat.rsplit_once(')')?;
+    let ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the C library and has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks / hz)
 }
 
 /// The pids of every process this user owns.
@@ -325,6 +361,13 @@ mod tests {
             drop(tx);
             for t in threads {
                 t.join().unwrap();
+            }
+            // A joined thread may stay listed a moment: the next round starts from none.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while threads_named(me, &[name], NO_WAIT) != Some(0)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
     }

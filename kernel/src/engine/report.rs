@@ -38,7 +38,9 @@ pub fn compile_errors(errors: &[CompilationError], code: &str) -> CellError {
     );
     // evcxr drops an error it finds in the code it generated around the cell and keeps only
     // its help ("consider importing this trait"), which alone reads as if nothing failed.
-    if !errors.iter().any(|e| e.level() == "error") {
+    let hint_only = !errors.iter().any(|e| e.level() == "error")
+        && errors.iter().any(|e| matches!(e.level(), "help" | "note"));
+    if hint_only {
         traceback.insert(
             0,
             format!("{RED}{BOLD}error{RESET}{BOLD}: {GENERATED_CODE_ERROR}{RESET}"),
@@ -59,10 +61,10 @@ pub fn compile_errors(errors: &[CompilationError], code: &str) -> CellError {
 }
 
 /// Said when rustc's only words are a help or note about code the kernel wrote around the
-/// cell: where that happens, and the three ways out.
+/// cell: where that happens, and the two ways out.
 const GENERATED_CODE_ERROR: &str = "the cell did not compile, in the code that keeps its \
-variables for later cells: a variable's type names something not in scope here (rustc's hint \
-below). `use` it first (a thread's `join()` result needs `use std::any::Any;`), or wrap the \
+variables for later cells: most often a variable's type names something not in scope here \
+(rustc's hint below). `use` it first (a thread's `join()` result needs `use std::any::Any;`), or wrap the \
 work in a block `{ … }` so that only its result is kept";
 
 /// A plain message error (evcxr `Error::Message`, bad `:` command, refused input).
