@@ -62,7 +62,10 @@ ensure_docker() {
     docker info >/dev/null 2>&1 && return 0
     [[ "$(id -u)" -eq 0 ]] || die "no Docker daemon answers, and starting one needs root"
     step "starting dockerd (log: /var/log/rustmeter-dockerd.log)"
-    nohup dockerd >/var/log/rustmeter-dockerd.log 2>&1 &
+    # The daemon outlives this script, so it must not keep anything in the caller's
+    # directories: runc writes each `docker exec`'s process file under TMPDIR, and the
+    # test command's TMPDIR is removed when it ends (every later exec then fails, 126).
+    (cd / && exec env -u TMPDIR nohup dockerd >/var/log/rustmeter-dockerd.log 2>&1) &
     local _
     for _ in $(seq 60); do
         docker info >/dev/null 2>&1 && return 0
