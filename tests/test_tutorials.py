@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -349,6 +350,66 @@ def test_runs_top_to_bottom_with_a_footer_under_every_cell(rustmeter_installed, 
     assert not problems, "\n".join(problems)
 
 
+def latencies(cell) -> dict:
+    """The latencies a server cell of notebook 11 printed, in ms, and its turned-away count."""
+    said = text(cell)
+    found = re.search(r"latency p50 (\d+) ms, p90 (\d+) ms, p99 (\d+) ms, slowest (\d+) ms", said)
+    away = re.search(r"turned away by a full queue: (\d+)", said)
+    assert found and away, f"no latency line in {said!r}"
+    p50, p90, p99, slowest = (float(v) for v in found.groups())
+    return {"p50": p50, "p90": p90, "p99": p99, "slowest": slowest, "turned_away": int(away.group(1))}
+
+
+def check_server_lessons(nb, expect, run, cores) -> None:
+    """Notebook 11: a thread per connection vs a task per connection, 1,000 and ~10,000 clients."""
+    rows = {}
+    for name in ("threads-1000", "tasks-1000", "threads-10000", "tasks-10000"):
+        t, n = figures(nb, name)
+        rows[name] = (t, n, latencies(tagged(nb, f"measure:{name}")))
+
+    def added(t: dict) -> int:
+        return t["threads_peak"] - t["threads_start"]
+
+    def grew(t: dict) -> float:
+        return t["rss_peak_bytes"] - t["rss_start_bytes"]
+
+    def cpu_seconds(t: dict) -> float:
+        return cores(t) * run(t) / 1e3
+
+    for size in ("1000", "10000"):
+        (th, n, lt), (tk, _, lk) = rows[f"threads-{size}"], rows[f"tasks-{size}"]
+        clients, delay = n["clients"], n["delay_ms"]
+        expect(lt["p50"] >= delay and lk["p50"] >= delay and lt["p50"] > lk["p50"],
+               f"{clients:.0f} clients: median latency threads {lt['p50']:.0f} ms, tasks {lk['p50']:.0f} ms, "
+               f"DELAY {delay:.0f} (the prose: both at least DELAY, the thread server's later)")
+        expect(added(tk) == 0 and tasks_of(tk, "tasks_peak") >= 1.5 * clients,
+               f"{clients:.0f} clients, task server: threads added {added(tk)}, footer's tasks peak "
+               f"{tasks_of(tk, 'tasks_peak'):.0f} (the prose: no thread added; clients and handlers, close to 2 × clients)")
+        expect(th["threads_end"] == th["threads_start"] and grew(th) >= 3 * max(grew(tk), 0),
+               f"{clients:.0f} clients: threads end {th['threads_end']} (start {th['threads_start']}); memory peak "
+               f"+{grew(th) / 1e6:.1f} MB for threads, +{grew(tk) / 1e6:.1f} MB for tasks "
+               f"(the prose: the threads joined; several times the tasks' memory)")
+        expect(cpu_seconds(th) > cpu_seconds(tk),
+               f"{clients:.0f} clients: CPU {cpu_seconds(th):.2f} s for threads, {cpu_seconds(tk):.2f} s for tasks "
+               f"(the prose: thread starts and ends cost CPU)")
+        # A connection the full queue turned away is retried after one second.
+        for who, got in (("threads", lt), ("tasks", lk)):
+            expect(got["turned_away"] == 0 or got["slowest"] >= 1000,
+                   f"{clients:.0f} clients, {who}: {got['turned_away']} turned away, slowest {got['slowest']:.0f} ms "
+                   f"(the prose: a connection turned away waits a second more)")
+    (t1, n1, l1), (t10, n10, l10) = rows["threads-1000"], rows["threads-10000"]
+    (_, _, k1), (_, _, k10) = rows["tasks-1000"], rows["tasks-10000"]
+    expect(added(t1) >= 0.5 * n1["clients"] and added(t1) <= n1["clients"] + 2,
+           f"1,000 clients, thread server: threads {t1['threads_start']}▸{t1['threads_peak']} "
+           f"(the prose: close to one per connection)")
+    expect(grew(t10) >= 3 * grew(t1) and l10["p50"] - l1["p50"] > k10["p50"] - k1["p50"]
+           and l10["slowest"] >= 3 * n10["delay_ms"],
+           f"ten times the crowd: thread memory +{grew(t1) / 1e6:.1f} → +{grew(t10) / 1e6:.1f} MB; median "
+           f"threads {l1['p50']:.0f} → {l10['p50']:.0f} ms, tasks {k1['p50']:.0f} → {k10['p50']:.0f} ms; thread "
+           f"server's slowest {l10['slowest']:.0f} ms (the prose: memory grew with the crowd, the thread server's "
+           f"median grew more, its slowest waited several DELAYs)")
+
+
 def check_lessons(nb, stem: str) -> list[str]:
     """Each lesson's claim, from the tagged cells of notebook `stem`. Returns what failed."""
     failed: list[str] = []
@@ -574,6 +635,8 @@ def check_lessons(nb, stem: str) -> list[str]:
         said = " ".join(errors(tagged(nb, "measure:nested-runtime")))
         expect("Cannot start a runtime from within a runtime" in said,
                f"#[tokio::main] inside async code: {said[:200]!r} (the prose: the nested runtime panic)")
+    elif stem.startswith("11"):
+        check_server_lessons(nb, expect, run, cores)
     return failed
 
 
