@@ -49,6 +49,59 @@ pub(super) struct Worker {
     warm_up: Option<WarmUp>,
 }
 
+/// Hands the heap's free memory back to the OS after each request, and every second
+/// while a cell compiles, on a thread of its own so that no cell waits for it (a trim
+/// takes about 34 ms here). rust-analyzer's analysis of a cell frees much of what it
+/// allocates, but glibc keeps freed memory in its arenas, and a cell's build (rustc, up to
+/// 200 MB) runs while the kernel still holds it: after notebook 4's first 18 cells the
+/// kernel held 576 MB, and 400 MB once trimmed.
+struct HeapTrimmer(std::sync::mpsc::SyncSender<()>);
+
+impl HeapTrimmer {
+    const WHILE_COMPILING: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn start(control: Arc<Control>) -> HeapTrimmer {
+        // One nudge waiting is enough: a trim releases everything free at that moment.
+        let (nudge, nudges) = std::sync::mpsc::sync_channel::<()>(1);
+        let started = std::thread::Builder::new()
+            .name("rustmeter-heap-trim".to_string())
+            .spawn(move || loop {
+                use std::sync::mpsc::RecvTimeoutError;
+                match nudges.recv_timeout(Self::WHILE_COMPILING) {
+                    Ok(()) => release_free_heap(),
+                    Err(RecvTimeoutError::Timeout) if control.phase() == Phase::Compiling => {
+                        release_free_heap()
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            });
+        if let Err(e) = started {
+            log(&format!(
+                "no heap-trimming thread ({e}): the kernel keeps freed memory"
+            ));
+        }
+        HeapTrimmer(nudge)
+    }
+
+    fn nudge(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let started = std::time::Instant::now();
+        // SAFETY: malloc_trim takes the allocator's own locks and walks its free lists.
+        unsafe { libc::malloc_trim(0) };
+        crate::log::debug(&format!(
+            "returned free heap memory to the OS in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        ));
+    }
+}
+
 struct Evcxr {
     context: evcxr::CommandContext,
     pump: crossbeam_channel::Sender<PumpCommand>,
@@ -113,6 +166,8 @@ impl Worker {
         }
         self.control.set_phase(Phase::Idle);
         let mut analysis_due = evcxr.is_some();
+        let heap = HeapTrimmer::start(self.control.clone());
+        heap.nudge();
         loop {
             // The server hands over one cell at a time: the next cell of a "Run All"
             // arrives within milliseconds of the last one's end, and goes first.
@@ -129,10 +184,12 @@ impl Worker {
                     if let Some(e) = evcxr.as_mut() {
                         self.warm_analysis(&mut e.context, start::WARM_ANALYSIS);
                     }
+                    heap.nudge();
                     continue;
                 }
             };
             self.serve(&mut evcxr, request);
+            heap.nudge();
         }
     }
 
