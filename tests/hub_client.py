@@ -171,6 +171,8 @@ class MachineSampler(threading.Thread):
         self.used_bytes: list[int] = []
         self.busy_cores: list[float] = []
         self.learner_pss: dict[str, list[int]] = {name: [] for name in uids}
+        # Each learner's memory by role (ROLES) in the sample where its total was highest.
+        self.split_at_peak: dict[str, dict[str, int]] = {name: {} for name in uids}
 
     @staticmethod
     def used_memory() -> int:
@@ -200,9 +202,15 @@ class MachineSampler(threading.Thread):
             busy0, total0 = busy1, total1
             self.used_bytes.append(self.used_memory())
             pss = {uid: 0 for uid in self.uids.values()}
+            split: dict[int, dict[str, int]] = {uid: {} for uid in pss}
             for pid, uid in processes(set(pss)):
-                pss[uid] += proportional_set_size(pid)
+                size = proportional_set_size(pid)
+                pss[uid] += size
+                role = role_of(pid)
+                split[uid][role] = split[uid].get(role, 0) + size
             for name, uid in self.uids.items():
+                if pss[uid] > max(self.learner_pss[name], default=-1):
+                    self.split_at_peak[name] = split[uid]
                 self.learner_pss[name].append(pss[uid])
 
     def stop(self) -> None:
@@ -236,15 +244,51 @@ def proportional_set_size(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(uid: int) -> float:
-    """CPU time of `uid`'s live processes and of the children they waited for (compilers):
-    what that user's work has cost so far."""
-    ticks = 0
+ROLES = ("server", "kernel", "compilers", "your code", "other")
+COMPILERS = {"cargo", "rustc", "cc", "gcc", "collect2", "ld", "ld.bfd", "ld.gold", "ld.lld", "mold"}
+
+
+def role_of(pid: int) -> str:
+    """What a learner's process is, from its command line: the Jupyter server; the rustmeter
+    kernel (evcxr and its in-process rust-analyzer, the telemetry sampler); the compilers
+    a cell's build runs (cargo, rustc and rustmeter's wrapper around it, the linker); the
+    process that runs the learner's code (evcxr's child, the demo server); or other."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return "other"
+    if not argv:
+        return "other"
+    program = os.path.basename(argv[0])
+    if program == "rustmeter":
+        if argv[1:2] in (["kernel"], ["spare"]):  # a spare is a kernel warmed before it is needed
+            return "kernel"
+        if len(argv) == 1 or argv[1] == "demo-server":
+            return "your code"
+        if os.path.basename(argv[1]) == "rustc" or "/toolchains/" in argv[1]:
+            return "compilers"  # the wrapper cargo runs in rustc's place
+        return "other"
+    if program in COMPILERS:
+        return "compilers"
+    if any("jupyter" in os.path.basename(a) for a in argv[:3]):
+        return "server"
+    return "other"
+
+
+def cpu_by_role(uid: int) -> dict[str, float]:
+    """CPU seconds of `uid`'s live processes by role (`role_of`). Children that ended and
+    were waited for count with their parent's role, except the kernel's: the children it
+    waits for are cargo (and cargo's, rustc and the linker), so they count as compilers."""
+    ticks = {role: 0 for role in ROLES}
     for pid, _ in processes({uid}):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+        role = role_of(pid)
+        ticks[role] += own
+        ticks["compilers" if role == "kernel" else role] += children
+    return {role: t / os.sysconf("SC_CLK_TCK") for role, t in ticks.items()}

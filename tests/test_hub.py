@@ -52,8 +52,9 @@ from hub_client import (
     Hub,
     LearnerKernel,
     MachineSampler,
+    ROLES,
     channels,
-    cpu_seconds,
+    cpu_by_role,
     processes,
     proportional_set_size,
 )
@@ -248,10 +249,11 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
     except threading.BrokenBarrierError:
         pass
     started = time.monotonic()
-    cpu_before = {name: cpu_seconds(uid) for name, uid in uids.items()}
+    cpu_before = {name: cpu_by_role(uid) for name, uid in uids.items()}
     for t in threads:
         t.join(CELL_TIMEOUT * 20)
-    cpu_used = {name: cpu_seconds(uid) - cpu_before[name] for name, uid in uids.items()}
+    cpu_after = {name: cpu_by_role(uid) for name, uid in uids.items()}
+    cpu_used = {name: {role: cpu_after[name][role] - cpu_before[name][role] for role in ROLES} for name in uids}
     sampler.stop()
     try:
         failures = {n: r["failure"] for n, r in results.items() if "failure" in r}
@@ -280,6 +282,7 @@ def test_five_learners_run_the_async_tutorial_at_once(class_hub, capsys) -> None
         assert None not in ports.values() and len(set(ports.values())) == len(LEARNERS), \
             f"demo servers must each have their own port: {ports}"
 
+        check_split_names_the_work(sampler, cpu_used)
         compiled = check_shared_cache_hits()
         check_isolation(hub, tokens, results)
         report = figures(setup_s, total_s, results, sampler, idle_used, cpu_used, compiled,
@@ -407,6 +410,17 @@ def check_caps_enforced(results: dict) -> None:
                 f"{name}'s kernel: {what} cap not enforced in the learner's cgroup:\n{text}"
 
 
+def check_split_names_the_work(sampler: MachineSampler, cpu_used: dict[str, dict[str, float]]) -> None:
+    """The memory and CPU split finds each learner's server, kernel and compilers, and
+    leaves little to "other" (a process it cannot name)."""
+    for name in LEARNERS:
+        memory, cpu = sampler.split_at_peak[name], cpu_used[name]
+        assert all(memory.get(role, 0) > 0 for role in ("server", "kernel")), f"{name}'s memory split: {memory}"
+        assert cpu["kernel"] > 0 and cpu["compilers"] > 0, f"{name}'s CPU split: {cpu}"
+        assert memory.get("other", 0) <= 0.1 * sum(memory.values()) and cpu["other"] <= 0.1 * sum(cpu.values()), \
+            f"{name}: more than a tenth of the memory or CPU in processes the split cannot name: {memory} {cpu}"
+
+
 def check_shared_cache_hits() -> dict[str, list[str]]:
     """No learner compiled a crate whose entry the shared tier holds; tokio came from it.
     Returns what each learner did compile (rustmeter's per-user shim crates)."""
@@ -521,7 +535,7 @@ def owns_file(proc: Path, connection: Path) -> bool:
 
 
 def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampler, idle_used: int,
-            cpu_used: dict[str, float], compiled: dict, n_cells: int, warm: dict) -> str:
+            cpu_used: dict[str, dict[str, float]], compiled: dict, n_cells: int, warm: dict) -> str:
     """The figures, and the sizing table from the learners' own share: their processes'
     peak memory (PSS) and CPU time. The machine-wide figures include whatever else runs."""
     n = len(LEARNERS)
@@ -531,7 +545,8 @@ def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampl
     peak_pss = {name: max(sampler.learner_pss[name], default=0) for name in LEARNERS}
     class_peak = max((sum(v) for v in zip(*sampler.learner_pss.values())), default=0)
     ram_per_learner = max(peak_pss.values()) / gb
-    cpu_per_learner = max(cpu_used.values())
+    cpu_total = {name: sum(cpu_used[name].values()) for name in LEARNERS}
+    cpu_per_learner = max(cpu_total.values())
     cores = os.cpu_count()
     total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / gb
     lines = [
@@ -550,7 +565,12 @@ def figures(setup_s: float, total_s: float, results: dict, sampler: MachineSampl
         f"  learners' processes (server, kernel, compilers, demo server): peak memory together"
         f" {class_peak / gb:.2f} GB; per learner (PSS) "
         + ", ".join(f"{peak_pss[name] / mb:.0f}" for name in LEARNERS) + " MB",
-        "  CPU time per learner: " + ", ".join(f"{cpu_used[name]:.1f}" for name in LEARNERS) + " s",
+        f"  where each learner's peak memory was (PSS at that moment, MB; {', '.join(ROLES)}): "
+        + "; ".join(f"{name} " + " + ".join(f"{sampler.split_at_peak[name].get(role, 0) / mb:.0f}" for role in ROLES)
+                    for name in LEARNERS),
+        "  CPU time per learner: " + ", ".join(f"{cpu_total[name]:.1f}" for name in LEARNERS) + " s",
+        f"  where it went (s; {', '.join(ROLES)}): "
+        + "; ".join(f"{name} " + " + ".join(f"{cpu_used[name][role]:.1f}" for role in ROLES) for name in LEARNERS),
         f"  compiled by every learner (rustmeter's per-user shim crates; the rest came from the shared cache):"
         f" {compiled[LEARNERS[0]]}",
         "",
