@@ -95,6 +95,7 @@ pub fn hook() {
         return;
     }
     apply_env_file();
+    crate::sys::raise_open_files_limit();
     ignore_sigint_in_child();
     keep_channel_private_in_child();
     if let Err(error) = install() {

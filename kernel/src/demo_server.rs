@@ -99,7 +99,7 @@ struct Counters {
 
 /// Runs the server until its owner exits. Errors before it is listening are returned.
 pub fn run(options: DemoOptions) -> anyhow::Result<()> {
-    raise_open_file_limit();
+    crate::sys::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -191,23 +191,6 @@ async fn watch_owner(state_file: PathBuf, owner: u32, me: u32) {
             .unwrap_or(false);
         if !owner_alive || !still_mine {
             return;
-        }
-    }
-}
-
-/// Each open connection is a file descriptor; the default soft limit (often 1024) would
-/// refuse the thousand-connection lessons although the hard limit allows them.
-fn raise_open_file_limit() {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What Linux says about processes, and signals to them: the `/proc` readers (stat,
-//! status, cmdline, environ, the process table) and process signalling, for every module
-//! that needs them (engine, spare, launcher, telemetry, work folders, doctor).
+//! status, cmdline, environ, the process table), process signalling, and raising this
+//! process's open-files limit, for every module that needs them (engine, spare, launcher,
+//! telemetry, work folders, doctor, the cell process and the demo server).
 //!
 //! Leaf module: imports nothing else of this crate, knows nothing of kernels, cells or
 //! Jupyter. Every reader answers "unknown" (`None`, empty) for a process that is gone.
@@ -266,6 +267,25 @@ pub fn signal_tree(root: u32, sig: i32) -> Vec<u32> {
         .chain(descendants(root, &[]))
         .filter(|pid| signal(*pid, sig))
         .collect()
+}
+
+/// Raises this process's soft open-files limit to its hard limit, as Go's and Java's
+/// runtimes do at start-up. Each open connection is a file descriptor, and the usual soft
+/// limit (1,024 from a shell, 4,096 under Jupyter) would refuse the tutorials' thousands
+/// of connections although the hard limit (often 524,288) allows them.
+pub fn raise_open_files_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 #[cfg(test)]
