@@ -65,7 +65,7 @@ ensure_docker() {
     # The daemon outlives this script, so it must not keep anything in the caller's
     # directories: runc writes each `docker exec`'s process file under TMPDIR, and the
     # test command's TMPDIR is removed when it ends (every later exec then fails, 126).
-    (cd / && exec env -u TMPDIR nohup dockerd >/var/log/rustmeter-dockerd.log 2>&1) &
+    (cd / && exec setsid -f env -u TMPDIR dockerd >/var/log/rustmeter-dockerd.log 2>&1 </dev/null)
     local _
     for _ in $(seq 60); do
         docker info >/dev/null 2>&1 && return 0

@@ -1,7 +1,8 @@
 """Talking to a JupyterHub the way a browser does, for tests/test_hub.py: the hub's REST
 API (with an admin token) to issue learners' tokens and start their servers, then each
 single-user server's `/api/kernels` REST and the kernel's websocket. Plus a sampler of
-the whole machine's memory and CPU (/proc/meminfo, /proc/stat) for the class figures.
+the whole machine's memory and CPU (/proc/meminfo, /proc/stat) for the class figures, and
+each learner's memory and CPU split by what its processes are (`role_of`).
 
 Owns no hub and no users (scripts/class-hub.sh does); never talks ZeroMQ itself.
 """
@@ -245,7 +246,7 @@ def proportional_set_size(pid: int) -> int:
 
 
 ROLES = ("server", "kernel", "compilers", "your code", "other")
-COMPILERS = {"cargo", "rustc", "cc", "gcc", "collect2", "ld", "ld.bfd", "ld.gold", "ld.lld", "mold"}
+COMPILERS = {"cargo", "rustc", "cc", "gcc", "clang", "collect2", "ld", "rust-lld", "mold"}
 
 
 def role_of(pid: int) -> str:
@@ -269,7 +270,7 @@ def role_of(pid: int) -> str:
         if os.path.basename(argv[1]) == "rustc" or "/toolchains/" in argv[1]:
             return "compilers"  # the wrapper cargo runs in rustc's place
         return "other"
-    if program in COMPILERS:
+    if program in COMPILERS or program.startswith("ld."):  # ld.bfd, ld.gold, ld.lld, ld.mold
         return "compilers"
     if any("jupyter" in os.path.basename(a) for a in argv[:3]):
         return "server"
@@ -279,7 +280,10 @@ def role_of(pid: int) -> str:
 def cpu_by_role(uid: int) -> dict[str, float]:
     """CPU seconds of `uid`'s live processes by role (`role_of`). Children that ended and
     were waited for count with their parent's role, except the kernel's: the children it
-    waits for are cargo (and cargo's, rustc and the linker), so they count as compilers."""
+    waits for are cargo (and cargo's, rustc and the linker), so they count as compilers.
+    Two blurs, both small in a class run: the kernel also waits for its code process when
+    that restarts (a panic, `:restart`, a time limit), which then counts as compilers; and
+    a process that ends between two readings moves its CPU to its parent's role."""
     ticks = {role: 0 for role in ROLES}
     for pid, _ in processes({uid}):
         try:

@@ -16,8 +16,9 @@ Checks: every cell finishes without error and has its telemetry footer; the demo
 servers got different ports; no learner compiled a crate the shared cache holds (tokio
 comes from it); a learner's token is refused by another's server, and a learner's uid
 cannot read another's home, kernel connection file or kernel folder. Prints the class
-figures (total and per-learner wall time, peak memory and CPU of the machine) and the
-sizing table docs/classroom.md quotes.
+figures (total and per-learner wall time, peak memory and CPU of the machine; where each
+learner's peak memory and CPU went, by process role, which must name nearly all of it) and
+the sizing table docs/classroom.md quotes.
 
 Needs root (useradd, setuid servers). The class install goes to RUSTMETER_CLASS_DIR
 (scripts/test.sh makes a new one for every run; by hand the default is /opt/rustmeter, kept

@@ -4,7 +4,8 @@
 //!
 //! Owns the order of requests and each cell's bookkeeping (phase, child pid, limits,
 //! the outcome sent to the pump). The parts: `start` brings evcxr up, `steps` runs a
-//! planned cell's steps, `lookups` answers completion and inspection.
+//! planned cell's steps, `lookups` answers completion and inspection; a thread of its own
+//! hands the heap's freed memory back to the OS after cells ([`HeapTrimmer`]).
 
 mod lookups;
 mod start;
@@ -49,7 +50,7 @@ pub(super) struct Worker {
     warm_up: Option<WarmUp>,
 }
 
-/// Hands the heap's free memory back to the OS after each request, and every second
+/// Hands the heap's free memory back to the OS after each cell, and every second
 /// while a cell compiles, on a thread of its own so that no cell waits for it (a trim
 /// takes about 34 ms here). rust-analyzer's analysis of a cell frees much of what it
 /// allocates, but glibc keeps freed memory in its arenas, and a cell's build (rustc, up to
@@ -188,8 +189,13 @@ impl Worker {
                     continue;
                 }
             };
+            // Completion and inspection requests come with every keystroke or cursor
+            // move; cells are what leave memory behind.
+            let is_cell = matches!(request, Request::Execute { .. });
             self.serve(&mut evcxr, request);
-            heap.nudge();
+            if is_cell {
+                heap.nudge();
+            }
         }
     }
 
