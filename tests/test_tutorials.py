@@ -354,7 +354,7 @@ def latencies(cell) -> dict:
     """The latencies a server cell of notebook 11 printed, in ms, and its turned-away count."""
     said = text(cell)
     found = re.search(r"latency p50 (\d+) ms, p90 (\d+) ms, p99 (\d+) ms, slowest (\d+) ms", said)
-    away = re.search(r"turned away by a full queue: (\d+)", said)
+    away = re.search(r"turned away by a full queue[^:]*: (\d+)", said)
     assert found and away, f"no latency line in {said!r}"
     p50, p90, p99, slowest = (float(v) for v in found.groups())
     return {"p50": p50, "p90": p90, "p99": p99, "slowest": slowest, "turned_away": int(away.group(1))}
@@ -382,9 +382,12 @@ def check_server_lessons(nb, expect, run, cores) -> None:
         expect(lt["p50"] >= delay and lk["p50"] >= delay and lt["p50"] > lk["p50"],
                f"{clients:.0f} clients: median latency threads {lt['p50']:.0f} ms, tasks {lk['p50']:.0f} ms, "
                f"DELAY {delay:.0f} (the prose: both at least DELAY, the thread server's later)")
-        expect(added(tk) == 0 and tasks_of(tk, "tasks_peak") >= 1.5 * clients,
+        # At 1,000 every handler starts before the first answers leave: clients and handlers.
+        least_tasks = 1.5 * clients if size == "1000" else clients
+        expect(added(tk) == 0 and tasks_of(tk, "tasks_peak") >= least_tasks,
                f"{clients:.0f} clients, task server: threads added {added(tk)}, footer's tasks peak "
-               f"{tasks_of(tk, 'tasks_peak'):.0f} (the prose: no thread added; clients and handlers, close to 2 × clients)")
+               f"{tasks_of(tk, 'tasks_peak'):.0f} (the prose: no thread added; the clients and the handlers, "
+               f"at 1,000 close to 2 × clients)")
         expect(th["threads_end"] == th["threads_start"] and grew(th) >= 3 * max(grew(tk), 0),
                f"{clients:.0f} clients: threads end {th['threads_end']} (start {th['threads_start']}); memory peak "
                f"+{grew(th) / 1e6:.1f} MB for threads, +{grew(tk) / 1e6:.1f} MB for tasks "
