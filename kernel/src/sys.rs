@@ -274,17 +274,18 @@ pub fn signal_tree(root: u32, sig: i32) -> Vec<u32> {
 /// limit (1,024 from a shell, 4,096 under Jupyter) would refuse the tutorials' thousands
 /// of connections although the hard limit (often 524,288) allows them.
 pub fn raise_open_files_limit() {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        // Refused only where the hard limit is above the system's own maximum
+        // (fs.nr_open); the process then keeps the limit it had.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
     }
 }
 
