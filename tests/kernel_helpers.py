@@ -162,20 +162,33 @@ def kernel_binary() -> str:
 
 
 @contextlib.contextmanager
-def launched_kernel(env: dict[str, str] | None = None, ready_timeout: float = 120, stderr=subprocess.DEVNULL):
+def launched_kernel(env: dict[str, str] | None = None, ready_timeout: float = 120, stderr=None):
     """A kernel process started from the binary with a fresh loopback connection file, as a
     Jupyter client launches one; yields (Popen, BlockingKernelClient) and kills it after.
-    For benchmarks and tests that need the process itself rather than a KernelManager."""
+    For benchmarks and tests that need the process itself rather than a KernelManager.
+    The kernel's log goes to `stderr` when given, else to a file whose end a kernel that
+    never answers is reported with."""
+    import tempfile
+
     from jupyter_client import BlockingKernelClient
     from jupyter_client.connect import write_connection_file
 
     connection, _ = write_connection_file(ip="127.0.0.1")
-    kernel = subprocess.Popen([kernel_binary(), "kernel", "--connection-file", connection], env=env, stderr=stderr)
+    own_log = tempfile.TemporaryFile() if stderr is None else None
+    kernel = subprocess.Popen(
+        [kernel_binary(), "kernel", "--connection-file", connection], env=env, stderr=stderr or own_log)
     client = BlockingKernelClient(connection_file=connection)
     client.load_connection_file()
     client.start_channels()
     try:
-        client.wait_for_ready(timeout=ready_timeout)
+        try:
+            wait_until_answering(kernel, client, ready_timeout)
+        except RuntimeError as e:
+            if own_log is not None:
+                own_log.seek(0)
+                tail = own_log.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"{e}\nthe kernel's log:\n{tail}") from None
+            raise
         yield kernel, client
     finally:
         if kernel.poll() is None:
@@ -187,6 +200,40 @@ def launched_kernel(env: dict[str, str] | None = None, ready_timeout: float = 12
                 kernel.wait()
         client.stop_channels()
         os.unlink(connection)
+        if own_log is not None:
+            own_log.close()
+
+
+def wait_until_answering(kernel: subprocess.Popen, client: Any, timeout: float) -> None:
+    """Until the kernel answers kernel_info on shell and publishes on iopub (so this client's
+    subscription is in place), judging it dead by its process, as a KernelManager does.
+    jupyter_client's own wait judges a client without a manager by the heartbeat, and calls
+    a kernel dead when its first ping goes unanswered for 1 s: a kernel starting on a
+    loaded machine is not dead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if kernel.poll() is not None:
+            raise RuntimeError(f"the kernel exited (code {kernel.returncode}) before answering kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kernel did not answer kernel_info in {timeout:.0f} s")
+        client.kernel_info()
+        try:
+            reply = client.get_shell_msg(timeout=1)
+        except Empty:
+            continue
+        if reply["msg_type"] != "kernel_info_reply":
+            continue
+        try:
+            client.get_iopub_msg(timeout=0.2)
+        except Empty:
+            continue
+        break
+    # What the kernel published while the subscription formed is not this caller's.
+    while True:
+        try:
+            client.get_iopub_msg(timeout=0.2)
+        except Empty:
+            break
 
 
 def pid_alive(pid: int) -> bool:

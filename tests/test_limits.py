@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import system_users
-from kernel_helpers import kernel_binary
+from kernel_helpers import kernel_binary, wait_until_answering
 
 USER = "rmlimits"
 MEMORY = "500M"
@@ -238,7 +238,7 @@ def kernels_of(user, env: dict[str, str], count: int):
             process, client = system_users.start_kernel_as(user, kernel_binary(), env, workdir)
             kernels.append(Kernel(process, client))
         for kernel in kernels:
-            kernel.client.wait_for_ready(timeout=FIRST_CELL_TIMEOUT)
+            wait_until_answering(kernel.process, kernel.client, FIRST_CELL_TIMEOUT)
         yield kernels
     finally:
         for kernel in kernels:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 import system_users
-from kernel_helpers import kernel_binary, kernel_unavailable_reason, launched_kernel, run_cell, stream_text
+from kernel_helpers import (
+    kernel_binary, kernel_unavailable_reason, launched_kernel, run_cell, stream_text, wait_until_answering)
 
 FOREIGN = "rmforeign"
 HERE = Path(__file__).resolve().parent
@@ -232,7 +233,7 @@ def test_a_planted_config_in_tmpdir_does_not_reach_a_learners_kernel(foreign, sh
         process, client = system_users.start_kernel_as(
             learner, kernel_binary(), {"TMPDIR": str(shared_tmp)}, workdir
         )
-        client.wait_for_ready(timeout=120)
+        wait_until_answering(process, client, 120)
         reply, msgs = run_cell(client, PLANTED_CELL, timeout=300)
         assert reply["content"]["status"] == "ok", msgs
         assert "planted: None false" in stream_text(msgs), stream_text(msgs)
