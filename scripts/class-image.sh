@@ -25,7 +25,6 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
 TAG="rustmeter-class:local"
 BASE=""
-DEBIAN_BASE="rustmeter-debian-base:bookworm"
 use_debian=0
 local_toolchain=0
 
@@ -76,14 +75,14 @@ ensure_docker() {
 
 # ensure_debian_base: the Debian image, made from Debian's packages when missing.
 ensure_debian_base() {
-    docker image inspect "$DEBIAN_BASE" >/dev/null 2>&1 && return 0
+    docker image inspect "$DEBIAN_BASE_IMAGE" >/dev/null 2>&1 && return 0
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     local root
     root="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-debian.XXXXXX")"
-    step "making $DEBIAN_BASE with debootstrap --variant=minbase bookworm"
+    step "making $DEBIAN_BASE_IMAGE with debootstrap --variant=minbase bookworm"
     debootstrap --variant=minbase bookworm "$root" >"$root.log" 2>&1 \
         || { rm -rf "$root"; die "debootstrap failed (log: $root.log)"; }
-    tar -C "$root" -c . | docker import - "$DEBIAN_BASE" >/dev/null \
+    tar -C "$root" -c . | docker import - "$DEBIAN_BASE_IMAGE" >/dev/null \
         || { rm -rf "$root"; die "docker import of $root failed"; }
     rm -rf "$root" "$root.log"
 }
@@ -120,7 +119,7 @@ make_context() {
 }
 
 ensure_docker
-[[ $use_debian -eq 0 ]] || { ensure_debian_base; BASE="$DEBIAN_BASE"; }
+[[ $use_debian -eq 0 ]] || { ensure_debian_base; BASE="$DEBIAN_BASE_IMAGE"; }
 context="$(mktemp -d "${TMPDIR:-/tmp}/rustmeter-image.XXXXXX")"
 trap 'rm -rf "$context"' EXIT
 make_context "$context"

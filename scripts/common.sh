@@ -26,6 +26,8 @@ KERNEL_NAME="rustmeter"
 PY_PACKAGES=(jupyterlab notebook jupyter_client jupyter_console nbclient nbformat nbconvert jupyter_kernel_test pytest pexpect ipykernel playwright jupyter-resource-usage nbgrader)
 PY_MODULES="jupyterlab, notebook, jupyter_client, jupyter_console, pexpect, nbclient, nbformat, nbconvert, jupyter_kernel_test, pytest, ipykernel, playwright, jupyter_resource_usage, nbgrader"
 CHROMIUM="${RUSTMETER_CHROMIUM:-/usr/bin/chromium}"
+# The Debian base scripts/class-image.sh makes with debootstrap when no registry is reachable.
+DEBIAN_BASE_IMAGE="rustmeter-debian-base:bookworm"
 
 step() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }

@@ -177,7 +177,7 @@ build_class_image() {
             return 0
         fi
         if ! command -v debootstrap >/dev/null 2>&1 \
-            && ! docker image inspect rustmeter-debian-base:bookworm >/dev/null 2>&1; then
+            && ! docker image inspect "$DEBIAN_BASE_IMAGE" >/dev/null 2>&1; then
             warn "the Debian base image needs debootstrap, which only root can install here:" \
                  "tests/test_class_image.py will skip"
             return 0

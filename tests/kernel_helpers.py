@@ -228,12 +228,15 @@ def wait_until_answering(kernel: subprocess.Popen, client: Any, timeout: float) 
         except Empty:
             continue
         break
-    # What the kernel published while the subscription formed is not this caller's.
-    while True:
-        try:
-            client.get_iopub_msg(timeout=0.2)
-        except Empty:
-            break
+    # What the kernel published while the subscription formed, and its answers to the
+    # earlier kernel_info requests, are not this caller's: a caller that reads the next
+    # shell reply must get the answer to its own request.
+    for get in (client.get_iopub_msg, client.get_shell_msg):
+        while True:
+            try:
+                get(timeout=0.2)
+            except Empty:
+                break
 
 
 def pid_alive(pid: int) -> bool:
